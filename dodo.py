@@ -1,0 +1,30 @@
+"""Builds every sample under samples/: `doit` (or `doit -n 2`)."""
+import lispbuild
+
+project = lispbuild.Project()
+
+# samples/hello: two libraries, one depending on the other.
+project.library("hello-util", ["package.lisp", "text.lisp"], directory="samples/hello/util")
+project.library("hello", ["package.lisp", "main.lisp"], directory="samples/hello/app",
+                depends_on=["hello-util"])
+project.binary("hello", libraries=["hello"], entry="hello:main")
+project.run("hello", binary="hello", args=["static", "lisp"])
+
+# samples/ffi: its own C code, and zlib from Debian's libz.a.
+project.library("ffi", ["package.lisp", "zlib.lisp", "main.lisp"], directory="samples/ffi/lisp")
+project.binary("ffi", libraries=["ffi"], entry="ffi-demo:main",
+               c_sources=["samples/ffi/c/fnv.c"],
+               archives=["/usr/lib/x86_64-linux-gnu/libz.a"])
+project.run("ffi", binary="ffi", args=["round", "trip"])
+
+# samples/primes: a zstd-compressed core.
+project.library("primes", ["primes.lisp"], directory="samples/primes",
+                policy={"speed": 3, "safety": 1})
+project.binary("primes", libraries=["primes"], entry="primes:main", compression=True)
+project.run("primes", binary="primes", args=["1000000"])
+
+DOIT_CONFIG = lispbuild.doit_config(project)
+
+
+def task_lispbuild():
+    yield from lispbuild.tasks(project)

@@ -1,0 +1,144 @@
+"""Declaring targets: the Lisp libraries and static binaries of a project,
+and the tasks that run the binaries, as plain data.
+
+This is the API a project's dodo.py uses; see the README.
+"""
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+from .errors import DeclarationError
+
+POLICY_QUALITIES = ("speed", "safety", "debug", "space", "compilation-speed")
+
+
+def shared_store() -> Path:
+    """The per-user store that several projects can share."""
+    return platformdirs.user_cache_path("lispbuild") / "store"
+
+
+@dataclass(frozen=True)
+class Source:
+    path: str                 # relative to the library's directory
+    needs: tuple[str, ...]    # files of the same library loaded before compiling it
+
+
+@dataclass(frozen=True)
+class Library:
+    name: str
+    directory: Path           # relative to the project root
+    sources: tuple[Source, ...]
+    depends_on: tuple[str, ...]
+    features: tuple[str, ...]
+    policy: tuple[tuple[str, int], ...]
+    fail_on_warning: bool
+
+
+@dataclass(frozen=True)
+class Binary:
+    name: str
+    libraries: tuple[str, ...]
+    entry: str
+    c_sources: tuple[Path, ...]
+    archives: tuple[Path, ...]
+    compression: bool
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    binary: str
+    args: tuple[str, ...]
+    exit_code: int
+
+
+def _sources(library: str, sources) -> tuple[Source, ...]:
+    """A list means serial order; a dict maps each file to those it needs."""
+    if isinstance(sources, (str, os.PathLike)):
+        raise DeclarationError(f"library {library}: sources must be a list or a dict, "
+                               f"not the single path {sources!r}")
+    if isinstance(sources, dict):
+        declared = []
+        result = []
+        for path, needs in sources.items():
+            for need in needs:
+                if need not in declared:
+                    raise DeclarationError(
+                        f"library {library}: {path} needs {need}, which is not "
+                        f"listed before it in sources")
+            result.append(Source(str(path), tuple(needs)))
+            declared.append(str(path))
+        return tuple(result)
+    paths = [str(p) for p in sources]
+    return tuple(Source(p, tuple(paths[:i])) for i, p in enumerate(paths))
+
+
+def _policy(library: str, policy: dict) -> tuple[tuple[str, int], ...]:
+    for quality, level in policy.items():
+        if quality not in POLICY_QUALITIES:
+            raise DeclarationError(f"library {library}: unknown policy quality {quality!r}; "
+                                   f"known: {', '.join(POLICY_QUALITIES)}")
+        if level not in (0, 1, 2, 3):
+            raise DeclarationError(f"library {library}: policy {quality} must be 0 to 3, "
+                                   f"not {level!r}")
+    return tuple(sorted(policy.items()))
+
+
+class Project:
+    """A project's declarations. `root` defaults to the current directory,
+    which doit sets to the directory of dodo.py; `store` defaults to the
+    LISPBUILD_STORE environment variable, else ROOT/cache."""
+
+    def __init__(self, root=None, store=None):
+        self.root = Path(root or os.getcwd()).absolute()
+        store = store or os.environ.get("LISPBUILD_STORE") or self.root / "cache"
+        self.store = (self.root / store).absolute()
+        self.libraries: dict[str, Library] = {}
+        self.binaries: dict[str, Binary] = {}
+        self.runs: dict[str, Run] = {}
+
+    def _check_name(self, kind: str, name: str, table: dict):
+        if not name or "/" in name or ":" in name:
+            raise DeclarationError(f"{kind} name {name!r} must be non-empty, without / or :")
+        if name in table:
+            raise DeclarationError(f"{kind} {name} is declared twice")
+
+    def library(self, name, sources, *, directory=".", depends_on=(), features=(),
+                policy=None, fail_on_warning=True) -> Library:
+        """Declare a Lisp library: its source files in load order (a list),
+        or a dict mapping each file to the earlier files it needs."""
+        self._check_name("library", name, self.libraries)
+        library = Library(name=name, directory=Path(directory),
+                          sources=_sources(name, sources),
+                          depends_on=tuple(depends_on),
+                          features=tuple(str(f).upper() for f in features),
+                          policy=_policy(name, policy or {}),
+                          fail_on_warning=bool(fail_on_warning))
+        self.libraries[name] = library
+        return library
+
+    def binary(self, name, *, libraries, entry, c_sources=(), archives=(),
+               compression=False) -> Binary:
+        """Declare a static executable, build/bin/NAME. `entry` names the
+        function (\"package:function\") called with the command-line
+        arguments; an integer it returns is the exit code."""
+        self._check_name("binary", name, self.binaries)
+        if ":" not in entry:
+            raise DeclarationError(f"binary {name}: entry {entry!r} must be package:function")
+        binary = Binary(name=name, libraries=tuple(libraries), entry=entry,
+                        c_sources=tuple(Path(p) for p in c_sources),
+                        archives=tuple(Path(p) for p in archives),
+                        compression=bool(compression))
+        self.binaries[name] = binary
+        return binary
+
+    def run(self, name, *, binary, args=(), exit_code=0) -> Run:
+        """Declare a task run:NAME that runs build/bin/BINARY with args and
+        fails unless it exits with exit_code."""
+        self._check_name("run", name, self.runs)
+        run = Run(name=name, binary=binary, args=tuple(str(a) for a in args),
+                  exit_code=int(exit_code))
+        self.runs[name] = run
+        return run

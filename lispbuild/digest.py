@@ -1,0 +1,71 @@
+"""Content digests of files, remembered by stat so that a no-op build
+hashes nothing.
+
+A file's digest is reused while its size, mtime, ctime and inode are those
+seen when it was hashed; ctime cannot be set back by hand, so an edit that
+restores the mtime is still noticed. The memory is a SQLite file, because
+doit runs actions in several processes and any of them may hash a file.
+"""
+import hashlib
+import os
+import sqlite3
+from pathlib import Path
+
+_CHUNK = 1 << 20
+
+
+def digest_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def hash_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class DigestCache:
+    """sha256 of files, cached by (size, mtime, ctime, inode)."""
+
+    def __init__(self, db_path: Path):
+        self.db_path = db_path
+        self._conn = None
+        self._pid = None
+
+    def _db(self) -> sqlite3.Connection:
+        # A connection must not cross fork(): doit's workers open their own.
+        if self._conn is None or self._pid != os.getpid():
+            self.db_path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+            conn.execute("pragma journal_mode=wal")
+            conn.execute("pragma synchronous=off")
+            conn.execute("create table if not exists digest (path text primary key,"
+                         " stat text not null, sha256 text not null)")
+            self._conn, self._pid = conn, os.getpid()
+        return self._conn
+
+    @staticmethod
+    def _stat_key(st: os.stat_result) -> str:
+        return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
+
+    def digest(self, path: Path) -> str:
+        """The file's sha256; raises FileNotFoundError if it is missing."""
+        path = Path(path).absolute()
+        key = self._stat_key(os.stat(path))
+        row = self._db().execute("select stat, sha256 from digest where path=?",
+                                 (str(path),)).fetchone()
+        if row and row[0] == key:
+            return row[1]
+        value = hash_file(path)
+        # Store only if the file did not change while it was read.
+        if self._stat_key(os.stat(path)) == key:
+            self.remember(path, value, key)
+        return value
+
+    def remember(self, path: Path, sha256: str, stat_key: str | None = None):
+        path = Path(path).absolute()
+        stat_key = stat_key or self._stat_key(os.stat(path))
+        self._db().execute("insert or replace into digest values (?, ?, ?)",
+                           (str(path), stat_key, sha256))

@@ -1,0 +1,159 @@
+;;;; The Lisp side of lispbuild: run as `sbcl --script driver.lisp REQUEST`
+;;;; from the project root. REQUEST is a file holding one plist:
+;;;;   (:compile :source S :output O :loads (F...) :features (X...)
+;;;;    :policy ((Q . N)...) :fail-on-warning B :diagnostics D)
+;;;;   (:dump :loads (F...) :features (X...) :entry "pkg:fn" :core C
+;;;;    :linkage L :compression B :diagnostics D)
+;;;; Problems are written to D as "FILE:LINE: KIND: text" blocks; the exit
+;;;; code is 0 on success and 1 on failure.
+
+(defpackage #:lispbuild-driver
+  (:use #:cl))
+(in-package #:lispbuild-driver)
+
+(defvar *diagnostics* nil
+  "Reported problems, newest first.")
+
+(defun note (file line kind condition)
+  (push (format nil "~A:~:[?~;~:*~D~]: ~A: ~A" file line kind
+                (remove #\Return (princ-to-string condition)))
+        *diagnostics*))
+
+(defun line-at (file position)
+  "The 1-based line of character POSITION in FILE."
+  (with-open-file (in file :external-format :utf-8)
+    (1+ (loop repeat position
+              for char = (read-char in nil)
+              while char
+              count (char= char #\Newline)))))
+
+(defun compiler-context-line (file)
+  "The line of the top-level form the compiler is working on, if any."
+  (let ((context (ignore-errors (sb-c::find-error-context nil))))
+    (when context
+      (let ((position (sb-c::compiler-error-context-file-position context)))
+        (when position (line-at file position))))))
+
+(defun write-diagnostics (path)
+  (with-open-file (out path :direction :output :if-exists :supersede
+                            :external-format :utf-8)
+    (dolist (d (reverse *diagnostics*))
+      (write-line d out))))
+
+(defun push-features (names)
+  (dolist (name names)
+    (pushnew (intern name :keyword) *features*)))
+
+(defun load-fasls (fasls)
+  "Load FASLS in order; a failure is reported against the FASL's source."
+  (dolist (fasl fasls t)
+    (handler-case (load fasl)
+      (error (condition)
+        (note fasl nil "ERROR while loading" condition)
+        (return nil)))))
+
+(defun fixed-write-date (source)
+  "Make FILE-WRITE-DATE of SOURCE constant: SBCL writes it into the FASL,
+and a FASL must depend on the source's contents, not on when it was saved."
+  (let ((truename (truename source)))
+    (sb-int:encapsulate 'file-write-date 'lispbuild-driver
+                        (lambda (real file)
+                          (if (equal (ignore-errors (truename file)) truename)
+                              0
+                              (funcall real file))))))
+
+(defun compile-source (&key source output loads features policy fail-on-warning
+                         &allow-other-keys)
+  (unless (load-fasls loads)
+    (return-from compile-source nil))
+  (push-features features)
+  (proclaim `(optimize ,@(loop for (quality . level) in policy
+                               collect (list (find-symbol (string-upcase quality) :cl)
+                                             level))))
+  (fixed-write-date source)
+  (let ((errors 0)
+        (warnings 0))
+    (multiple-value-bind (fasl warnings-p failure-p)
+        (handler-bind
+            ((sb-c::input-error-in-compile-file
+               (lambda (c)
+                 (incf errors)
+                 (note source (car (sb-c::input-error-in-compile-file-line/col c))
+                       "read error" (sb-int:encapsulated-condition c))))
+             (sb-c:compiler-error
+               (lambda (c)
+                 (incf errors)
+                 (note source (compiler-context-line source) "ERROR"
+                       (sb-int:encapsulated-condition c))))
+             (warning
+               (lambda (c)
+                 (let ((line (compiler-context-line source)))
+                   (cond ((typep c 'style-warning)
+                          (note source line "STYLE-WARNING" c))
+                         (t (incf warnings)
+                            (note source line "WARNING" c)))))))
+          ;; The relative name keeps the project's location out of the FASL.
+          (with-compilation-unit (:source-namestring source)
+            (compile-file source :output-file (merge-pathnames output)
+                                 :verbose nil :print nil)))
+      (declare (ignore warnings-p))
+      (cond ((or (null fasl) (plusp errors))
+             (when (null *diagnostics*)
+               (note source nil "ERROR" "compilation failed"))
+             nil)
+            ((and failure-p fail-on-warning (plusp warnings)) nil)
+            (t t)))))
+
+(defun find-entry (entry)
+  (let ((symbol (handler-case (let ((*read-eval* nil)) (read-from-string entry))
+                  (error (c)
+                    (note "entry" nil "ERROR" (format nil "~A: ~A" entry c))
+                    (return-from find-entry nil)))))
+    (cond ((not (and (symbolp symbol) (fboundp symbol)))
+           (note "entry" nil "ERROR"
+                 (format nil "~A does not name a function" entry))
+           nil)
+          (t symbol))))
+
+(defun toplevel-for (function)
+  "Call FUNCTION with the command-line arguments; exit with the integer it
+returns (0 otherwise), 130 on an interrupt."
+  (lambda ()
+    (let ((code (handler-case (funcall function (rest sb-ext:*posix-argv*))
+                  (sb-sys:interactive-interrupt () 130))))
+      (sb-ext:exit :code (if (typep code '(integer 0 255)) code 0)))))
+
+(defun write-linkage (path)
+  "One line per linkage-table entry: \"function NAME\" or \"data NAME\"."
+  (let ((entries (loop for key being the hash-keys of (car sb-sys:*linkage-info*)
+                       collect (if (consp key)
+                                   (format nil "data ~A" (car key))
+                                   (format nil "function ~A" key)))))
+    (with-open-file (out path :direction :output :if-exists :supersede)
+      (dolist (line (sort entries #'string<))
+        (write-line line out)))))
+
+(defun dump (&key loads features entry core linkage compression diagnostics
+             &allow-other-keys)
+  (push-features features)
+  (let ((function (and (load-fasls loads) (find-entry entry))))
+    (unless function
+      (return-from dump nil))
+    (write-linkage linkage)
+    (write-diagnostics diagnostics)
+    (sb-ext:disable-debugger)
+    (sb-ext:save-lisp-and-die core :toplevel (toplevel-for function)
+                                   :save-runtime-options t
+                                   :compression (and compression t))))
+
+(defun main (request-file)
+  (let* ((request (with-open-file (in request-file :external-format :utf-8)
+                    (with-standard-io-syntax
+                      (let ((*read-eval* nil)) (read in)))))
+         (ok (ecase (first request)
+               (:compile (apply #'compile-source (rest request)))
+               (:dump (apply #'dump (rest request))))))
+    (write-diagnostics (getf (rest request) :diagnostics))
+    (sb-ext:exit :code (if ok 0 1) :abort t)))
+
+(main (second sb-ext:*posix-argv*))

@@ -1,0 +1,44 @@
+"""Embedding: the core appended to the static runtime the way
+save-lisp-and-die :executable t lays it out, and the check that the result
+needs no dynamic loader."""
+import struct
+from pathlib import Path
+
+from elftools.elf.elffile import ELFFile
+
+from .errors import NotStatic
+
+CORE_MAGIC = 0x5342434C  # "SBCL"
+CORE_ALIGNMENT = 32768
+
+
+def embed_core(runtime: Path, core: Path, output: Path):
+    """runtime bytes, zero padding to 32 KiB, the core, then the core's
+    offset and the magic (8 bytes each, little-endian): the runtime finds
+    its core by reading the last 16 bytes of its own file."""
+    with open(core, "rb") as f:
+        if struct.unpack("<Q", f.read(8))[0] != CORE_MAGIC:
+            raise NotStatic(f"{core} is not an SBCL core")
+    with open(output, "wb") as out, open(runtime, "rb") as rt:
+        runtime_bytes = rt.read()
+        out.write(runtime_bytes)
+        start = -(-len(runtime_bytes) // CORE_ALIGNMENT) * CORE_ALIGNMENT
+        out.write(b"\0" * (start - len(runtime_bytes)))
+        with open(core, "rb") as c:
+            while chunk := c.read(1 << 20):
+                out.write(chunk)
+        out.write(struct.pack("<QQ", start, CORE_MAGIC))
+
+
+def check_static(path: Path):
+    """Raise NotStatic if the ELF file asks for an interpreter or libraries."""
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        problems = [f"program header {seg.header.p_type}" for seg in elf.iter_segments()
+                    if seg.header.p_type in ("PT_INTERP", "PT_DYNAMIC")]
+        dynamic = elf.get_section_by_name(".dynamic")
+        if dynamic is not None:
+            problems += [f"DT_NEEDED {tag.needed}" for tag in dynamic.iter_tags()
+                         if tag.entry.d_tag == "DT_NEEDED"]
+    if problems:
+        raise NotStatic(f"{path} is not a static executable: " + ", ".join(problems))

@@ -1,0 +1,38 @@
+"""Errors a user can act on: each message names the file, line, symbol or
+package that is at fault."""
+
+
+class LispbuildError(Exception):
+    """Base of every error lispbuild reports as a failed task."""
+
+
+class DeclarationError(LispbuildError):
+    """The declarations in dodo.py are inconsistent."""
+
+
+class DependencyCycle(DeclarationError):
+    """Libraries depend on each other in a cycle."""
+
+
+class MissingSource(LispbuildError):
+    """A declared source file does not exist."""
+
+
+class MissingToolchain(LispbuildError):
+    """A program or file from a Debian package is not installed."""
+
+
+class LispFailure(LispbuildError):
+    """SBCL could not read, compile or load a file, or dump the image."""
+
+
+class UnresolvedSymbols(LispbuildError):
+    """The image needs foreign symbols that nothing to be linked provides."""
+
+
+class CompileCFailure(LispbuildError):
+    """musl-gcc could not compile a C source or link the runtime."""
+
+
+class NotStatic(LispbuildError):
+    """The executable would need a dynamic loader."""

@@ -1,0 +1,33 @@
+"""The static link: C sources compiled with musl-gcc, and the SBCL runtime
+relinked -static from Debian's sbcl.o with the symbol table, the
+glibc-compatibility layer and the declared archives."""
+import subprocess
+from pathlib import Path
+
+from .errors import CompileCFailure
+from .toolchain import find_musl, find_sbcl
+
+COMPAT_SOURCE = Path(__file__).with_name("compat.c")
+CFLAGS = ("-O2", "-fno-builtin")
+
+
+def _run(command: list, what: str, cwd: Path):
+    proc = subprocess.run([str(c) for c in command], cwd=cwd, capture_output=True, text=True,
+                          errors="replace")
+    if proc.returncode != 0:
+        raise CompileCFailure(f"{what} failed (exit {proc.returncode}):\n"
+                              f"{(proc.stderr + proc.stdout).strip()[-4000:]}")
+
+
+def compile_c(source: Path, output: Path, cwd: Path):
+    """Compile one C source to an object with musl-gcc."""
+    _run([find_musl().gcc, *CFLAGS, "-c", source, "-o", output], f"musl-gcc on {source}", cwd)
+
+
+def link_runtime(objects: list[Path], archives: list[Path], output: Path, cwd: Path):
+    """Link the SBCL runtime statically. Objects (the symbol table, compat
+    layer and project C code) come first, so their definitions win;
+    archives come after what references them."""
+    musl = find_musl()
+    _run([musl.gcc, "-static", "-o", output, find_sbcl().runtime_o, *objects,
+          *archives, musl.zstd, "-lm"], f"static link of {output.name}", cwd)

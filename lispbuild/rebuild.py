@@ -1,0 +1,161 @@
+"""The rebuilder: decides from content hashes whether a task's result can be
+reused, and otherwise runs it and records the result.
+
+doit is the scheduler: it orders tasks and asks `is_up_to_date` before each.
+An action's key hashes what its result depends on: the function that
+builds it, its parameters (command options, flags, features), the contents
+and names of its input files (sources, other tasks' outputs, toolchain
+files) and lispbuild's own sources. The store maps keys to the digests of
+the outputs, so a task is up to date when the files under build/ still
+have those digests, and a task whose key is in the store is restored
+rather than rebuilt.
+"""
+import functools
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from doit.exceptions import TaskFailed
+
+from .digest import DigestCache
+from .errors import LispbuildError, MissingSource
+from .store import Store, copy_atomically
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where a project's files, build directory and store are."""
+    root: Path
+    store_root: Path
+
+    @property
+    def build(self) -> Path:
+        return self.root / "build"
+
+    @functools.cached_property
+    def store(self) -> Store:
+        return Store(self.store_root)
+
+    @functools.cached_property
+    def digests(self) -> DigestCache:
+        return DigestCache(self.build / ".lispbuild" / "digests.sqlite3")
+
+
+@dataclass
+class Action:
+    """One task's work, as plain data.
+
+    `run(action, ctx, outputs)` writes each output role to the scratch path it is
+    given; `inputs` are the files it reads; `toolchain` are functions that
+    find the toolchain files it uses (looked up when the key is computed,
+    so that a missing package fails the task, not the loading of dodo.py);
+    `outputs` maps roles to paths under the project root."""
+    task: str
+    run: Callable
+    inputs: list[Path]
+    params: dict
+    outputs: dict[str, Path]
+    toolchain: tuple[Callable[[], list[Path]], ...] = ()
+    executable: frozenset = field(default_factory=frozenset)
+
+
+@functools.cache
+def _package_digest() -> str:
+    """Digest of lispbuild's own sources: a changed builder changes every key."""
+    h = hashlib.sha256()
+    package = Path(__file__).parent
+    for path in sorted(package.iterdir()):
+        if path.suffix in (".py", ".lisp", ".c"):
+            h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _input_name(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def action_key(action: Action, ctx: Context) -> str:
+    inputs = []
+    toolchain_files = [path for find in action.toolchain for path in find()]
+    for path in [*action.inputs, *toolchain_files]:
+        path = ctx.root / path
+        try:
+            inputs.append([_input_name(path, ctx.root), ctx.digests.digest(path)])
+        except FileNotFoundError:
+            raise MissingSource(f"{action.task}: input file "
+                                f"{_input_name(path, ctx.root)} does not exist") from None
+    description = {
+        "run": f"{action.run.__module__}.{action.run.__qualname__}",
+        "params": action.params,
+        "inputs": inputs,
+        "outputs": {role: str(p) for role, p in action.outputs.items()},
+        "lispbuild": _package_digest(),
+    }
+    blob = json.dumps(description, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def is_up_to_date(action: Action, ctx: Context) -> bool:
+    """doit's uptodate check: the key is stored and build/ holds its outputs."""
+    try:
+        key = action_key(action, ctx)
+    except LispbuildError:
+        return False  # the action will run and report it
+    outputs = ctx.store.get_action(key)
+    if outputs is None or outputs.keys() != action.outputs.keys():
+        return False
+    for role, recorded in outputs.items():
+        try:
+            if ctx.digests.digest(ctx.root / action.outputs[role]) != recorded["sha256"]:
+                return False
+        except FileNotFoundError:
+            return False
+    return True
+
+
+def execute(action: Action, ctx: Context):
+    """doit's python-action: restore the outputs from the store, or build them.
+
+    On failure nothing under build/ or in the store is touched: outputs are
+    built in a scratch directory and only then stored and copied in place."""
+    try:
+        key = action_key(action, ctx)
+        outputs = ctx.store.get_action(key)
+        if outputs is None:
+            outputs = _build(action, ctx, key)
+        else:
+            print(f"{action.task}: restored from the store")
+        for role, recorded in outputs.items():
+            dest = ctx.root / action.outputs[role]
+            copy_atomically(ctx.store.object_path(recorded["sha256"]), dest,
+                            recorded["executable"])
+            ctx.digests.remember(dest, recorded["sha256"])
+    except LispbuildError as error:
+        return TaskFailed(str(error))
+    return None
+
+
+def _build(action: Action, ctx: Context, key: str) -> dict:
+    scratch_root = ctx.build / ".lispbuild" / "scratch"
+    scratch_root.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=scratch_root))
+    try:
+        paths = {role: scratch / Path(p).name for role, p in action.outputs.items()}
+        action.run(action, ctx, paths)
+        outputs = {role: {"sha256": ctx.store.put_file(path),
+                          "executable": role in action.executable}
+                   for role, path in paths.items()}
+        # An input edited while the action ran makes the result belong to no
+        # key: keep it out of the store.
+        if action_key(action, ctx) == key:
+            ctx.store.put_action(key, outputs)
+        return outputs
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -1,0 +1,199 @@
+"""The doit tasks of a project: one Action per task, each run through the
+rebuilder. Task names are stable:
+
+    fasl:LIB/FILE   compile one Lisp file
+    c:PATH          compile one C source with musl-gcc
+    core:NAME       load the FASLs and dump the image, with its linkage record
+    linkage:NAME    resolve the image's foreign symbols; write the symbol table
+    runtime:NAME    link the static runtime
+    exe:NAME        embed the core: build/bin/NAME
+    run:NAME        run a built executable (declared with Project.run)
+"""
+import subprocess
+import sys
+from pathlib import Path, PurePosixPath
+
+from doit.exceptions import TaskFailed
+
+from . import link, linkage
+from .declare import Project
+from .driver import run_driver
+from .embed import check_static, embed_core
+from .graph import BinaryNode, FaslNode, plan
+from .rebuild import Action, Context, execute, is_up_to_date
+from .toolchain import find_musl, musl_files, runtime_files, sbcl_files
+
+COMPAT_TASK = "lispbuild/compat.c"
+
+
+def _print_notes(notes: str):
+    if notes.strip():
+        print(notes.rstrip(), file=sys.stderr)
+
+
+# --- what each task does: plain functions of (action, ctx, outputs) ------
+
+def compile_fasl(action: Action, ctx: Context, outputs: dict):
+    p = action.params
+    _print_notes(run_driver("compile", ctx.root, f"compiling {p['source']}",
+                            source=p["source"], output=outputs["fasl"], loads=p["loads"],
+                            features=p["features"], policy=p["policy"],
+                            fail_on_warning=p["fail_on_warning"]))
+
+
+def dump_core(action: Action, ctx: Context, outputs: dict):
+    p = action.params
+    _print_notes(run_driver("dump", ctx.root, f"dumping the image of {p['binary']}",
+                            loads=p["loads"], features=p["features"], entry=p["entry"],
+                            core=outputs["core"], linkage=outputs["linkage"],
+                            compression=p["compression"]))
+
+
+def compile_c(action: Action, ctx: Context, outputs: dict):
+    link.compile_c(Path(action.params["source"]), outputs["object"], ctx.root)
+
+
+def compile_compat(action: Action, ctx: Context, outputs: dict):
+    # compat.c is part of lispbuild, whose digest is in every key already.
+    link.compile_c(link.COMPAT_SOURCE, outputs["object"], ctx.root)
+
+
+def _defined_symbols(path: Path, ctx: Context) -> set[str]:
+    # Reading libc.a with pyelftools takes seconds: remember it per content.
+    sha256 = ctx.digests.digest(path)
+    names = ctx.store.get_derived("symbols", sha256)
+    if names is None:
+        names = linkage.defined_symbols(path)
+        ctx.store.put_derived("symbols", sha256, names)
+    return set(names)
+
+
+def resolve_linkage(action: Action, ctx: Context, outputs: dict):
+    p = action.params
+    entries = linkage.read_linkage(ctx.root / p["record"])
+    providers = [(str(path), _defined_symbols(ctx.root / path, ctx))
+                 for path in p["objects"] + [str(runtime_files()[0])] + p["archives"]
+                 + [str(find_musl().zstd), str(find_musl().libc)]]
+    resolved = linkage.resolve_symbols(entries, providers)
+    print(f"{p['binary']}: {len(resolved)} foreign symbols resolved")
+    outputs["table"].write_text(linkage.symbol_table_source(entries))
+
+
+def link_runtime(action: Action, ctx: Context, outputs: dict):
+    p = action.params
+    table_object = outputs["runtime"].with_name("symbols.o")
+    link.compile_c(ctx.root / p["table"], table_object, ctx.root)
+    link.link_runtime([table_object] + [ctx.root / o for o in p["objects"]],
+                      [ctx.root / a for a in p["archives"]], outputs["runtime"], ctx.root)
+
+
+def embed_executable(action: Action, ctx: Context, outputs: dict):
+    p = action.params
+    embed_core(ctx.root / p["runtime"], ctx.root / p["core"], outputs["exe"])
+    check_static(outputs["exe"])
+
+
+def run_executable(path: Path, args: list, exit_code: int):
+    proc = subprocess.run([str(path), *args])
+    if proc.returncode != exit_code:
+        return TaskFailed(f"{path} exited with {proc.returncode}, expected {exit_code}")
+    return None
+
+
+# --- the graph as actions ------------------------------------------------
+
+def _object_path(source: str) -> str:
+    return str(PurePosixPath("build/obj", source.lstrip("/")).with_suffix(".o"))
+
+
+def fasl_action(node: FaslNode, graph) -> Action:
+    library = node.library
+    loads = [graph.fasls[name].fasl for name in node.loads]
+    return Action(
+        task=f"fasl:{node.name}", run=compile_fasl,
+        inputs=[Path(node.source), *map(Path, loads)],
+        params={"source": node.source, "loads": loads, "features": list(library.features),
+                "policy": [list(q) for q in library.policy],
+                "fail_on_warning": library.fail_on_warning},
+        outputs={"fasl": Path(node.fasl)}, toolchain=(sbcl_files,))
+
+
+def c_action(source: str) -> Action:
+    compat = source == COMPAT_TASK
+    return Action(task=f"c:{source}", run=compile_compat if compat else compile_c,
+                  inputs=[] if compat else [Path(source)],
+                  params={"source": source, "cflags": list(link.CFLAGS)},
+                  outputs={"object": Path(_object_path(source))}, toolchain=(musl_files,))
+
+
+def binary_actions(node: BinaryNode, graph) -> list[Action]:
+    b = node.binary
+    loads = [graph.fasls[name].fasl for name in node.loads]
+    core, record = f"build/core/{b.name}.core", f"build/core/{b.name}.linkage"
+    table, runtime = f"build/linkage/{b.name}-symbols.c", f"build/runtime/{b.name}"
+    objects = [_object_path(str(s)) for s in b.c_sources] + [_object_path(COMPAT_TASK)]
+    archives = [str(a) for a in b.archives]
+    return [
+        Action(task=f"core:{b.name}", run=dump_core, inputs=list(map(Path, loads)),
+               params={"binary": b.name, "loads": loads, "features": list(node.features),
+                       "entry": b.entry, "compression": b.compression},
+               outputs={"core": Path(core), "linkage": Path(record)}, toolchain=(sbcl_files,)),
+        Action(task=f"linkage:{b.name}", run=resolve_linkage,
+               inputs=[Path(record), *map(Path, objects), *map(Path, archives)],
+               params={"binary": b.name, "record": record, "objects": objects,
+                       "archives": archives},
+               outputs={"table": Path(table)}, toolchain=(runtime_files, musl_files)),
+        Action(task=f"runtime:{b.name}", run=link_runtime,
+               inputs=[Path(table), *map(Path, objects), *map(Path, archives)],
+               params={"table": table, "objects": objects, "archives": archives,
+                       "cflags": list(link.CFLAGS)},
+               outputs={"runtime": Path(runtime)}, toolchain=(runtime_files, musl_files),
+               executable=frozenset({"runtime"})),
+        Action(task=f"exe:{b.name}", run=embed_executable, inputs=[Path(runtime), Path(core)],
+               params={"runtime": runtime, "core": core},
+               outputs={"exe": Path(f"build/bin/{b.name}")}, executable=frozenset({"exe"})),
+    ]
+
+
+def _doit_task(action: Action, ctx: Context, task_dep: list[str]) -> dict:
+    basename, _, name = action.task.partition(":")
+    return {"basename": basename, "name": name,
+            "actions": [(execute, [action, ctx])],
+            "uptodate": [(is_up_to_date, [action, ctx])],
+            "targets": [str(ctx.root / p) for p in action.outputs.values()],
+            "task_dep": task_dep,
+            "doc": f"{basename} {name}"}
+
+
+def doit_tasks(project: Project):
+    """Every task of the project, as doit task dicts."""
+    graph = plan(project)
+    ctx = Context(root=project.root, store_root=project.store)
+    for node in graph.fasls.values():
+        yield _doit_task(fasl_action(node, graph), ctx, [f"fasl:{n}" for n in node.loads])
+    c_sources = {str(s) for b in project.binaries.values() for s in b.c_sources}
+    for source in sorted(c_sources | {COMPAT_TASK}):
+        yield _doit_task(c_action(source), ctx, [])
+    for node in graph.binaries.values():
+        b = node.binary
+        core, table, runtime, exe = binary_actions(node, graph)
+        c_tasks = [f"c:{s}" for s in b.c_sources] + [f"c:{COMPAT_TASK}"]
+        yield _doit_task(core, ctx, [f"fasl:{n}" for n in node.loads])
+        yield _doit_task(table, ctx, [core.task, *c_tasks])
+        yield _doit_task(runtime, ctx, [table.task, *c_tasks])
+        yield _doit_task(exe, ctx, [runtime.task, core.task])
+    for run in project.runs.values():
+        yield {"basename": "run", "name": run.name,
+               "actions": [(run_executable, [ctx.root / "build/bin" / run.binary,
+                                             list(run.args), run.exit_code])],
+               "task_dep": [f"exe:{run.binary}"], "uptodate": [False], "verbosity": 2,
+               "doc": f"run build/bin/{run.binary} {' '.join(run.args)}"}
+
+
+def doit_config(project: Project) -> dict:
+    """DOIT_CONFIG: doit's own record kept in SQLite (the default dbm falls
+    back to dbm.dumb here), and every executable built by default."""
+    state = project.root / "build" / ".lispbuild"
+    state.mkdir(parents=True, exist_ok=True)
+    return {"dep_file": str(state / "doit.sqlite3"), "backend": "sqlite3",
+            "default_tasks": ["exe"]}

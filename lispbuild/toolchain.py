@@ -1,0 +1,84 @@
+"""Where Debian's SBCL and musl toolchain live, and which package to
+install when a part is missing.
+
+The files named here are inputs of the actions that use them, so their
+contents (SBCL's core carries its build-id, musl's libc.a its version, the
+gcc driver its version) are part of every key that depends on them.
+"""
+import functools
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import MissingToolchain
+
+MUSL_LIB = Path("/usr/lib/x86_64-linux-musl")
+GNU_LIB = Path("/usr/lib/x86_64-linux-gnu")
+
+
+def _program(name: str, package: str) -> Path:
+    found = shutil.which(name)
+    if not found:
+        raise MissingToolchain(f"{name} is not on PATH: install the Debian package "
+                               f"{package} (apt-get install {package})")
+    return Path(found)
+
+
+def _file(path: Path, package: str) -> Path:
+    if not path.exists():
+        raise MissingToolchain(f"{path} is missing: install the Debian package "
+                               f"{package} (apt-get install {package})")
+    return path
+
+
+@dataclass(frozen=True)
+class Sbcl:
+    program: Path    # the sbcl runtime that compiles and dumps
+    core: Path       # its core; the embedded core must come from this build
+    runtime_o: Path  # the whole C runtime as one relocatable object
+
+
+
+@dataclass(frozen=True)
+class Musl:
+    gcc: Path        # the musl-gcc wrapper
+    real_gcc: Path   # the gcc it drives (its REALGCC default)
+    specs: Path
+    libc: Path
+    zstd: Path       # the runtime reads zstd-compressed cores
+
+
+
+@functools.cache
+def find_sbcl() -> Sbcl:
+    program = _program("sbcl", "sbcl")
+    home = Path(os.environ.get("SBCL_HOME") or program.resolve().parent.parent / "lib" / "sbcl")
+    return Sbcl(program=program,
+                core=_file(home / "sbcl.core", "sbcl"),
+                runtime_o=_file(home / "sbcl.o", "sbcl"))
+
+
+@functools.cache
+def find_musl() -> Musl:
+    return Musl(gcc=_program("musl-gcc", "musl-tools"),
+                real_gcc=_program("x86_64-linux-gnu-gcc", "gcc").resolve(),
+                specs=_file(MUSL_LIB / "musl-gcc.specs", "musl-dev"),
+                libc=_file(MUSL_LIB / "libc.a", "musl-dev"),
+                zstd=_file(GNU_LIB / "libzstd.a", "libzstd-dev"))
+
+
+def sbcl_files() -> list[Path]:
+    """What identifies the SBCL build: its core holds the build-id."""
+    return [find_sbcl().core]
+
+
+def runtime_files() -> list[Path]:
+    """The runtime object the static executable is linked from."""
+    return [find_sbcl().runtime_o]
+
+
+def musl_files() -> list[Path]:
+    """What identifies the C toolchain: musl's libc and specs, and gcc."""
+    musl = find_musl()
+    return [musl.gcc, musl.real_gcc, musl.specs, musl.libc]

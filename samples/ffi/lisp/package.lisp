@@ -1,0 +1,3 @@
+(defpackage #:ffi-demo
+  (:use #:cl)
+  (:export #:main))

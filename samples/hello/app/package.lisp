@@ -1,0 +1,3 @@
+(defpackage #:hello
+  (:use #:cl #:hello-util)
+  (:export #:main))

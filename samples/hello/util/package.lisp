@@ -1,0 +1,3 @@
+(defpackage #:hello-util
+  (:use #:cl)
+  (:export #:numbered #:requested-exit-code))
