@@ -1,0 +1,22 @@
+#!/bin/sh
+# Installs what lispbuild needs on Debian 12 and the package into .venv/.
+set -eu
+cd "$(dirname "$0")"
+
+# sbcl: the compiler and Debian's sbcl.o; musl-tools/musl-dev: musl-gcc and
+# libc.a; libzstd-dev: compressed cores; zlib1g-dev: the ffi sample's libz.a;
+# strace: the test that proves a restore from the store starts no compiler.
+packages="sbcl musl-tools musl-dev libzstd-dev zlib1g-dev gcc strace"
+python3 -c "import ensurepip" 2>/dev/null || packages="$packages python3-venv"
+missing=""
+for p in $packages; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'

@@ -1,0 +1,85 @@
+"""Helpers for the end-to-end tests: projects in temporary directories,
+built by running the real doit, SBCL and musl-gcc."""
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class DoitRun:
+    returncode: int
+    output: str
+
+    @property
+    def executed(self) -> set[str]:
+        """Tasks doit ran (". name"), as opposed to skipped ("-- name")."""
+        return {line[1:].strip() for line in self.output.splitlines()
+                if line.startswith(". ")}
+
+
+def doit(project: Path, *args, env=None) -> DoitRun:
+    proc = subprocess.run([sys.executable, "-m", "doit", *args], cwd=project,
+                          capture_output=True, text=True, env=env or os.environ.copy())
+    return DoitRun(proc.returncode, proc.stdout + proc.stderr)
+
+
+def built(project: Path, *args, env=None) -> DoitRun:
+    result = doit(project, *args, env=env)
+    assert result.returncode == 0, result.output
+    return result
+
+
+def copy_samples(dest: Path) -> Path:
+    """A user project: the repository's dodo.py and samples/."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "dodo.py", dest / "dodo.py")
+    shutil.copytree(REPO / "samples", dest / "samples")
+    return dest
+
+
+def write_project(dest: Path, dodo: str, files: dict[str, str]) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "dodo.py").write_text(dodo)
+    for name, text in files.items():
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        (dest / name).write_text(text)
+    return dest
+
+
+def run_in_empty_root(executable: Path, tmp: Path, *args) -> subprocess.CompletedProcess:
+    """Run a copy of the executable in a directory that holds nothing else,
+    as its root: no libc, no loader, no /proc."""
+    root = tmp / f"root-{executable.name}"
+    root.mkdir()
+    shutil.copy(executable, root / executable.name)
+    chroot = ["chroot", str(root), f"/{executable.name}", *args]
+    if os.geteuid() != 0:
+        chroot = ["unshare", "-r", *chroot]
+    return subprocess.run(chroot, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def shared_store(tmp_path_factory) -> Path:
+    """One store for the tests' projects, so each builds only what it changes."""
+    return tmp_path_factory.mktemp("store")
+
+
+@pytest.fixture
+def store_env(shared_store) -> dict:
+    return {**os.environ, "LISPBUILD_STORE": str(shared_store)}
+
+
+@pytest.fixture(scope="session")
+def samples(tmp_path_factory) -> Path:
+    """The samples, built once with `doit -n 2` into the project's own cache/."""
+    env = {k: v for k, v in os.environ.items() if k != "LISPBUILD_STORE"}
+    project = copy_samples(tmp_path_factory.mktemp("samples"))
+    built(project, "-n", "2", env=env)
+    return project
