@@ -15,17 +15,26 @@
   "Reported problems, newest first.")
 
 (defun note (file line kind condition)
-  (push (format nil "~A:~:[?~;~:*~D~]: ~A: ~A" file line kind
+  (push (format nil "~A:~@[~D:~] ~A: ~A" file line kind
                 (remove #\Return (princ-to-string condition)))
         *diagnostics*))
 
 (defun line-at (file position)
-  "The 1-based line of character POSITION in FILE."
+  "The 1-based line of the first form at or after character POSITION in
+FILE: SBCL's top-level form positions point just past the previous form."
   (with-open-file (in file :external-format :utf-8)
-    (1+ (loop repeat position
-              for char = (read-char in nil)
-              while char
-              count (char= char #\Newline)))))
+    (let ((line (1+ (loop repeat position
+                          for char = (read-char in nil)
+                          while char
+                          count (char= char #\Newline)))))
+      (loop for char = (read-char in nil)
+            while char
+            do (case char
+                 (#\Newline (incf line))
+                 (#\; (read-line in nil) (incf line))
+                 ((#\Space #\Tab #\Return #\Page))
+                 (t (return))))
+      line)))
 
 (defun compiler-context-line (file)
   "The line of the top-level form the compiler is working on, if any."
@@ -33,6 +42,26 @@
     (when context
       (let ((position (sb-c::compiler-error-context-file-position context)))
         (when position (line-at file position))))))
+
+(defun read-error-place (input-error)
+  "The line and text of the reader error inside INPUT-ERROR."
+  (let* ((reader-error (sb-int:encapsulated-condition input-error))
+         (stream (and (typep reader-error 'stream-error)
+                      (stream-error-stream reader-error)))
+         (where (and stream (ignore-errors (sb-impl::stream-error-position-info stream))))
+         (form-line (car (sb-c::input-error-in-compile-file-line/col input-error)))
+         (line (if (typep reader-error 'end-of-file)
+                   form-line
+                   (or (second (assoc :line where)) form-line))))
+    (values line
+            (typecase reader-error
+              (end-of-file
+               (format nil "end of file inside the form that starts on line ~D ~
+                            (a parenthesis or string is not closed)" line))
+              (simple-condition
+               (apply #'format nil (simple-condition-format-control reader-error)
+                      (simple-condition-format-arguments reader-error)))
+              (t (princ-to-string reader-error))))))
 
 (defun write-diagnostics (path)
   (with-open-file (out path :direction :output :if-exists :supersede
@@ -62,6 +91,41 @@ and a FASL must depend on the source's contents, not on when it was saved."
                               0
                               (funcall real file))))))
 
+(defvar *errors* 0)
+(defvar *warnings* 0
+  "Full WARNINGs seen. Counted here because inside WITH-COMPILATION-UNIT,
+COMPILE-FILE's own FAILURE-P misses the warnings deferred to the unit's end.")
+
+(defun compile-reporting (source output)
+  "COMPILE-FILE SOURCE to OUTPUT, noting every problem with its line.
+Returns the FASL's pathname, or NIL."
+  (handler-case
+      (handler-bind
+          ((sb-c:compiler-error
+             (lambda (c)
+               (incf *errors*)
+               (let ((inner (sb-int:encapsulated-condition c)))
+                 (if (typep inner 'sb-c::input-error-in-compile-file)
+                     (multiple-value-bind (line text) (read-error-place inner)
+                       (note source line "read error" text))
+                     (note source (compiler-context-line source) "ERROR" inner)))))
+           (warning
+             (lambda (c)
+               (let ((line (compiler-context-line source)))
+                 (cond ((typep c 'style-warning)
+                        (note source line "STYLE-WARNING" c))
+                       (t (incf *warnings*)
+                          (note source line "WARNING" c)))))))
+        ;; The relative name keeps the project's location out of the FASL.
+        (with-compilation-unit (:source-namestring source)
+          (compile-file source :output-file (merge-pathnames output)
+                               :verbose nil :print nil)))
+    ;; An error the compiler does not handle, e.g. in EVAL-WHEN or IN-PACKAGE.
+    ((and error (not sb-c:compiler-error)) (c)
+      (incf *errors*)
+      (note source (compiler-context-line source) "ERROR" c)
+      nil)))
+
 (defun compile-source (&key source output loads features policy fail-on-warning
                          &allow-other-keys)
   (unless (load-fasls loads)
@@ -71,49 +135,31 @@ and a FASL must depend on the source's contents, not on when it was saved."
                                collect (list (find-symbol (string-upcase quality) :cl)
                                              level))))
   (fixed-write-date source)
-  (let ((errors 0)
-        (warnings 0))
-    (multiple-value-bind (fasl warnings-p failure-p)
-        (handler-bind
-            ((sb-c::input-error-in-compile-file
-               (lambda (c)
-                 (incf errors)
-                 (note source (car (sb-c::input-error-in-compile-file-line/col c))
-                       "read error" (sb-int:encapsulated-condition c))))
-             (sb-c:compiler-error
-               (lambda (c)
-                 (incf errors)
-                 (note source (compiler-context-line source) "ERROR"
-                       (sb-int:encapsulated-condition c))))
-             (warning
-               (lambda (c)
-                 (let ((line (compiler-context-line source)))
-                   (cond ((typep c 'style-warning)
-                          (note source line "STYLE-WARNING" c))
-                         (t (incf warnings)
-                            (note source line "WARNING" c)))))))
-          ;; The relative name keeps the project's location out of the FASL.
-          (with-compilation-unit (:source-namestring source)
-            (compile-file source :output-file (merge-pathnames output)
-                                 :verbose nil :print nil)))
-      (declare (ignore warnings-p))
-      (cond ((or (null fasl) (plusp errors))
-             (when (null *diagnostics*)
-               (note source nil "ERROR" "compilation failed"))
-             nil)
-            ((and failure-p fail-on-warning (plusp warnings)) nil)
-            (t t)))))
+  (let ((fasl (compile-reporting source output)))
+    (cond ((or (null fasl) (plusp *errors*))
+           (unless *diagnostics*
+             (note source nil "ERROR" "compilation failed"))
+           nil)
+          ((and fail-on-warning (plusp *warnings*)) nil)
+          (t t))))
 
 (defun find-entry (entry)
-  (let ((symbol (handler-case (let ((*read-eval* nil)) (read-from-string entry))
-                  (error (c)
-                    (note "entry" nil "ERROR" (format nil "~A: ~A" entry c))
-                    (return-from find-entry nil)))))
-    (cond ((not (and (symbolp symbol) (fboundp symbol)))
-           (note "entry" nil "ERROR"
-                 (format nil "~A does not name a function" entry))
-           nil)
-          (t symbol))))
+  "The function named by ENTRY, \"package:name\" (or package::name)."
+  (let* ((colon (position #\: entry))
+         (package-name (string-upcase (subseq entry 0 colon)))
+         (name (string-upcase (string-left-trim ":" (subseq entry colon))))
+         (package (find-package package-name))
+         (symbol (and package (find-symbol name package))))
+    (flet ((fail (text)
+             (note (format nil "entry ~A" entry) nil "ERROR" text)
+             (return-from find-entry nil)))
+      (cond ((null package)
+             (fail (format nil "there is no package ~A" package-name)))
+            ((null symbol)
+             (fail (format nil "there is no symbol ~A in package ~A" name package-name)))
+            ((not (fboundp symbol))
+             (fail (format nil "~S is not a function" symbol)))
+            (t symbol)))))
 
 (defun toplevel-for (function)
   "Call FUNCTION with the command-line arguments; exit with the integer it

@@ -1,13 +1,15 @@
 """Errors a user can act on: each message names the file, line, symbol or
 package that is at fault."""
+from doit.exceptions import InvalidDodoFile
 
 
 class LispbuildError(Exception):
     """Base of every error lispbuild reports as a failed task."""
 
 
-class DeclarationError(LispbuildError):
-    """The declarations in dodo.py are inconsistent."""
+class DeclarationError(LispbuildError, InvalidDodoFile):
+    """The declarations in dodo.py are inconsistent; doit reports it as
+    "ERROR: ..." without a traceback."""
 
 
 class DependencyCycle(DeclarationError):

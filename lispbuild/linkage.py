@@ -80,7 +80,8 @@ def defined_symbols(path: Path) -> list[str]:
     return sorted(found)
 
 
-def resolve_symbols(entries: list[Entry], providers: list[tuple[str, set[str]]]) -> dict[str, str]:
+def resolve_symbols(binary: str, entries: list[Entry],
+                    providers: list[tuple[str, set[str]]]) -> dict[str, str]:
     """Map each entry's name to the first provider (in link order) that
     defines it; raise UnresolvedSymbols naming every one that none does."""
     resolved, missing = {}, []
@@ -92,8 +93,9 @@ def resolve_symbols(entries: list[Entry], providers: list[tuple[str, set[str]]])
             resolved[entry.name] = provider
     if missing:
         raise UnresolvedSymbols(
-            "no object or archive to be linked provides "
-            + ", ".join(missing) + "\nsearched: " + ", ".join(label for label, _ in providers)
+            f"binary {binary} needs foreign symbols that nothing to be linked provides: "
+            + ", ".join(missing) + "\nsearched, in link order: "
+            + ", ".join(label for label, _ in providers)
             + "\ndeclare the static archive that defines them in the binary's archives")
     return resolved
 

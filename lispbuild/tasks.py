@@ -74,7 +74,7 @@ def resolve_linkage(action: Action, ctx: Context, outputs: dict):
     providers = [(str(path), _defined_symbols(ctx.root / path, ctx))
                  for path in p["objects"] + [str(runtime_files()[0])] + p["archives"]
                  + [str(find_musl().zstd), str(find_musl().libc)]]
-    resolved = linkage.resolve_symbols(entries, providers)
+    resolved = linkage.resolve_symbols(p["binary"], entries, providers)
     print(f"{p['binary']}: {len(resolved)} foreign symbols resolved")
     outputs["table"].write_text(linkage.symbol_table_source(entries))
 
