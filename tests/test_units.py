@@ -1,0 +1,179 @@
+"""Pure parts, on small inputs: the graph, symbol resolution, the embedded
+core layout, the store and the digest cache. The ELF and archive readers
+run on objects compiled here by the real gcc and ar."""
+import os
+import struct
+import subprocess
+import sys
+
+import pytest
+
+from lispbuild.declare import Project
+from lispbuild.digest import DigestCache
+from lispbuild.embed import CORE_MAGIC, check_static, embed_core
+from lispbuild.errors import DeclarationError, DependencyCycle, NotStatic, UnresolvedSymbols
+from lispbuild.graph import plan
+from lispbuild.linkage import (Entry, defined_symbols, read_linkage, resolve_symbols,
+                               symbol_table_source)
+from lispbuild.store import Store
+
+
+def project(tmp_path) -> Project:
+    return Project(root=tmp_path, store=tmp_path / "store")
+
+
+def test_serial_library_loads_earlier_files_and_dependencies(tmp_path):
+    p = project(tmp_path)
+    p.library("base", ["a.lisp", "b.lisp"])
+    p.library("top", ["c.lisp", "d.lisp"], directory="top", depends_on=["base"])
+    p.binary("app", libraries=["top"], entry="top:main")
+    graph = plan(p)
+    assert graph.fasls["base/a.lisp"].loads == ()
+    assert graph.fasls["base/b.lisp"].loads == ("base/a.lisp",)
+    assert graph.fasls["top/d.lisp"].loads == ("base/a.lisp", "base/b.lisp", "top/c.lisp")
+    assert graph.fasls["top/c.lisp"].source == "top/c.lisp"
+    assert graph.fasls["top/c.lisp"].fasl == "build/fasl/top/c.fasl"
+    assert graph.binaries["app"].loads == ("base/a.lisp", "base/b.lisp",
+                                           "top/c.lisp", "top/d.lisp")
+
+
+def test_dict_sources_let_independent_files_compile_apart(tmp_path):
+    p = project(tmp_path)
+    p.library("lib", {"package.lisp": [], "x.lisp": ["package.lisp"],
+                      "y.lisp": ["package.lisp"], "main.lisp": ["x.lisp", "y.lisp"]})
+    graph = plan(p)
+    assert graph.fasls["lib/x.lisp"].loads == ("lib/package.lisp",)
+    assert graph.fasls["lib/y.lisp"].loads == ("lib/package.lisp",)
+    assert graph.fasls["lib/main.lisp"].loads == ("lib/package.lisp", "lib/x.lisp", "lib/y.lisp")
+
+
+def test_a_file_may_only_need_files_listed_before_it(tmp_path):
+    with pytest.raises(DeclarationError, match="library lib: a.lisp needs b.lisp"):
+        project(tmp_path).library("lib", {"a.lisp": ["b.lisp"], "b.lisp": []})
+
+
+def test_cycle_is_reported_with_its_path(tmp_path):
+    p = project(tmp_path)
+    p.library("a", [], depends_on=["b"])
+    p.library("b", [], depends_on=["a"])
+    with pytest.raises(DependencyCycle, match="a -> b -> a"):
+        plan(p)
+
+
+def test_unknown_library_and_binary_are_named(tmp_path):
+    p = project(tmp_path)
+    p.library("a", [], depends_on=["nope"])
+    with pytest.raises(DeclarationError, match="library a depends on library nope"):
+        plan(p)
+    p = project(tmp_path)
+    p.library("a", [])
+    p.run("demo", binary="ghost")
+    with pytest.raises(DeclarationError, match="run demo names binary ghost"):
+        plan(p)
+
+
+def test_policy_and_names_are_checked(tmp_path):
+    p = project(tmp_path)
+    with pytest.raises(DeclarationError, match="unknown policy quality 'sped'"):
+        p.library("a", [], policy={"sped": 1})
+    with pytest.raises(DeclarationError, match="policy speed must be 0 to 3"):
+        p.library("a", [], policy={"speed": 5})
+    p.library("a", [])
+    with pytest.raises(DeclarationError, match="library a is declared twice"):
+        p.library("a", [])
+    with pytest.raises(DeclarationError, match="must be package:function"):
+        p.binary("b", libraries=["a"], entry="main")
+
+
+def test_resolution_takes_the_first_provider_in_link_order():
+    entries = [Entry("f", False), Entry("v", True)]
+    providers = [("own.o", {"f"}), ("libc.a", {"f", "v"})]
+    assert resolve_symbols("app", entries, providers) == {"f": "own.o", "v": "libc.a"}
+
+
+def test_unresolved_symbols_are_all_named_with_what_was_searched():
+    with pytest.raises(UnresolvedSymbols) as error:
+        resolve_symbols("app", [Entry("x", False), Entry("y", True), Entry("f", False)],
+                        [("libc.a", {"f"}), ("libz.a", set())])
+    assert "binary app needs" in str(error.value)
+    assert "x, y" in str(error.value)
+    assert "searched, in link order: libc.a, libz.a" in str(error.value)
+
+
+def test_linkage_record_is_parsed_and_bad_lines_named(tmp_path):
+    record = tmp_path / "app.linkage"
+    record.write_text("data environ\nfunction malloc\n")
+    assert read_linkage(record) == [Entry("environ", True), Entry("malloc", False)]
+    record.write_text("function malloc\nbogus\n")
+    with pytest.raises(Exception, match="app.linkage:2"):
+        read_linkage(record)
+
+
+def test_symbol_table_is_sorted_and_aliased():
+    source = symbol_table_source([Entry("zeta", False), Entry("exp", False),
+                                  Entry("environ", True)])
+    assert source.index('"environ"') < source.index('"exp"') < source.index('"zeta"')
+    assert 'extern char lispbuild_symbol_1[] __asm__("exp");' in source
+    assert "lispbuild_symbol_count = 3;" in source
+
+
+def test_symbols_are_read_from_objects_and_archives(tmp_path):
+    (tmp_path / "a.c").write_text("int visible(void) { return 1; }\n"
+                                  "static int hidden(void) { return 2; }\n"
+                                  "int data_item = 3; extern int elsewhere(void);\n"
+                                  "int caller(void) { return hidden() + elsewhere(); }\n")
+    (tmp_path / "b.c").write_text("__attribute__((weak)) int weakling(void) { return 4; }\n")
+    for name in ("a", "b"):
+        subprocess.run(["gcc", "-c", f"{name}.c"], cwd=tmp_path, check=True)
+    subprocess.run(["ar", "rcs", "libab.a", "a.o", "b.o"], cwd=tmp_path, check=True)
+    assert defined_symbols(tmp_path / "a.o") == ["caller", "data_item", "visible"]
+    assert defined_symbols(tmp_path / "libab.a") == ["caller", "data_item", "visible",
+                                                      "weakling"]
+
+
+def test_embedded_core_layout(tmp_path):
+    runtime, core, out = tmp_path / "rt", tmp_path / "core", tmp_path / "exe"
+    runtime.write_bytes(b"R" * 1000)
+    core.write_bytes(struct.pack("<Q", CORE_MAGIC) + b"core bytes")
+    embed_core(runtime, core, out)
+    data = out.read_bytes()
+    assert data[:1000] == b"R" * 1000 and data[1000:32768] == bytes(32768 - 1000)
+    assert data[32768:32768 + 18] == core.read_bytes()
+    assert struct.unpack("<QQ", data[-16:]) == (32768, CORE_MAGIC)
+
+
+def test_embedding_refuses_what_is_not_a_core(tmp_path):
+    (tmp_path / "rt").write_bytes(b"R")
+    (tmp_path / "core").write_bytes(b"not a core at all")
+    with pytest.raises(NotStatic, match="is not an SBCL core"):
+        embed_core(tmp_path / "rt", tmp_path / "core", tmp_path / "exe")
+
+
+def test_a_dynamic_executable_is_refused():
+    with pytest.raises(NotStatic, match="PT_INTERP"):
+        check_static(os.path.realpath(sys.executable))
+
+
+def test_store_round_trip_and_missing_objects(tmp_path):
+    store = Store(tmp_path / "store")
+    (tmp_path / "f").write_bytes(b"content")
+    sha = store.put_file(tmp_path / "f")
+    store.put_action("k" * 64, {"out": {"sha256": sha, "executable": False}})
+    assert store.get_action("k" * 64) == {"out": {"sha256": sha, "executable": False}}
+    assert store.object_path(sha).read_bytes() == b"content"
+    assert not list(store.root.rglob(".tmp-*"))
+    os.chmod(store.object_path(sha), 0o644)
+    os.unlink(store.object_path(sha))
+    assert store.get_action("k" * 64) is None  # an action whose output is gone is no hit
+
+
+def test_digest_cache_sees_an_edit_that_restores_the_mtime(tmp_path):
+    cache = DigestCache(tmp_path / "digests.sqlite3")
+    f = tmp_path / "src.lisp"
+    f.write_text("(a)")
+    first = cache.digest(f)
+    st = os.stat(f)
+    f.write_text("(b)")
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert cache.digest(f) != first
+    assert DigestCache(tmp_path / "digests.sqlite3").digest(f) == cache.digest(f)
