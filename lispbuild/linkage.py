@@ -11,8 +11,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from elftools.elf.elffile import ELFFile
-
 from .errors import LispbuildError, UnresolvedSymbols
 
 _DEFINED_BINDS = ("STB_GLOBAL", "STB_WEAK", "STB_GNU_UNIQUE")
@@ -36,6 +34,8 @@ def read_linkage(path: Path) -> list[Entry]:
 
 
 def _elf_symbols(data: bytes) -> set[str]:
+    # Imported here: pyelftools costs 20 ms, and a no-op build never reads ELF.
+    from elftools.elf.elffile import ELFFile
     elf = ELFFile(io.BytesIO(data))
     symtab = elf.get_section_by_name(".symtab")
     if symtab is None:
