@@ -23,6 +23,7 @@ def shared_store() -> Path:
 class Source:
     path: str                 # relative to the library's directory
     needs: tuple[str, ...]    # files of the same library loaded before compiling it
+    external_format: str = "utf-8"
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Library:
     features: tuple[str, ...]
     policy: tuple[tuple[str, int], ...]
     fail_on_warning: bool
+    requires: tuple[str, ...] = ()   # SBCL modules (contribs) to REQUIRE first
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class Binary:
     c_sources: tuple[Path, ...]
     archives: tuple[Path, ...]
     compression: bool
+    test: bool = False        # entry is a test function: true means pass
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,9 @@ class Project:
         self.libraries: dict[str, Library] = {}
         self.binaries: dict[str, Binary] = {}
         self.runs: dict[str, Run] = {}
+        # ASDF systems asked for, by name, each with its fail_on_warning.
+        self.asdf_systems_by_name: dict[str, bool] = {}
+        self.asdf_registry: list[str] = []
 
     def _check_name(self, kind: str, name: str, table: dict):
         if not name or "/" in name or ":" in name:
@@ -118,6 +124,20 @@ class Project:
                           fail_on_warning=bool(fail_on_warning))
         self.libraries[name] = library
         return library
+
+    def asdf_system(self, name, *, registry=(".",), fail_on_warning=True):
+        """Declare an ASDF system and, through ASDF, every system it depends
+        on: each becomes a library of the same name ("/" becomes "--").
+        ASDF searches the `registry` directories (trees, relative to the
+        root) and Debian's /usr/share/common-lisp/source/. `fail_on_warning`
+        applies to this system's files; declare a dependency too to set it
+        for that one."""
+        if not name:
+            raise DeclarationError("asdf_system needs a system name")
+        self.asdf_systems_by_name[str(name).lower()] = bool(fail_on_warning)
+        for directory in registry:
+            if str(directory) not in self.asdf_registry:
+                self.asdf_registry.append(str(directory))
 
     def binary(self, name, *, libraries, entry, c_sources=(), archives=(),
                compression=False) -> Binary:

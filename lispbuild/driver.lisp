@@ -2,8 +2,10 @@
 ;;;; from the project root. REQUEST is a file holding one plist:
 ;;;;   (:compile :source S :output O :loads (F...) :features (X...)
 ;;;;    :policy ((Q . N)...) :fail-on-warning B :diagnostics D)
-;;;;   (:dump :loads (F...) :features (X...) :entry "pkg:fn" :core C
-;;;;    :linkage L :compression B :diagnostics D)
+;;;;   (:dump :requires (M...) :loads (F...) :features (X...) :entry "pkg:fn"
+;;;;    :core C :linkage L :compression B :test B :diagnostics D)
+;;;;   (:asdf-graph :systems (S...) :registry (DIR...) :cache DIR :output O
+;;;;    :diagnostics D)
 ;;;; Problems are written to D as "FILE:LINE: KIND: text" blocks; the exit
 ;;;; code is 0 on success and 1 on failure.
 
@@ -73,6 +75,10 @@ FILE: SBCL's top-level form positions point just past the previous form."
   (dolist (name names)
     (pushnew (intern name :keyword) *features*)))
 
+(defun require-modules (modules)
+  (dolist (module modules)
+    (require (string-upcase module))))
+
 (defun load-fasls (fasls)
   "Load FASLS in order; a failure is reported against the FASL's source."
   (dolist (fasl fasls t)
@@ -96,7 +102,7 @@ and a FASL must depend on the source's contents, not on when it was saved."
   "Full WARNINGs seen. Counted here because inside WITH-COMPILATION-UNIT,
 COMPILE-FILE's own FAILURE-P misses the warnings deferred to the unit's end.")
 
-(defun compile-reporting (source output)
+(defun compile-reporting (source output external-format)
   "COMPILE-FILE SOURCE to OUTPUT, noting every problem with its line.
 Returns the FASL's pathname, or NIL."
   (handler-case
@@ -119,6 +125,7 @@ Returns the FASL's pathname, or NIL."
         ;; The relative name keeps the project's location out of the FASL.
         (with-compilation-unit (:source-namestring source)
           (compile-file source :output-file (merge-pathnames output)
+                               :external-format external-format
                                :verbose nil :print nil)))
     ;; An error the compiler does not handle, e.g. in EVAL-WHEN or IN-PACKAGE.
     ((and error (not sb-c:compiler-error)) (c)
@@ -126,8 +133,9 @@ Returns the FASL's pathname, or NIL."
       (note source (compiler-context-line source) "ERROR" c)
       nil)))
 
-(defun compile-source (&key source output loads features policy fail-on-warning
-                         &allow-other-keys)
+(defun compile-source (&key source output requires loads features policy fail-on-warning
+                         external-format &allow-other-keys)
+  (require-modules requires)
   (unless (load-fasls loads)
     (return-from compile-source nil))
   (push-features features)
@@ -135,7 +143,8 @@ Returns the FASL's pathname, or NIL."
                                collect (list (find-symbol (string-upcase quality) :cl)
                                              level))))
   (fixed-write-date source)
-  (let ((fasl (compile-reporting source output)))
+  (let ((fasl (compile-reporting source output
+                                 (intern (string-upcase external-format) :keyword))))
     (cond ((or (null fasl) (plusp *errors*))
            (unless *diagnostics*
              (note source nil "ERROR" "compilation failed"))
@@ -161,34 +170,50 @@ Returns the FASL's pathname, or NIL."
              (fail (format nil "~S is not a function" symbol)))
             (t symbol)))))
 
-(defun toplevel-for (function)
+(defun toplevel-for (function test)
   "Call FUNCTION with the command-line arguments; exit with the integer it
-returns (0 otherwise), 130 on an interrupt."
+returns (0 otherwise), 130 on an interrupt. A TEST function is called with
+no arguments, and the program exits 0 if it returns true, 1 if false."
   (lambda ()
-    (let ((code (handler-case (funcall function (rest sb-ext:*posix-argv*))
+    (let ((code (handler-case (if test
+                                  (if (funcall function) 0 1)
+                                  (funcall function (rest sb-ext:*posix-argv*)))
                   (sb-sys:interactive-interrupt () 130))))
       (sb-ext:exit :code (if (typep code '(integer 0 255)) code 0)))))
 
 (defun write-linkage (path)
-  "One line per linkage-table entry: \"function NAME\" or \"data NAME\"."
-  (let ((entries (loop for key being the hash-keys of (car sb-sys:*linkage-info*)
-                       collect (if (consp key)
-                                   (format nil "data ~A" (car key))
-                                   (format nil "function ~A" key)))))
+  "One line per linkage-table entry: \"function NAME\" or \"data NAME\",
+followed by \" undefined\" when this (dynamic) image could not find it
+either, though the shared objects it loaded were there to provide it."
+  (let* ((undefined (cdr sb-sys:*linkage-info*))
+         (entries (loop for key being the hash-keys of (car sb-sys:*linkage-info*)
+                        collect (format nil "~:[function~;data~] ~A~:[~; undefined~]"
+                                        (consp key) (if (consp key) (car key) key)
+                                        (and sb-sys:*shared-objects*
+                                             (member key undefined :test #'equal))))))
     (with-open-file (out path :direction :output :if-exists :supersede)
       (dolist (line (sort entries #'string<))
         (write-line line out)))))
 
-(defun dump (&key loads features entry core linkage compression diagnostics
-             &allow-other-keys)
+(defun write-shared-objects (path)
+  "The shared objects the image loaded (CFFI's foreign libraries among
+them): the static executable must have an archive for each."
+  (with-open-file (out path :direction :output :if-exists :supersede)
+    (dolist (object sb-sys:*shared-objects*)
+      (write-line (sb-alien::shared-object-namestring object) out))))
+
+(defun dump (&key requires loads features entry core linkage shared-objects compression
+               test diagnostics &allow-other-keys)
   (push-features features)
+  (require-modules requires)
   (let ((function (and (load-fasls loads) (find-entry entry))))
     (unless function
       (return-from dump nil))
     (write-linkage linkage)
+    (write-shared-objects shared-objects)
     (write-diagnostics diagnostics)
     (sb-ext:disable-debugger)
-    (sb-ext:save-lisp-and-die core :toplevel (toplevel-for function)
+    (sb-ext:save-lisp-and-die core :toplevel (toplevel-for function test)
                                    :save-runtime-options t
                                    :compression (and compression t))))
 
@@ -198,7 +223,12 @@ returns (0 otherwise), 130 on an interrupt."
                       (let ((*read-eval* nil)) (read in)))))
          (ok (ecase (first request)
                (:compile (apply #'compile-source (rest request)))
-               (:dump (apply #'dump (rest request))))))
+               (:dump (apply #'dump (rest request)))
+               (:asdf-graph
+                (require "ASDF")
+                ;; Loaded only here: building an image must not pull ASDF in.
+                (load (merge-pathnames "asdf.lisp" *load-truename*))
+                (apply (find-symbol "ASDF-GRAPH") (rest request))))))
     (write-diagnostics (getf (rest request) :diagnostics))
     (sb-ext:exit :code (if ok 0 1) :abort t)))
 

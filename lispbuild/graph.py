@@ -20,12 +20,15 @@ class FaslNode:
     source: str               # relative to the project root
     fasl: str                 # relative to the project root
     loads: tuple[str, ...]    # FaslNode names loaded before compiling, in order
+    requires: tuple[str, ...]  # SBCL modules required before those
+    external_format: str
 
 
 @dataclass(frozen=True)
 class BinaryNode:
     binary: Binary
     loads: tuple[str, ...]    # every FaslNode name, in load order
+    requires: tuple[str, ...]
     features: tuple[str, ...]
 
 
@@ -69,16 +72,23 @@ def _fasl_path(library: Library, source: str) -> str:
     return str(PurePosixPath("build/fasl", library.name, source).with_suffix(".fasl"))
 
 
-def plan(project: Project) -> Graph:
-    libraries = project.libraries
+def _requires(libraries: dict[str, Library], order: list[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(m for name in order for m in libraries[name].requires))
+
+
+def plan(project: Project, derived: dict[str, Library]) -> Graph:
+    """The graph of the project's libraries, binaries and runs, with the
+    libraries `derived` from ASDF systems."""
+    libraries = {**derived, **project.libraries}
     everything = [(f"library {n}", n) for n in libraries]
     library_order(libraries, everything)  # reports cycles even in unused libraries
 
     fasls: dict[str, FaslNode] = {}
     for library in libraries.values():
-        before = [key for dep in library_order(libraries, [(f"library {library.name}", library.name)])
-                  if dep != library.name
-                  for key in (_file_key(libraries[dep], s.path) for s in libraries[dep].sources)]
+        order = library_order(libraries, [(f"library {library.name}", library.name)])
+        requires = _requires(libraries, order)
+        before = [_file_key(libraries[dep], s.path) for dep in order if dep != library.name
+                  for s in libraries[dep].sources]
         own = {}
         for source in library.sources:
             needed = set()
@@ -91,7 +101,8 @@ def plan(project: Project) -> Graph:
             fasls[key] = FaslNode(
                 name=key, library=library,
                 source=str(PurePosixPath(library.directory, source.path)),
-                fasl=_fasl_path(library, source.path), loads=tuple(loads))
+                fasl=_fasl_path(library, source.path), loads=tuple(loads),
+                requires=requires, external_format=source.external_format)
 
     binaries = {}
     for binary in project.binaries.values():
@@ -102,6 +113,7 @@ def plan(project: Project) -> Graph:
             binary=binary,
             loads=tuple(_file_key(libraries[n], s.path) for n in order
                         for s in libraries[n].sources),
+            requires=_requires(libraries, order),
             features=tuple(sorted({f for n in order for f in libraries[n].features})))
     for run in project.runs.values():
         if run.binary not in binaries:

@@ -64,7 +64,7 @@ class Action:
 
 
 @functools.cache
-def _package_digest() -> str:
+def package_digest() -> str:
     """Digest of lispbuild's own sources: a changed builder changes every key."""
     h = hashlib.sha256()
     package = Path(__file__).parent
@@ -96,7 +96,7 @@ def action_key(action: Action, ctx: Context) -> str:
         "params": action.params,
         "inputs": inputs,
         "outputs": {role: str(p) for role, p in action.outputs.items()},
-        "lispbuild": _package_digest(),
+        "lispbuild": package_digest(),
     }
     blob = json.dumps(description, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()

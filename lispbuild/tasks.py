@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 from doit.exceptions import TaskFailed
 
 from . import link, linkage
+from .asdf import asdf_libraries
 from .declare import Project
 from .driver import run_driver
 from .embed import check_static, embed_core
@@ -36,7 +37,9 @@ def _print_notes(notes: str):
 def compile_fasl(action: Action, ctx: Context, outputs: dict):
     p = action.params
     _print_notes(run_driver("compile", ctx.root, f"compiling {p['source']}",
-                            source=p["source"], output=outputs["fasl"], loads=p["loads"],
+                            source=p["source"], output=outputs["fasl"],
+                            external_format=p["external_format"],
+                            requires=p["requires"], loads=p["loads"],
                             features=p["features"], policy=p["policy"],
                             fail_on_warning=p["fail_on_warning"]))
 
@@ -44,9 +47,11 @@ def compile_fasl(action: Action, ctx: Context, outputs: dict):
 def dump_core(action: Action, ctx: Context, outputs: dict):
     p = action.params
     _print_notes(run_driver("dump", ctx.root, f"dumping the image of {p['binary']}",
-                            loads=p["loads"], features=p["features"], entry=p["entry"],
+                            requires=p["requires"], loads=p["loads"],
+                            features=p["features"], entry=p["entry"],
                             core=outputs["core"], linkage=outputs["linkage"],
-                            compression=p["compression"]))
+                            shared_objects=outputs["shared_objects"],
+                            compression=p["compression"], test=p["test"]))
 
 
 def compile_c(action: Action, ctx: Context, outputs: dict):
@@ -112,7 +117,8 @@ def fasl_action(node: FaslNode, graph) -> Action:
     return Action(
         task=f"fasl:{node.name}", run=compile_fasl,
         inputs=[Path(node.source), *map(Path, loads)],
-        params={"source": node.source, "loads": loads, "features": list(library.features),
+        params={"source": node.source, "requires": list(node.requires), "loads": loads,
+                "external_format": node.external_format, "features": list(library.features),
                 "policy": [list(q) for q in library.policy],
                 "fail_on_warning": library.fail_on_warning},
         outputs={"fasl": Path(node.fasl)}, toolchain=(sbcl_files,))
@@ -130,14 +136,18 @@ def binary_actions(node: BinaryNode, graph) -> list[Action]:
     b = node.binary
     loads = [graph.fasls[name].fasl for name in node.loads]
     core, record = f"build/core/{b.name}.core", f"build/core/{b.name}.linkage"
+    shared = f"build/core/{b.name}.shared-objects"
     table, runtime = f"build/linkage/{b.name}-symbols.c", f"build/runtime/{b.name}"
     objects = [_object_path(str(s)) for s in b.c_sources] + [_object_path(COMPAT_TASK)]
     archives = [str(a) for a in b.archives]
     return [
         Action(task=f"core:{b.name}", run=dump_core, inputs=list(map(Path, loads)),
-               params={"binary": b.name, "loads": loads, "features": list(node.features),
-                       "entry": b.entry, "compression": b.compression},
-               outputs={"core": Path(core), "linkage": Path(record)}, toolchain=(sbcl_files,)),
+               params={"binary": b.name, "requires": list(node.requires), "loads": loads,
+                       "features": list(node.features),
+                       "entry": b.entry, "compression": b.compression, "test": b.test},
+               outputs={"core": Path(core), "linkage": Path(record),
+                        "shared_objects": Path(shared)},
+               toolchain=(sbcl_files,)),
         Action(task=f"linkage:{b.name}", run=resolve_linkage,
                inputs=[Path(record), *map(Path, objects), *map(Path, archives)],
                params={"binary": b.name, "record": record, "objects": objects,
@@ -167,7 +177,7 @@ def _doit_task(action: Action, ctx: Context, task_dep: list[str]) -> dict:
 
 def doit_tasks(project: Project):
     """Every task of the project, as doit task dicts."""
-    graph = plan(project)
+    graph = plan(project, asdf_libraries(project))
     ctx = Context(root=project.root, store_root=project.store)
     for node in graph.fasls.values():
         yield _doit_task(fasl_action(node, graph), ctx, [f"fasl:{n}" for n in node.loads])

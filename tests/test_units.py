@@ -27,7 +27,7 @@ def test_serial_library_loads_earlier_files_and_dependencies(tmp_path):
     p.library("base", ["a.lisp", "b.lisp"])
     p.library("top", ["c.lisp", "d.lisp"], directory="top", depends_on=["base"])
     p.binary("app", libraries=["top"], entry="top:main")
-    graph = plan(p)
+    graph = plan(p, {})
     assert graph.fasls["base/a.lisp"].loads == ()
     assert graph.fasls["base/b.lisp"].loads == ("base/a.lisp",)
     assert graph.fasls["top/d.lisp"].loads == ("base/a.lisp", "base/b.lisp", "top/c.lisp")
@@ -41,7 +41,7 @@ def test_dict_sources_let_independent_files_compile_apart(tmp_path):
     p = project(tmp_path)
     p.library("lib", {"package.lisp": [], "x.lisp": ["package.lisp"],
                       "y.lisp": ["package.lisp"], "main.lisp": ["x.lisp", "y.lisp"]})
-    graph = plan(p)
+    graph = plan(p, {})
     assert graph.fasls["lib/x.lisp"].loads == ("lib/package.lisp",)
     assert graph.fasls["lib/y.lisp"].loads == ("lib/package.lisp",)
     assert graph.fasls["lib/main.lisp"].loads == ("lib/package.lisp", "lib/x.lisp", "lib/y.lisp")
@@ -57,19 +57,19 @@ def test_cycle_is_reported_with_its_path(tmp_path):
     p.library("a", [], depends_on=["b"])
     p.library("b", [], depends_on=["a"])
     with pytest.raises(DependencyCycle, match="a -> b -> a"):
-        plan(p)
+        plan(p, {})
 
 
 def test_unknown_library_and_binary_are_named(tmp_path):
     p = project(tmp_path)
     p.library("a", [], depends_on=["nope"])
     with pytest.raises(DeclarationError, match="library a depends on library nope"):
-        plan(p)
+        plan(p, {})
     p = project(tmp_path)
     p.library("a", [])
     p.run("demo", binary="ghost")
     with pytest.raises(DeclarationError, match="run demo names binary ghost"):
-        plan(p)
+        plan(p, {})
 
 
 def test_policy_and_names_are_checked(tmp_path):

@@ -1,0 +1,129 @@
+;;;; Loaded by driver.lisp, after ASDF, for the :asdf-graph command: writes
+;;;; what ASDF itself says of the systems asked for, one tab-separated
+;;;; record a line:
+;;;;   system NAME DIRECTORY      asd NAME FILE      depends NAME SYSTEM
+;;;;   module NAME MODULE         (a system that is an SBCL module to REQUIRE)
+;;;;   file NAME PATH EXTERNAL-FORMAT NEEDED-PATH...
+;;;; PATHs are relative to the system's directory; a file's NEEDED-PATHs are
+;;;; the files of the same system that must be loaded before it compiles,
+;;;; in ASDF's plan order.
+
+(in-package #:lispbuild-driver)
+
+(defun tsv (out &rest fields)
+  (format out "~{~A~^	~}~%" fields))
+
+(defun preloaded-module (system)
+  "The module to REQUIRE for a system that has no sources of its own here:
+an SBCL contrib, or ASDF and UIOP, which come with SBCL."
+  (let ((name (asdf:component-name system)))
+    (cond ((typep system 'asdf:require-system) name)
+          ((member name '("asdf" "uiop") :test #'string=) "asdf"))))
+
+(defun system-actions (system)
+  "The (operation . component) pairs that ACTION needs, transitively,
+without walking into other systems: those are dependencies as a whole."
+  (lambda (operation component)
+    (let ((seen (make-hash-table :test 'equal))
+          (found '()))
+      (labels ((visit (op c)
+                 (let ((key (cons (type-of op) c)))
+                   (unless (gethash key seen)
+                     (setf (gethash key seen) t)
+                     (push (cons op c) found)
+                     (when (eq (asdf:component-system c) system)
+                       (loop for (dop . dc) in (asdf::direct-dependencies op c)
+                             do (visit dop dc)))))))
+        (visit operation component))
+      found)))
+
+(defun check-component (component)
+  (when (and (typep component 'asdf:source-file)
+             (not (typep component 'asdf:cl-source-file))
+             (not (typep component 'asdf:static-file)))
+    (error "component ~A of system ~A is a ~(~A~); lispbuild compiles Lisp ~
+            source files only"
+           (asdf:component-name component)
+           (asdf:component-name (asdf:component-system component))
+           (type-of component))))
+
+(defun describe-system (system order out)
+  "Write SYSTEM's directory, dependencies and files with what each needs."
+  (let* ((name (asdf:component-name system))
+         (closure (system-actions system))
+         (compile-op (asdf:make-operation 'asdf:compile-op))
+         (prepare-op (asdf:make-operation 'asdf:prepare-op)))
+    (tsv out "system" name (namestring (asdf:component-pathname system)))
+    (tsv out "asd" name (namestring (asdf:system-source-file system)))
+    (loop for (op . c) in (funcall closure prepare-op system)
+          when (and (typep op 'asdf:load-op) (typep c 'asdf:system) (not (eq c system)))
+            do (tsv out "depends" name (asdf:component-name c)))
+    (loop for (op . c) in (asdf::plan-actions order)
+          when (and (typep op 'asdf:compile-op) (eq (asdf:component-system c) system))
+            do (check-component c)
+          when (and (typep op 'asdf:compile-op) (typep c 'asdf:cl-source-file)
+                    (eq (asdf:component-system c) system))
+            do (let ((needs (loop for (nop . nc) in (funcall closure compile-op c)
+                                  when (and (typep nop 'asdf:load-op)
+                                            (typep nc 'asdf:cl-source-file)
+                                            (not (eq nc c))
+                                            (eq (asdf:component-system nc) system))
+                                    collect nc)))
+                 (apply #'tsv out "file" name
+                        (relative-name c system)
+                        (let ((format (asdf:component-external-format c)))
+                          (if (keywordp format) format :utf-8))
+                        (mapcar (lambda (n) (relative-name n system))
+                                (sort needs #'< :key (lambda (n) (plan-position n order)))))))))
+
+(defun relative-name (component system)
+  (enough-namestring (asdf:component-pathname component)
+                     (asdf:component-pathname system)))
+
+(defun plan-position (component plan)
+  (position-if (lambda (action) (eq (cdr action) component)) (asdf::plan-actions plan)))
+
+(defun asdf-graph (&key systems registry cache output &allow-other-keys)
+  (asdf:initialize-source-registry
+   `(:source-registry ,@(loop for dir in registry collect `(:tree ,dir))
+                      (:also-exclude "build" "cache" ".venv")
+                      :ignore-inherited-configuration))
+  ;; Systems loaded while reading .asd files (:defsystem-depends-on) are
+  ;; compiled by ASDF itself: keep its FASLs out of the user's cache.
+  (asdf:initialize-output-translations
+   `(:output-translations (t (,cache :**/ :*.*.*)) :ignore-inherited-configuration))
+  (handler-case
+      (with-open-file (out output :direction :output :if-exists :supersede
+                                  :external-format :utf-8)
+        (let ((seen '()))
+          (dolist (name systems t)
+            (let* ((system (asdf:find-system name))
+                   (plan (asdf::make-plan 'asdf::sequential-plan 'asdf:load-op system)))
+              (loop for (op . c) in (asdf::plan-actions plan)
+                    when (and (typep op 'asdf:load-op) (typep c 'asdf:system)
+                              (not (member c seen)))
+                      do (push c seen)
+                         (let ((module (preloaded-module c)))
+                           (if module
+                               (tsv out "module" (asdf:component-name c) module)
+                               (describe-system c plan out))))))))
+    (asdf:missing-dependency (c)
+      (note "asdf" nil "ERROR"
+            (format nil "system ~A depends on ~A, which ASDF cannot find~%searched: ~{~A~^, ~}"
+                    (asdf::missing-required-by c) (asdf::missing-requires c) registry))
+      nil)
+    (asdf:missing-component (c)
+      (note "asdf" nil "ERROR"
+            (format nil "ASDF cannot find system ~A~%searched: ~{~A~^, ~}"
+                    (asdf::missing-requires c) registry))
+      nil)
+    (asdf:circular-dependency (c)
+      (note "asdf" nil "ERROR"
+            (format nil "circular dependency: ~{~A~^ -> ~}"
+                    (mapcar (lambda (action) (asdf:component-name (cdr action)))
+                            (asdf::circular-dependency-actions c))))
+      nil)
+    (error (c)
+      (note "asdf" nil "ERROR" c)
+      nil)))
+

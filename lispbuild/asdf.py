@@ -1,0 +1,91 @@
+"""ASDF systems as libraries: ASDF itself, inside SBCL, says which systems
+a system needs (through its source registry, Debian's
+/usr/share/common-lisp/source/ included) and which files each file needs.
+
+The answer is cached in build/.lispbuild/asdf-graph.json, keyed by the
+request and the contents of every .asd file it read, so that a no-op build
+starts no SBCL.
+"""
+import json
+import tempfile
+from pathlib import Path
+
+from .declare import Library, Project, Source
+from .digest import DigestCache
+from .driver import run_driver
+from .errors import DeclarationError, LispFailure, MissingToolchain
+from .rebuild import package_digest
+from .toolchain import find_sbcl
+
+DEBIAN_SOURCES = "/usr/share/common-lisp/source/"
+
+
+def library_name(system: str) -> str:
+    """ASDF's secondary systems are "primary/secondary"; a library name has no /."""
+    return system.replace("/", "--")
+
+
+def _query(project: Project, systems: list[str], registry: list[str]) -> str:
+    state = project.root / "build" / ".lispbuild"
+    state.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="lispbuild-asdf-") as tmp:
+        output = Path(tmp) / "graph.tsv"
+        try:
+            run_driver("asdf-graph", project.root, f"asking ASDF for {', '.join(systems)}",
+                       systems=systems, registry=registry,
+                       cache=str(state / "asdf-cache") + "/", output=output)
+        except (LispFailure, MissingToolchain) as error:
+            raise DeclarationError(str(error)) from None
+        return output.read_text(encoding="utf-8")
+
+
+def _graph_lines(project: Project, systems: list[str], registry: list[str]) -> list[list[str]]:
+    cache_file = project.root / "build" / ".lispbuild" / "asdf-graph.json"
+    digests = DigestCache(project.root / "build" / ".lispbuild" / "digests.sqlite3")
+    request = {"systems": systems, "registry": registry, "lispbuild": package_digest(),
+               "sbcl": digests.digest(find_sbcl().core)}
+    try:
+        cached = json.loads(cache_file.read_text())
+        if cached["request"] == request and all(
+                digests.digest(Path(p)) == sha for p, sha in cached["asd"].items()):
+            return cached["lines"]
+    except (FileNotFoundError, KeyError, ValueError):
+        pass
+    lines = [line.split("\t") for line in _query(project, systems, registry).splitlines()]
+    asd = {fields[2]: digests.digest(Path(fields[2])) for fields in lines if fields[0] == "asd"}
+    cache_file.write_text(json.dumps({"request": request, "asd": asd, "lines": lines}))
+    return lines
+
+
+def _directory(path: str, root: Path) -> Path:
+    path = Path(path)
+    return path.relative_to(root) if path.is_relative_to(root) else path
+
+
+def asdf_libraries(project: Project) -> dict[str, Library]:
+    """The libraries of the ASDF systems the project declared, and of every
+    system they depend on."""
+    if not project.asdf_systems_by_name:
+        return {}
+    registry = [str(project.root / r) + "/" for r in project.asdf_registry] + [DEBIAN_SOURCES]
+    systems_asked = sorted(project.asdf_systems_by_name)
+    lines = _graph_lines(project, systems_asked, registry)
+    systems: dict[str, dict] = {}
+    for kind, name, *rest in lines:
+        lib = library_name(name)
+        if kind == "module":
+            systems[lib] = {"directory": ".", "sources": [], "depends": [], "requires": rest}
+        elif kind == "system":
+            systems[lib] = {"directory": _directory(rest[0], project.root), "sources": [],
+                            "depends": [], "requires": []}
+        elif kind == "depends":
+            systems[lib]["depends"].append(library_name(rest[0]))
+        elif kind == "file":
+            path, external_format, *needs = rest
+            systems[lib]["sources"].append(Source(path, tuple(needs), external_format.lower()))
+    fail_on_warning = {library_name(n): f for n, f in project.asdf_systems_by_name.items()}
+    return {name: Library(name=name, directory=Path(s["directory"]),
+                          sources=tuple(s["sources"]), depends_on=tuple(s["depends"]),
+                          features=(), policy=(), requires=tuple(s["requires"]),
+                          fail_on_warning=fail_on_warning.get(name, True))
+            for name, s in systems.items()}
