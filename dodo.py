@@ -23,6 +23,18 @@ project.library("primes", ["primes.lisp"], directory="samples/primes",
 project.binary("primes", libraries=["primes"], entry="primes:main", compression=True)
 project.run("primes", binary="primes", args=["1000000"])
 
+# samples/ppcre-grep: an ASDF system on cl-ppcre and alexandria.
+project.asdf_system("ppcre-grep", registry=["samples/ppcre-grep"])
+project.binary("ppcre-grep", libraries=["ppcre-grep"], entry="ppcre-grep:main")
+project.run("ppcre-grep", binary="ppcre-grep", args=["-i", "^\\(defsystem", "samples/ppcre-grep/ppcre-grep.asd"])
+
+# samples/webserver: hunchentoot, with cl+ssl and OpenSSL linked statically.
+project.asdf_system("webserver", registry=["samples/webserver"])
+project.binary("webserver", libraries=["webserver"], entry="webserver:main",
+               foreign_libraries={"libssl": ["/usr/lib/x86_64-linux-gnu/libssl.a"],
+                                  "libcrypto": ["/usr/lib/x86_64-linux-gnu/libcrypto.a"]})
+project.run("webserver", binary="webserver", args=["8080"])
+
 DOIT_CONFIG = lispbuild.doit_config(project)
 
 

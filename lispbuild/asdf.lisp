@@ -1,14 +1,45 @@
-;;;; Loaded by driver.lisp, after ASDF, for the :asdf-graph command: writes
-;;;; what ASDF itself says of the systems asked for, one tab-separated
-;;;; record a line:
+;;;; Loaded by driver.lisp, after ASDF, when a request involves ASDF systems.
+;;;;
+;;;; PREPARE-SYSTEMS gives a compiling or dumping image what LOAD-SYSTEM
+;;;; would have: ASDF and the systems' definitions (code such as
+;;;; #.(asdf:component-version (asdf:find-system :usocket)) needs them).
+;;;;
+;;;; ASDF-GRAPH writes what ASDF itself says of the systems asked for, one
+;;;; tab-separated record a line:
 ;;;;   system NAME DIRECTORY      asd NAME FILE      depends NAME SYSTEM
 ;;;;   module NAME MODULE         (a system that is an SBCL module to REQUIRE)
 ;;;;   file NAME PATH EXTERNAL-FORMAT NEEDED-PATH...
 ;;;; PATHs are relative to the system's directory; a file's NEEDED-PATHs are
-;;;; the files of the same system that must be loaded before it compiles,
-;;;; in ASDF's plan order.
+;;;; the files of the same system loaded before it compiles, in ASDF's plan
+;;;; order. Systems are written dependencies first.
 
 (in-package #:lispbuild-driver)
+
+(defun keep-asdf-output (cache)
+  "Systems loaded while reading .asd files (:defsystem-depends-on) are
+compiled by ASDF itself: keep its FASLs out of the user's cache."
+  (asdf:initialize-output-translations
+   `(:output-translations (t (,cache :**/ :*.*.*)) :ignore-inherited-configuration)))
+
+(defun prepare-systems (systems asd-files cache)
+  "Find SYSTEMS through exactly the directories of ASD-FILES."
+  (asdf:initialize-source-registry
+   `(:source-registry
+     ,@(loop for asd in (remove-duplicates
+                         (mapcar (lambda (f) (directory-namestring (merge-pathnames f)))
+                                 asd-files)
+                         :test #'string=)
+             collect `(:directory ,asd))
+     :ignore-inherited-configuration))
+  (keep-asdf-output cache)
+  (dolist (name systems)
+    (asdf:find-system name)))
+
+(defun register-loaded-systems (systems)
+  "The image holds these systems' code: ASDF must not look for them on disk
+(the static executable runs where their sources are not)."
+  (dolist (name systems)
+    (asdf:register-immutable-system name)))
 
 (defun tsv (out &rest fields)
   (format out "~{~A~^	~}~%" fields))
@@ -51,47 +82,37 @@ without walking into other systems: those are dependencies as a whole."
   "Write SYSTEM's directory, dependencies and files with what each needs."
   (let* ((name (asdf:component-name system))
          (closure (system-actions system))
-         (compile-op (asdf:make-operation 'asdf:compile-op))
          (prepare-op (asdf:make-operation 'asdf:prepare-op)))
     (tsv out "system" name (namestring (asdf:component-pathname system)))
     (tsv out "asd" name (namestring (asdf:system-source-file system)))
     (loop for (op . c) in (funcall closure prepare-op system)
           when (and (typep op 'asdf:load-op) (typep c 'asdf:system) (not (eq c system)))
             do (tsv out "depends" name (asdf:component-name c)))
-    (loop for (op . c) in (asdf::plan-actions order)
-          when (and (typep op 'asdf:compile-op) (eq (asdf:component-system c) system))
-            do (check-component c)
-          when (and (typep op 'asdf:compile-op) (typep c 'asdf:cl-source-file)
-                    (eq (asdf:component-system c) system))
-            do (let ((needs (loop for (nop . nc) in (funcall closure compile-op c)
-                                  when (and (typep nop 'asdf:load-op)
-                                            (typep nc 'asdf:cl-source-file)
-                                            (not (eq nc c))
-                                            (eq (asdf:component-system nc) system))
-                                    collect nc)))
-                 (apply #'tsv out "file" name
-                        (relative-name c system)
+    ;; A file needs every file of its system that ASDF's plan loads before
+    ;; it, as LOAD-SYSTEM does in one image: systems rely on that order
+    ;; beyond what they declare (alexandria-2 uses alexandria-1's package).
+    (let ((earlier '()))
+      (loop for (op . c) in (asdf::plan-actions order)
+            when (and (typep op 'asdf:compile-op) (eq (asdf:component-system c) system))
+              do (check-component c)
+            when (and (typep op 'asdf:compile-op) (typep c 'asdf:cl-source-file)
+                      (eq (asdf:component-system c) system))
+              do (apply #'tsv out "file" name (relative-name c system)
                         (let ((format (asdf:component-external-format c)))
                           (if (keywordp format) format :utf-8))
-                        (mapcar (lambda (n) (relative-name n system))
-                                (sort needs #'< :key (lambda (n) (plan-position n order)))))))))
+                        (mapcar (lambda (n) (relative-name n system)) (reverse earlier)))
+                 (push c earlier)))))
 
 (defun relative-name (component system)
   (enough-namestring (asdf:component-pathname component)
                      (asdf:component-pathname system)))
-
-(defun plan-position (component plan)
-  (position-if (lambda (action) (eq (cdr action) component)) (asdf::plan-actions plan)))
 
 (defun asdf-graph (&key systems registry cache output &allow-other-keys)
   (asdf:initialize-source-registry
    `(:source-registry ,@(loop for dir in registry collect `(:tree ,dir))
                       (:also-exclude "build" "cache" ".venv")
                       :ignore-inherited-configuration))
-  ;; Systems loaded while reading .asd files (:defsystem-depends-on) are
-  ;; compiled by ASDF itself: keep its FASLs out of the user's cache.
-  (asdf:initialize-output-translations
-   `(:output-translations (t (,cache :**/ :*.*.*)) :ignore-inherited-configuration))
+  (keep-asdf-output cache)
   (handler-case
       (with-open-file (out output :direction :output :if-exists :supersede
                                   :external-format :utf-8)

@@ -77,7 +77,9 @@ def asdf_libraries(project: Project) -> dict[str, Library]:
             systems[lib] = {"directory": ".", "sources": [], "depends": [], "requires": rest}
         elif kind == "system":
             systems[lib] = {"directory": _directory(rest[0], project.root), "sources": [],
-                            "depends": [], "requires": []}
+                            "depends": [], "requires": [], "system": name}
+        elif kind == "asd":
+            systems[lib]["asd"] = str(_directory(rest[0], project.root))
         elif kind == "depends":
             systems[lib]["depends"].append(library_name(rest[0]))
         elif kind == "file":
@@ -87,5 +89,6 @@ def asdf_libraries(project: Project) -> dict[str, Library]:
     return {name: Library(name=name, directory=Path(s["directory"]),
                           sources=tuple(s["sources"]), depends_on=tuple(s["depends"]),
                           features=(), policy=(), requires=tuple(s["requires"]),
-                          fail_on_warning=fail_on_warning.get(name, True))
+                          fail_on_warning=fail_on_warning.get(name, True),
+                          asdf_system=s.get("system"), asd=s.get("asd"))
             for name, s in systems.items()}

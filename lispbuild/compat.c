@@ -9,7 +9,11 @@
  * Definitions in an object beat musl's archive members. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,6 +21,7 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <syslog.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 /* Fortified variants: the checks are dropped, the work is done. */
@@ -47,6 +52,54 @@ int fcntl64(int fd, int cmd, ...)
 { va_list ap; va_start(ap, cmd); long arg = va_arg(ap, long); va_end(ap); return fcntl(fd, cmd, arg); }
 int close_range(unsigned first, unsigned last, int flags)
 { return syscall(SYS_close_range, first, last, flags); }
+
+/* OpenSSL's ASYNC jobs switch stacks with these; musl does not have them.
+ * Failing getcontext() makes ASYNC_is_capable() false, and OpenSSL runs
+ * without async jobs. */
+int getcontext(ucontext_t *context) { (void)context; errno = ENOSYS; return -1; }
+int setcontext(const ucontext_t *context) { (void)context; errno = ENOSYS; return -1; }
+void makecontext(ucontext_t *context, void (*function)(void), int argc, ...)
+{ (void)context; (void)function; (void)argc; }
+
+/* SBCL's sb-bsd-sockets asks for the reentrant protocol lookups; musl has
+ * only the plain ones (from a built-in table: no /etc/protocols needed). */
+static pthread_mutex_t protocol_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int copy_protocol(struct protoent *found, struct protoent *out, char *buf,
+                         size_t buflen, struct protoent **result)
+{
+    size_t name_length = strlen(found->p_name) + 1;
+    size_t aliases_at = (name_length + sizeof(char *) - 1) & ~(sizeof(char *) - 1);
+    if (aliases_at + sizeof(char *) > buflen) { *result = 0; return ERANGE; }
+    memcpy(buf, found->p_name, name_length);
+    char **aliases = (char **)(buf + aliases_at);
+    aliases[0] = 0;
+    out->p_name = buf;
+    out->p_aliases = aliases;
+    out->p_proto = found->p_proto;
+    *result = out;
+    return 0;
+}
+
+int getprotobyname_r(const char *name, struct protoent *out, char *buf, size_t buflen,
+                     struct protoent **result)
+{
+    pthread_mutex_lock(&protocol_lock);
+    struct protoent *found = getprotobyname(name);
+    int status = found ? copy_protocol(found, out, buf, buflen, result) : (*result = 0, ENOENT);
+    pthread_mutex_unlock(&protocol_lock);
+    return status;
+}
+
+int getprotobynumber_r(int number, struct protoent *out, char *buf, size_t buflen,
+                       struct protoent **result)
+{
+    pthread_mutex_lock(&protocol_lock);
+    struct protoent *found = getprotobynumber(number);
+    int status = found ? copy_protocol(found, out, buf, buflen, result) : (*result = 0, ENOENT);
+    pthread_mutex_unlock(&protocol_lock);
+    return status;
+}
 
 /* dlopen() and friends over the linked-in symbol table. */
 struct lispbuild_symbol { const char *name; void *address; };

@@ -36,6 +36,8 @@ class Library:
     policy: tuple[tuple[str, int], ...]
     fail_on_warning: bool
     requires: tuple[str, ...] = ()   # SBCL modules (contribs) to REQUIRE first
+    asdf_system: str | None = None   # the ASDF system it was derived from
+    asd: str | None = None           # that system's .asd file
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class Binary:
     c_sources: tuple[Path, ...]
     archives: tuple[Path, ...]
     compression: bool
+    # shared-object name (as the image loads it, up to ".so") -> archives
+    foreign_libraries: tuple[tuple[str, tuple[Path, ...]], ...] = ()
     test: bool = False        # entry is a test function: true means pass
 
 
@@ -140,16 +144,22 @@ class Project:
                 self.asdf_registry.append(str(directory))
 
     def binary(self, name, *, libraries, entry, c_sources=(), archives=(),
-               compression=False) -> Binary:
+               foreign_libraries=None, compression=False) -> Binary:
         """Declare a static executable, build/bin/NAME. `entry` names the
         function (\"package:function\") called with the command-line
-        arguments; an integer it returns is the exit code."""
+        arguments; an integer it returns is the exit code.
+        `foreign_libraries` maps each shared library the image loads at
+        build time (CFFI's use-foreign-library, load-shared-object), named
+        as its file is up to ".so", to the static archives that replace it."""
         self._check_name("binary", name, self.binaries)
         if ":" not in entry:
             raise DeclarationError(f"binary {name}: entry {entry!r} must be package:function")
         binary = Binary(name=name, libraries=tuple(libraries), entry=entry,
                         c_sources=tuple(Path(p) for p in c_sources),
                         archives=tuple(Path(p) for p in archives),
+                        foreign_libraries=tuple(
+                            (str(lib), tuple(Path(p) for p in paths))
+                            for lib, paths in (foreign_libraries or {}).items()),
                         compression=bool(compression))
         self.binaries[name] = binary
         return binary

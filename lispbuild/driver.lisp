@@ -1,9 +1,11 @@
 ;;;; The Lisp side of lispbuild: run as `sbcl --script driver.lisp REQUEST`
 ;;;; from the project root. REQUEST is a file holding one plist:
-;;;;   (:compile :source S :output O :loads (F...) :features (X...)
-;;;;    :policy ((Q . N)...) :fail-on-warning B :diagnostics D)
+;;;;   (:compile :source S :output O :external-format E :requires (M...)
+;;;;    :loads (F...) :features (X...) :policy ((Q . N)...) :fail-on-warning B
+;;;;    :asdf-systems (S...) :asd-files (A...) :asdf-cache DIR :diagnostics D)
 ;;;;   (:dump :requires (M...) :loads (F...) :features (X...) :entry "pkg:fn"
-;;;;    :core C :linkage L :compression B :test B :diagnostics D)
+;;;;    :core C :linkage L :shared-objects SO :compression B :test B
+;;;;    :asdf-systems (S...) :asd-files (A...) :asdf-cache DIR :diagnostics D)
 ;;;;   (:asdf-graph :systems (S...) :registry (DIR...) :cache DIR :output O
 ;;;;    :diagnostics D)
 ;;;; Problems are written to D as "FILE:LINE: KIND: text" blocks; the exit
@@ -79,6 +81,20 @@ FILE: SBCL's top-level form positions point just past the previous form."
   (dolist (module modules)
     (require (string-upcase module))))
 
+(defun load-asdf-support ()
+  (require "ASDF")
+  ;; Loaded only when needed: an image without ASDF systems must not get ASDF.
+  (load (merge-pathnames "asdf.lisp" *load-truename*)))
+
+(defun call-asdf-support (name &rest arguments)
+  (apply (find-symbol name :lispbuild-driver) arguments))
+
+(defun prepare-asdf (systems asd-files cache)
+  "Give the image ASDF and the definitions of SYSTEMS, if there are any."
+  (when systems
+    (load-asdf-support)
+    (call-asdf-support "PREPARE-SYSTEMS" systems asd-files cache)))
+
 (defun load-fasls (fasls)
   "Load FASLS in order; a failure is reported against the FASL's source."
   (dolist (fasl fasls t)
@@ -134,8 +150,10 @@ Returns the FASL's pathname, or NIL."
       nil)))
 
 (defun compile-source (&key source output requires loads features policy fail-on-warning
-                         external-format &allow-other-keys)
+                         external-format asdf-systems asd-files asdf-cache
+                       &allow-other-keys)
   (require-modules requires)
+  (prepare-asdf asdf-systems asd-files asdf-cache)
   (unless (load-fasls loads)
     (return-from compile-source nil))
   (push-features features)
@@ -203,12 +221,15 @@ them): the static executable must have an archive for each."
       (write-line (sb-alien::shared-object-namestring object) out))))
 
 (defun dump (&key requires loads features entry core linkage shared-objects compression
-               test diagnostics &allow-other-keys)
+               test asdf-systems asd-files asdf-cache diagnostics &allow-other-keys)
   (push-features features)
   (require-modules requires)
+  (prepare-asdf asdf-systems asd-files asdf-cache)
   (let ((function (and (load-fasls loads) (find-entry entry))))
     (unless function
       (return-from dump nil))
+    (when asdf-systems
+      (call-asdf-support "REGISTER-LOADED-SYSTEMS" asdf-systems))
     (write-linkage linkage)
     (write-shared-objects shared-objects)
     (write-diagnostics diagnostics)
@@ -225,10 +246,8 @@ them): the static executable must have an archive for each."
                (:compile (apply #'compile-source (rest request)))
                (:dump (apply #'dump (rest request)))
                (:asdf-graph
-                (require "ASDF")
-                ;; Loaded only here: building an image must not pull ASDF in.
-                (load (merge-pathnames "asdf.lisp" *load-truename*))
-                (apply (find-symbol "ASDF-GRAPH") (rest request))))))
+                (load-asdf-support)
+                (apply #'call-asdf-support "ASDF-GRAPH" (rest request))))))
     (write-diagnostics (getf (rest request) :diagnostics))
     (sb-ext:exit :code (if ok 0 1) :abort t)))
 

@@ -32,6 +32,10 @@ class UnresolvedSymbols(LispbuildError):
     """The image needs foreign symbols that nothing to be linked provides."""
 
 
+class UndeclaredForeignLibrary(LispbuildError):
+    """The image loads a shared library that no declared archive replaces."""
+
+
 class CompileCFailure(LispbuildError):
     """musl-gcc could not compile a C source or link the runtime."""
 

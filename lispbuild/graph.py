@@ -21,6 +21,7 @@ class FaslNode:
     fasl: str                 # relative to the project root
     loads: tuple[str, ...]    # FaslNode names loaded before compiling, in order
     requires: tuple[str, ...]  # SBCL modules required before those
+    asdf: tuple[tuple[str, str], ...]  # (system, .asd) defined before compiling
     external_format: str
 
 
@@ -29,6 +30,7 @@ class BinaryNode:
     binary: Binary
     loads: tuple[str, ...]    # every FaslNode name, in load order
     requires: tuple[str, ...]
+    asdf: tuple[tuple[str, str], ...]
     features: tuple[str, ...]
 
 
@@ -76,6 +78,11 @@ def _requires(libraries: dict[str, Library], order: list[str]) -> tuple[str, ...
     return tuple(dict.fromkeys(m for name in order for m in libraries[name].requires))
 
 
+def _asdf(libraries: dict[str, Library], order: list[str]) -> tuple[tuple[str, str], ...]:
+    return tuple((libraries[n].asdf_system, libraries[n].asd) for n in order
+                 if libraries[n].asdf_system)
+
+
 def plan(project: Project, derived: dict[str, Library]) -> Graph:
     """The graph of the project's libraries, binaries and runs, with the
     libraries `derived` from ASDF systems."""
@@ -102,7 +109,8 @@ def plan(project: Project, derived: dict[str, Library]) -> Graph:
                 name=key, library=library,
                 source=str(PurePosixPath(library.directory, source.path)),
                 fasl=_fasl_path(library, source.path), loads=tuple(loads),
-                requires=requires, external_format=source.external_format)
+                requires=requires, asdf=_asdf(libraries, order),
+                external_format=source.external_format)
 
     binaries = {}
     for binary in project.binaries.values():
@@ -113,7 +121,7 @@ def plan(project: Project, derived: dict[str, Library]) -> Graph:
             binary=binary,
             loads=tuple(_file_key(libraries[n], s.path) for n in order
                         for s in libraries[n].sources),
-            requires=_requires(libraries, order),
+            requires=_requires(libraries, order), asdf=_asdf(libraries, order),
             features=tuple(sorted({f for n in order for f in libraries[n].features})))
     for run in project.runs.values():
         if run.binary not in binaries:

@@ -63,22 +63,27 @@ class Action:
     executable: frozenset = field(default_factory=frozenset)
 
 
+PACKAGE = Path(__file__).parent
+
+
 @functools.cache
 def package_digest() -> str:
-    """Digest of lispbuild's own sources: a changed builder changes every key."""
+    """Digest of lispbuild's code: a changed builder changes every key.
+    Its C sources are not code of the builder but inputs of their tasks."""
     h = hashlib.sha256()
-    package = Path(__file__).parent
-    for path in sorted(package.iterdir()):
-        if path.suffix in (".py", ".lisp", ".c"):
+    for path in sorted(PACKAGE.iterdir()):
+        if path.suffix in (".py", ".lisp"):
             h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
 
 
 def _input_name(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
+    """Inputs are named as the project or lispbuild sees them, not where
+    this machine keeps them, so that keys hold across checkouts."""
+    for base, prefix in ((root, ""), (PACKAGE, "lispbuild/")):
+        if path.is_relative_to(base):
+            return prefix + str(path.relative_to(base))
+    return str(path)
 
 
 def action_key(action: Action, ctx: Context) -> str:

@@ -34,6 +34,12 @@ def _print_notes(notes: str):
 
 # --- what each task does: plain functions of (action, ctx, outputs) ------
 
+def _asdf_arguments(params: dict, ctx: Context) -> dict:
+    return {"asdf_systems": [system for system, _ in params["asdf"]],
+            "asd_files": [asd for _, asd in params["asdf"]],
+            "asdf_cache": str(ctx.build / ".lispbuild" / "asdf-cache") + "/"}
+
+
 def compile_fasl(action: Action, ctx: Context, outputs: dict):
     p = action.params
     _print_notes(run_driver("compile", ctx.root, f"compiling {p['source']}",
@@ -41,6 +47,7 @@ def compile_fasl(action: Action, ctx: Context, outputs: dict):
                             external_format=p["external_format"],
                             requires=p["requires"], loads=p["loads"],
                             features=p["features"], policy=p["policy"],
+                            **_asdf_arguments(p, ctx),
                             fail_on_warning=p["fail_on_warning"]))
 
 
@@ -49,18 +56,16 @@ def dump_core(action: Action, ctx: Context, outputs: dict):
     _print_notes(run_driver("dump", ctx.root, f"dumping the image of {p['binary']}",
                             requires=p["requires"], loads=p["loads"],
                             features=p["features"], entry=p["entry"],
+                            **_asdf_arguments(p, ctx),
                             core=outputs["core"], linkage=outputs["linkage"],
                             shared_objects=outputs["shared_objects"],
                             compression=p["compression"], test=p["test"]))
 
 
 def compile_c(action: Action, ctx: Context, outputs: dict):
-    link.compile_c(Path(action.params["source"]), outputs["object"], ctx.root)
+    link.compile_c(ctx.root / action.inputs[0], outputs["object"], ctx.root)
 
 
-def compile_compat(action: Action, ctx: Context, outputs: dict):
-    # compat.c is part of lispbuild, whose digest is in every key already.
-    link.compile_c(link.COMPAT_SOURCE, outputs["object"], ctx.root)
 
 
 def _defined_symbols(path: Path, ctx: Context) -> set[str]:
@@ -75,13 +80,19 @@ def _defined_symbols(path: Path, ctx: Context) -> set[str]:
 
 def resolve_linkage(action: Action, ctx: Context, outputs: dict):
     p = action.params
+    shared_objects = (ctx.root / p["shared_objects"]).read_text().splitlines()
+    linkage.check_foreign_libraries(p["binary"], shared_objects, p["foreign_libraries"])
     entries = linkage.read_linkage(ctx.root / p["record"])
     providers = [(str(path), _defined_symbols(ctx.root / path, ctx))
                  for path in p["objects"] + [str(runtime_files()[0])] + p["archives"]
                  + [str(find_musl().zstd), str(find_musl().libc)]]
-    resolved = linkage.resolve_symbols(p["binary"], entries, providers)
+    resolved, tolerated = linkage.resolve_symbols(p["binary"], entries, providers)
     print(f"{p['binary']}: {len(resolved)} foreign symbols resolved")
-    outputs["table"].write_text(linkage.symbol_table_source(entries))
+    if tolerated:
+        print(f"{p['binary']}: not linked, as the dynamic image could not find them either "
+              f"(calling one signals UNDEFINED-ALIEN-ERROR): {', '.join(tolerated)}",
+              file=sys.stderr)
+    outputs["table"].write_text(linkage.symbol_table_source(list(resolved)))
 
 
 def link_runtime(action: Action, ctx: Context, outputs: dict):
@@ -116,8 +127,9 @@ def fasl_action(node: FaslNode, graph) -> Action:
     loads = [graph.fasls[name].fasl for name in node.loads]
     return Action(
         task=f"fasl:{node.name}", run=compile_fasl,
-        inputs=[Path(node.source), *map(Path, loads)],
+        inputs=[Path(node.source), *map(Path, loads), *(Path(asd) for _, asd in node.asdf)],
         params={"source": node.source, "requires": list(node.requires), "loads": loads,
+                "asdf": [list(pair) for pair in node.asdf],
                 "external_format": node.external_format, "features": list(library.features),
                 "policy": [list(q) for q in library.policy],
                 "fail_on_warning": library.fail_on_warning},
@@ -125,9 +137,8 @@ def fasl_action(node: FaslNode, graph) -> Action:
 
 
 def c_action(source: str) -> Action:
-    compat = source == COMPAT_TASK
-    return Action(task=f"c:{source}", run=compile_compat if compat else compile_c,
-                  inputs=[] if compat else [Path(source)],
+    path = link.COMPAT_SOURCE if source == COMPAT_TASK else Path(source)
+    return Action(task=f"c:{source}", run=compile_c, inputs=[path],
                   params={"source": source, "cflags": list(link.CFLAGS)},
                   outputs={"object": Path(_object_path(source))}, toolchain=(musl_files,))
 
@@ -137,21 +148,25 @@ def binary_actions(node: BinaryNode, graph) -> list[Action]:
     loads = [graph.fasls[name].fasl for name in node.loads]
     core, record = f"build/core/{b.name}.core", f"build/core/{b.name}.linkage"
     shared = f"build/core/{b.name}.shared-objects"
+    archives = [str(a) for a in b.archives] + [str(a) for _, paths in b.foreign_libraries
+                                               for a in paths]
     table, runtime = f"build/linkage/{b.name}-symbols.c", f"build/runtime/{b.name}"
     objects = [_object_path(str(s)) for s in b.c_sources] + [_object_path(COMPAT_TASK)]
-    archives = [str(a) for a in b.archives]
     return [
-        Action(task=f"core:{b.name}", run=dump_core, inputs=list(map(Path, loads)),
+        Action(task=f"core:{b.name}", run=dump_core,
+               inputs=[*map(Path, loads), *(Path(asd) for _, asd in node.asdf)],
                params={"binary": b.name, "requires": list(node.requires), "loads": loads,
+                       "asdf": [list(pair) for pair in node.asdf],
                        "features": list(node.features),
                        "entry": b.entry, "compression": b.compression, "test": b.test},
                outputs={"core": Path(core), "linkage": Path(record),
                         "shared_objects": Path(shared)},
                toolchain=(sbcl_files,)),
         Action(task=f"linkage:{b.name}", run=resolve_linkage,
-               inputs=[Path(record), *map(Path, objects), *map(Path, archives)],
-               params={"binary": b.name, "record": record, "objects": objects,
-                       "archives": archives},
+               inputs=[Path(record), Path(shared), *map(Path, objects), *map(Path, archives)],
+               params={"binary": b.name, "record": record, "shared_objects": shared,
+                       "objects": objects, "archives": archives,
+                       "foreign_libraries": [name for name, _ in b.foreign_libraries]},
                outputs={"table": Path(table)}, toolchain=(runtime_files, musl_files)),
         Action(task=f"runtime:{b.name}", run=link_runtime,
                inputs=[Path(table), *map(Path, objects), *map(Path, archives)],

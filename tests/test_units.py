@@ -13,8 +13,9 @@ from lispbuild.digest import DigestCache
 from lispbuild.embed import CORE_MAGIC, check_static, embed_core
 from lispbuild.errors import DeclarationError, DependencyCycle, NotStatic, UnresolvedSymbols
 from lispbuild.graph import plan
-from lispbuild.linkage import (Entry, defined_symbols, read_linkage, resolve_symbols,
-                               symbol_table_source)
+from lispbuild.errors import UndeclaredForeignLibrary
+from lispbuild.linkage import (Entry, check_foreign_libraries, defined_symbols, read_linkage,
+                               resolve_symbols, symbol_table_source)
 from lispbuild.store import Store
 
 
@@ -88,7 +89,13 @@ def test_policy_and_names_are_checked(tmp_path):
 def test_resolution_takes_the_first_provider_in_link_order():
     entries = [Entry("f", False), Entry("v", True)]
     providers = [("own.o", {"f"}), ("libc.a", {"f", "v"})]
-    assert resolve_symbols("app", entries, providers) == {"f": "own.o", "v": "libc.a"}
+    assert resolve_symbols("app", entries, providers) == ({"f": "own.o", "v": "libc.a"}, [])
+
+
+def test_a_symbol_the_dynamic_image_lacked_too_is_tolerated():
+    entries = [Entry("SSLv3_method", False, undefined=True), Entry("SSL_new", False)]
+    assert resolve_symbols("app", entries, [("libssl.a", {"SSL_new"})]) == \
+        ({"SSL_new": "libssl.a"}, ["SSLv3_method"])
 
 
 def test_unresolved_symbols_are_all_named_with_what_was_searched():
@@ -102,16 +109,16 @@ def test_unresolved_symbols_are_all_named_with_what_was_searched():
 
 def test_linkage_record_is_parsed_and_bad_lines_named(tmp_path):
     record = tmp_path / "app.linkage"
-    record.write_text("data environ\nfunction malloc\n")
-    assert read_linkage(record) == [Entry("environ", True), Entry("malloc", False)]
+    record.write_text("data environ\nfunction malloc\nfunction SSLv2_method undefined\n")
+    assert read_linkage(record) == [Entry("environ", True), Entry("malloc", False),
+                                    Entry("SSLv2_method", False, True)]
     record.write_text("function malloc\nbogus\n")
     with pytest.raises(Exception, match="app.linkage:2"):
         read_linkage(record)
 
 
 def test_symbol_table_is_sorted_and_aliased():
-    source = symbol_table_source([Entry("zeta", False), Entry("exp", False),
-                                  Entry("environ", True)])
+    source = symbol_table_source(["zeta", "exp", "environ"])
     assert source.index('"environ"') < source.index('"exp"') < source.index('"zeta"')
     assert 'extern char lispbuild_symbol_1[] __asm__("exp");' in source
     assert "lispbuild_symbol_count = 3;" in source
@@ -177,3 +184,11 @@ def test_digest_cache_sees_an_edit_that_restores_the_mtime(tmp_path):
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert cache.digest(f) != first
     assert DigestCache(tmp_path / "digests.sqlite3").digest(f) == cache.digest(f)
+
+
+def test_every_loaded_shared_library_needs_declared_archives():
+    check_foreign_libraries("web", ["libssl.so.3", "/usr/lib/libcrypto.so.3"],
+                            ["libssl", "libcrypto"])
+    with pytest.raises(UndeclaredForeignLibrary, match="the image loads libz.so.1") as error:
+        check_foreign_libraries("web", ["libssl.so.3", "libz.so.1"], ["libssl"])
+    assert "'libz': ['/usr/lib/x86_64-linux-gnu/libz.a']" in str(error.value)

@@ -1,0 +1,3 @@
+(defpackage #:ppcre-grep
+  (:use #:cl)
+  (:export #:main))

@@ -1,0 +1,6 @@
+(defsystem "ppcre-grep"
+  :description "Print the lines of a file that match a Perl regular expression."
+  :depends-on ("cl-ppcre" "alexandria")
+  :serial t
+  :components ((:file "package")
+               (:file "grep")))

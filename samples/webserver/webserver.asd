@@ -1,0 +1,4 @@
+(defsystem "webserver"
+  :description "A hunchentoot server, with cl+ssl and OpenSSL linked statically."
+  :depends-on ("hunchentoot")
+  :components ((:file "webserver")))
