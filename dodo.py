@@ -27,6 +27,11 @@ project.run("primes", binary="primes", args=["1000000"])
 project.asdf_system("ppcre-grep", registry=["samples/ppcre-grep"])
 project.binary("ppcre-grep", libraries=["ppcre-grep"], entry="ppcre-grep:main")
 project.run("ppcre-grep", binary="ppcre-grep", args=["-i", "^\\(defsystem", "samples/ppcre-grep/ppcre-grep.asd"])
+# Its FiveAM tests, and cl-ppcre's own test suite, each in a static executable.
+project.asdf_system("ppcre-grep/test", registry=["samples/ppcre-grep"])
+project.test("ppcre-grep-tests", libraries=["ppcre-grep--test"], function="ppcre-grep-test:run-tests")
+project.asdf_system("cl-ppcre/test")
+project.test("cl-ppcre-tests", libraries=["cl-ppcre--test"], function="cl-ppcre-test:run-all-tests")
 
 # samples/webserver: hunchentoot, with cl+ssl and OpenSSL linked statically.
 project.asdf_system("webserver", registry=["samples/webserver"])

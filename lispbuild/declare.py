@@ -105,6 +105,7 @@ class Project:
         self.libraries: dict[str, Library] = {}
         self.binaries: dict[str, Binary] = {}
         self.runs: dict[str, Run] = {}
+        self.tests: dict[str, Run] = {}
         # ASDF systems asked for, by name, each with its fail_on_warning.
         self.asdf_systems_by_name: dict[str, bool] = {}
         self.asdf_registry: list[str] = []
@@ -144,7 +145,7 @@ class Project:
                 self.asdf_registry.append(str(directory))
 
     def binary(self, name, *, libraries, entry, c_sources=(), archives=(),
-               foreign_libraries=None, compression=False) -> Binary:
+               foreign_libraries=None, compression=False, test=False) -> Binary:
         """Declare a static executable, build/bin/NAME. `entry` names the
         function (\"package:function\") called with the command-line
         arguments; an integer it returns is the exit code.
@@ -160,8 +161,19 @@ class Project:
                         foreign_libraries=tuple(
                             (str(lib), tuple(Path(p) for p in paths))
                             for lib, paths in (foreign_libraries or {}).items()),
-                        compression=bool(compression))
+                        compression=bool(compression), test=bool(test))
         self.binaries[name] = binary
+        return binary
+
+    def test(self, name, *, libraries, function, c_sources=(), archives=(),
+             foreign_libraries=None) -> Binary:
+        """Declare a test suite: a static executable build/bin/NAME that
+        calls `function` ("package:function") with no arguments and exits 0
+        if it returns true, 1 if false; and a task test:NAME that runs it,
+        shows its output and fails unless it passed."""
+        binary = self.binary(name, libraries=libraries, entry=function, c_sources=c_sources,
+                             archives=archives, foreign_libraries=foreign_libraries, test=True)
+        self.tests[name] = Run(name=name, binary=name, args=(), exit_code=0)
         return binary
 
     def run(self, name, *, binary, args=(), exit_code=0) -> Run:

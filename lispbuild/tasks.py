@@ -207,12 +207,13 @@ def doit_tasks(project: Project):
         yield _doit_task(table, ctx, [core.task, *c_tasks])
         yield _doit_task(runtime, ctx, [table.task, *c_tasks])
         yield _doit_task(exe, ctx, [runtime.task, core.task])
-    for run in project.runs.values():
-        yield {"basename": "run", "name": run.name,
-               "actions": [(run_executable, [ctx.root / "build/bin" / run.binary,
-                                             list(run.args), run.exit_code])],
-               "task_dep": [f"exe:{run.binary}"], "uptodate": [False], "verbosity": 2,
-               "doc": f"run build/bin/{run.binary} {' '.join(run.args)}"}
+    for kind, runs in (("run", project.runs), ("test", project.tests)):
+        for run in runs.values():
+            yield {"basename": kind, "name": run.name,
+                   "actions": [(run_executable, [ctx.root / "build/bin" / run.binary,
+                                                 list(run.args), run.exit_code])],
+                   "task_dep": [f"exe:{run.binary}"], "uptodate": [False], "verbosity": 2,
+                   "doc": f"{kind} build/bin/{run.binary} {' '.join(run.args)}"}
 
 
 def doit_config(project: Project) -> dict:

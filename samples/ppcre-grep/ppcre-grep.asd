@@ -4,3 +4,8 @@
   :serial t
   :components ((:file "package")
                (:file "grep")))
+
+(defsystem "ppcre-grep/test"
+  :description "FiveAM tests of ppcre-grep."
+  :depends-on ("ppcre-grep" "fiveam")
+  :components ((:file "test")))
