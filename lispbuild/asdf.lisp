@@ -129,9 +129,11 @@ without walking into other systems: those are dependencies as a whole."
                                (tsv out "module" (asdf:component-name c) module)
                                (describe-system c plan out))))))))
     (asdf:missing-dependency (c)
-      (note "asdf" nil "ERROR"
-            (format nil "system ~A depends on ~A, which ASDF cannot find~%searched: ~{~A~^, ~}"
-                    (asdf::missing-required-by c) (asdf::missing-requires c) registry))
+      (let ((by (asdf::missing-required-by c)))
+        (note "asdf" nil "ERROR"
+              (format nil "system ~A depends on ~A, which ASDF cannot find~%searched: ~{~A~^, ~}"
+                      (if (typep by 'asdf:component) (asdf:component-name by) by)
+                      (asdf::missing-requires c) registry)))
       nil)
     (asdf:missing-component (c)
       (note "asdf" nil "ERROR"
@@ -139,10 +141,13 @@ without walking into other systems: those are dependencies as a whole."
                     (asdf::missing-requires c) registry))
       nil)
     (asdf:circular-dependency (c)
-      (note "asdf" nil "ERROR"
-            (format nil "circular dependency: ~{~A~^ -> ~}"
+      ;; Several actions per component: name each component once, in order.
+      (let ((names (remove-duplicates
                     (mapcar (lambda (action) (asdf:component-name (cdr action)))
-                            (asdf::circular-dependency-actions c))))
+                            (asdf::circular-dependency-actions c))
+                    :test #'equal :from-end t)))
+        (note "asdf" nil "ERROR"
+              (format nil "circular dependency: ~{~A -> ~}~A" names (first names))))
       nil)
     (error (c)
       (note "asdf" nil "ERROR" c)

@@ -53,16 +53,21 @@ def write_project(dest: Path, dodo: str, files: dict[str, str]) -> Path:
     return dest
 
 
-def run_in_empty_root(executable: Path, tmp: Path, *args) -> subprocess.CompletedProcess:
-    """Run a copy of the executable in a directory that holds nothing else,
-    as its root: no libc, no loader, no /proc."""
+def empty_root_command(executable: Path, tmp: Path, *args, files=()) -> list[str]:
+    """A command that runs a copy of the executable in a directory holding
+    nothing else (but `files`), as its root: no libc, no loader, no /proc."""
     root = tmp / f"root-{executable.name}"
     root.mkdir()
     shutil.copy(executable, root / executable.name)
+    for f in files:
+        shutil.copy(f, root / Path(f).name)
     chroot = ["chroot", str(root), f"/{executable.name}", *args]
-    if os.geteuid() != 0:
-        chroot = ["unshare", "-r", *chroot]
-    return subprocess.run(chroot, capture_output=True, text=True, timeout=120)
+    return chroot if os.geteuid() == 0 else ["unshare", "-r", *chroot]
+
+
+def run_in_empty_root(executable: Path, tmp: Path, *args, files=()) -> subprocess.CompletedProcess:
+    return subprocess.run(empty_root_command(executable, tmp, *args, files=files),
+                          capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture(scope="session")
@@ -78,8 +83,10 @@ def store_env(shared_store) -> dict:
 
 @pytest.fixture(scope="session")
 def samples(tmp_path_factory) -> Path:
-    """The samples, built once with `doit -n 2` into the project's own cache/."""
+    """The samples, built once with `doit -n 2` into the project's own cache/;
+    what doit printed is kept in build-output.txt."""
     env = {k: v for k, v in os.environ.items() if k != "LISPBUILD_STORE"}
     project = copy_samples(tmp_path_factory.mktemp("samples"))
-    built(project, "-n", "2", env=env)
+    result = built(project, "-n", "2", env=env)
+    (project / "build-output.txt").write_text(result.output)
     return project

@@ -1,0 +1,226 @@
+"""ASDF systems, Debian's Common Lisp libraries, CFFI and test suites, built
+from the repository's dodo.py with real SBCL, ASDF and musl-gcc."""
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from conftest import REPO, built, doit, empty_root_command, run_in_empty_root, write_project
+
+
+def test_ppcre_grep_runs_from_an_empty_root(samples, tmp_path):
+    text = tmp_path / "poem.txt"
+    text.write_text("The Lisp\nis static\nnow, LISP forever\n")
+    run = run_in_empty_root(samples / "build/bin/ppcre-grep", tmp_path, "-i", "li?sp",
+                            "/poem.txt", files=[text])
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == ("1:The Lisp\n3:now, LISP forever\n"
+                          "2 matching lines, longest 17 characters\n")
+
+
+def test_ppcre_grep_reports_bad_patterns_and_no_match(samples, tmp_path):
+    exe = samples / "build/bin/ppcre-grep"
+    none = subprocess.run([exe, "zzz", str(samples / "dodo.py")], capture_output=True, text=True)
+    assert none.returncode == 1 and none.stdout.startswith("0 matching lines")
+    bad = subprocess.run([exe, "(", str(samples / "dodo.py")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "bad pattern" in bad.stderr
+
+
+def test_cl_ppcre_own_test_suite_passes_in_a_static_executable(samples):
+    exe = samples / "build/bin/cl-ppcre-tests"
+    ldd = subprocess.run(["ldd", exe], capture_output=True, text=True)
+    assert "not a dynamic executable" in ldd.stdout + ldd.stderr
+    run = subprocess.run([exe], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "Test: Running tests in file \"perltestdata\"" in run.stdout
+    assert run.stdout.rstrip().endswith("All tests passed.")
+
+
+def test_test_task_shows_results_and_passes(samples):
+    result = built(samples, "test:ppcre-grep-tests")
+    assert "Did 4 checks." in result.output
+    assert "Pass: 4 (100%)" in result.output
+
+
+def test_a_failing_test_fails_the_test_task(samples):
+    test_file = samples / "samples/ppcre-grep/test.lisp"
+    original = test_file.read_text()
+    try:
+        test_file.write_text(original.replace('(is (null (lines-matching "^hello" "Hello")))',
+                                              '(is (lines-matching "^hello" "Hello"))'))
+        result = doit(samples, "test:ppcre-grep-tests")
+        assert result.returncode != 0
+        assert "Fail: 1" in result.output
+        assert "build/bin/ppcre-grep-tests exited with 1, expected 0" in result.output
+    finally:
+        test_file.write_text(original)
+    built(samples, "exe:ppcre-grep-tests")
+
+
+def get(url: str, deadline: float):
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.status, response.read().decode()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_webserver_answers_from_an_empty_root(samples, tmp_path):
+    exe = samples / "build/bin/webserver"
+    with open(exe, "rb") as f:
+        from elftools.elf.elffile import ELFFile
+        assert "PT_INTERP" not in {s.header.p_type for s in ELFFile(f).iter_segments()}
+    port = free_port()
+    server = subprocess.Popen(empty_root_command(exe, tmp_path, str(port)),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        status, body = get(f"http://127.0.0.1:{port}/", time.monotonic() + 60)
+        assert status == 200
+        assert body.startswith("hello from a static hunchentoot\nOpenSSL #x3")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_openssl_1_names_cl_ssl_declares_are_reported_not_fatal(samples):
+    output = (samples / "build-output.txt").read_text()
+    line = next(l for l in output.splitlines() if l.startswith("webserver: not linked"))
+    assert "SSLv3_method" in line and "SSL_library_init" in line
+    assert "SSL_new" not in line
+
+
+def test_a_loaded_foreign_library_without_archives_is_an_error(samples):
+    dodo = samples / "dodo.py"
+    original = dodo.read_text()
+    try:
+        dodo.write_text(original.replace('"libssl": ["/usr/lib/x86_64-linux-gnu/libssl.a"],', ""))
+        result = doit(samples, "exe:webserver")
+        assert result.returncode != 0
+        assert "TaskFailed - taskid:linkage:webserver" in result.output
+        assert "binary webserver: the image loads" in result.output
+        assert "libssl.so" in result.output
+        assert "'libssl': ['/usr/lib/x86_64-linux-gnu/libssl.a']" in result.output
+    finally:
+        dodo.write_text(original)
+    assert built(samples, "exe:webserver").executed <= {"linkage:webserver"}
+
+
+def test_no_op_build_of_asdf_systems_starts_no_sbcl(samples, tmp_path):
+    trace = tmp_path / "exec.log"
+    env = {k: v for k, v in os.environ.items() if k != "LISPBUILD_STORE"}
+    proc = subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve", "-o", str(trace),
+                           sys.executable, "-m", "doit"], cwd=samples,
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "\n. " not in "\n" + proc.stdout
+    programs = {os.path.basename(line.split('"')[1]) for line in trace.read_text().splitlines()
+                if "execve(" in line and "= 0" in line}
+    assert "sbcl" not in programs, programs
+
+
+GREP_DODO = """
+import lispbuild
+project = lispbuild.Project()
+project.asdf_system("ppcre-grep")
+project.binary("ppcre-grep", libraries=["ppcre-grep"], entry="ppcre-grep:main")
+DOIT_CONFIG = lispbuild.doit_config(project)
+def task_lispbuild():
+    yield from lispbuild.tasks(project)
+"""
+
+
+@pytest.fixture
+def grep_project(tmp_path, store_env):
+    """ppcre-grep with its own copy of cl-ppcre, found first in the registry."""
+    project = tmp_path / "grep"
+    shutil.copytree(REPO / "samples/ppcre-grep", project)
+    shutil.copytree("/usr/share/common-lisp/source/cl-ppcre", project / "cl-ppcre")
+    (project / "dodo.py").write_text(GREP_DODO)
+    first = built(project, "-n", "2", env=store_env)
+    assert "fasl:cl-ppcre/api.lisp" in first.executed or "-- fasl:cl-ppcre/api.lisp" in first.output
+    return project
+
+
+def test_a_change_in_a_dependency_recompiles_only_what_depends_on_it(grep_project, store_env):
+    api = grep_project / "cl-ppcre/api.lisp"
+    api.write_text(api.read_text() + "\n(defun lispbuild-was-here () t)\n")
+    result = built(grep_project, env=store_env)
+    fasls = {t for t in result.executed if t.startswith("fasl:")}
+    # api.lisp is cl-ppcre's last file: it, and the files of ppcre-grep.
+    assert fasls == {"fasl:cl-ppcre/api.lisp", "fasl:ppcre-grep/package.lisp",
+                     "fasl:ppcre-grep/grep.lisp"}
+    assert {"core:ppcre-grep", "exe:ppcre-grep"} <= result.executed
+    assert "runtime:ppcre-grep" not in result.executed
+
+
+def test_an_edited_asd_file_rederives_the_graph(grep_project, store_env):
+    (grep_project / "extra.lisp").write_text("(in-package #:ppcre-grep)\n(defun extra () 1)\n")
+    asd = grep_project / "ppcre-grep.asd"
+    asd.write_text(asd.read_text().replace('(:file "grep")))', '(:file "grep")\n'
+                                                               '               (:file "extra")))', 1))
+    result = built(grep_project, env=store_env)
+    assert "fasl:ppcre-grep/extra.lisp" in result.executed
+
+
+ASDF_DODO = """
+import lispbuild
+project = lispbuild.Project()
+project.asdf_system("{system}")
+project.binary("app", libraries=["app"], entry="app:main")
+DOIT_CONFIG = lispbuild.doit_config(project)
+def task_lispbuild():
+    yield from lispbuild.tasks(project)
+"""
+APP = "(defpackage #:app (:use #:cl) (:export #:main))\n(in-package #:app)\n(defun main (a) (length a))\n"
+
+
+def asdf_failure(tmp_path, asd: str, system="app") -> str:
+    project = write_project(tmp_path / "bad", ASDF_DODO.format(system=system),
+                            {"app.asd": asd, "app.lisp": APP})
+    result = doit(project)
+    assert result.returncode != 0
+    assert "Traceback" not in result.output
+    return result.output
+
+
+def test_system_asdf_cannot_find_is_named_with_where_it_looked(tmp_path):
+    output = asdf_failure(tmp_path, '(defsystem "app" :components ((:file "app")))', "nowhere")
+    assert "ASDF cannot find system nowhere" in output
+    assert "searched: " in output and "/usr/share/common-lisp/source/" in output
+
+
+def test_missing_dependency_is_named(tmp_path):
+    output = asdf_failure(tmp_path, '(defsystem "app" :depends-on ("no-such-system")'
+                                    ' :components ((:file "app")))')
+    assert "system app depends on no-such-system, which ASDF cannot find" in output
+
+
+def test_circular_depends_on_is_named(tmp_path):
+    output = asdf_failure(tmp_path, '(defsystem "app" :depends-on ("app-b") :components'
+                                    ' ((:file "app")))\n(defsystem "app-b" :depends-on ("app"))')
+    assert "circular dependency: app -> app-b -> app" in output
+
+
+def test_asd_that_fails_to_load_shows_the_condition(tmp_path):
+    output = asdf_failure(tmp_path, '(defsystem "app" :componentz ((:file "app")))')
+    assert "app.asd" in output and ":COMPONENTZ" in output
+
+
+def test_missing_component_file_is_named(tmp_path):
+    output = asdf_failure(tmp_path, '(defsystem "app" :components ((:file "app")'
+                                    ' (:file "gone")))')
+    assert "fasl:app/gone.lisp: input file gone.lisp does not exist" in output
