@@ -52,14 +52,19 @@ class Store:
         return self.root / "actions" / key[:2] / f"{key}.json"
 
     def put_file(self, path: Path) -> str:
-        """Add a file's bytes; returns their sha256."""
+        """Add a file's bytes, taking the file itself (a builder's scratch
+        output, no longer written) when it can be renamed into the store;
+        returns their sha256."""
         sha256 = hash_file(path)
         dest = self.object_path(sha256)
         if not dest.exists():
-            def write(f):
-                with open(path, "rb") as s:
-                    shutil.copyfileobj(s, f, 1 << 20)
-            _atomic_write(dest, write, 0o444)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(path, 0o444)
+            try:
+                os.replace(path, dest)
+            except OSError:  # another file system: copy
+                copy_atomically(path, dest)
+                os.chmod(dest, 0o444)
         return sha256
 
     def has_object(self, sha256: str) -> bool:
