@@ -68,6 +68,23 @@ without walking into other systems: those are dependencies as a whole."
         (visit operation component))
       found)))
 
+(defun action-order (system)
+  "Every action LOAD-OP of SYSTEM needs, dependencies first, in the order
+ASDF's sequential plan performs them when nothing is loaded yet. (The plan
+itself leaves out what this image already loaded: the systems that
+reading .asd files loaded, for :defsystem-depends-on.)"
+  (let ((seen (make-hash-table :test 'equal))
+        (order '()))
+    (labels ((visit (op c)
+               (let ((key (cons (type-of op) c)))
+                 (unless (gethash key seen)
+                   (setf (gethash key seen) t)
+                   (loop for (dop . dc) in (asdf::direct-dependencies op c)
+                         do (visit dop dc))
+                   (push (cons op c) order)))))
+      (visit (asdf:make-operation 'asdf:load-op) system))
+    (nreverse order)))
+
 (defun check-component (component)
   (when (and (typep component 'asdf:source-file)
              (not (typep component 'asdf:cl-source-file))
@@ -92,7 +109,7 @@ without walking into other systems: those are dependencies as a whole."
     ;; it, as LOAD-SYSTEM does in one image: systems rely on that order
     ;; beyond what they declare (alexandria-2 uses alexandria-1's package).
     (let ((earlier '()))
-      (loop for (op . c) in (asdf::plan-actions order)
+      (loop for (op . c) in order
             when (and (typep op 'asdf:compile-op) (eq (asdf:component-system c) system))
               do (check-component c)
             when (and (typep op 'asdf:compile-op) (typep c 'asdf:cl-source-file)
@@ -118,16 +135,15 @@ without walking into other systems: those are dependencies as a whole."
                                   :external-format :utf-8)
         (let ((seen '()))
           (dolist (name systems t)
-            (let* ((system (asdf:find-system name))
-                   (plan (asdf::make-plan 'asdf::sequential-plan 'asdf:load-op system)))
-              (loop for (op . c) in (asdf::plan-actions plan)
+            (let ((order (action-order (asdf:find-system name))))
+              (loop for (op . c) in order
                     when (and (typep op 'asdf:load-op) (typep c 'asdf:system)
                               (not (member c seen)))
                       do (push c seen)
                          (let ((module (preloaded-module c)))
                            (if module
                                (tsv out "module" (asdf:component-name c) module)
-                               (describe-system c plan out))))))))
+                               (describe-system c order out))))))))
     (asdf:missing-dependency (c)
       (let ((by (asdf::missing-required-by c)))
         (note "asdf" nil "ERROR"

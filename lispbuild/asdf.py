@@ -2,19 +2,20 @@
 a system needs (through its source registry, Debian's
 /usr/share/common-lisp/source/ included) and which files each file needs.
 
-The answer is cached in build/.lispbuild/asdf-graph.json, keyed by the
-request and the contents of every .asd file it read, so that a no-op build
-starts no SBCL.
+The answer is kept in the store, keyed by the request and checked against
+the contents of every .asd file it read, so that neither a no-op build nor
+a restore after `rm -rf build` starts SBCL.
 """
 import json
 import tempfile
 from pathlib import Path
 
 from .declare import Library, Project, Source
-from .digest import DigestCache
+from .digest import DigestCache, digest_bytes
 from .driver import run_driver
 from .errors import DeclarationError, LispFailure, MissingToolchain
 from .rebuild import package_digest
+from .store import Store
 from .toolchain import find_sbcl
 
 DEBIAN_SOURCES = "/usr/share/common-lisp/source/"
@@ -39,21 +40,25 @@ def _query(project: Project, systems: list[str], registry: list[str]) -> str:
         return output.read_text(encoding="utf-8")
 
 
+def _unchanged(asd: dict, digests: DigestCache) -> bool:
+    try:
+        return all(digests.digest(Path(path)) == sha for path, sha in asd.items())
+    except FileNotFoundError:
+        return False
+
+
 def _graph_lines(project: Project, systems: list[str], registry: list[str]) -> list[list[str]]:
-    cache_file = project.root / "build" / ".lispbuild" / "asdf-graph.json"
     digests = DigestCache(project.root / "build" / ".lispbuild" / "digests.sqlite3")
+    store = Store(project.store)
     request = {"systems": systems, "registry": registry, "lispbuild": package_digest(),
                "sbcl": digests.digest(find_sbcl().core)}
-    try:
-        cached = json.loads(cache_file.read_text())
-        if cached["request"] == request and all(
-                digests.digest(Path(p)) == sha for p, sha in cached["asd"].items()):
-            return cached["lines"]
-    except (FileNotFoundError, KeyError, ValueError):
-        pass
+    key = digest_bytes(json.dumps(request, sort_keys=True).encode())
+    cached = store.get_derived("asdf-graph", key)
+    if cached and _unchanged(cached["asd"], digests):
+        return cached["lines"]
     lines = [line.split("\t") for line in _query(project, systems, registry).splitlines()]
     asd = {fields[2]: digests.digest(Path(fields[2])) for fields in lines if fields[0] == "asd"}
-    cache_file.write_text(json.dumps({"request": request, "asd": asd, "lines": lines}))
+    store.put_derived("asdf-graph", key, {"asd": asd, "lines": lines})
     return lines
 
 

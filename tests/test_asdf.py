@@ -224,3 +224,28 @@ def test_missing_component_file_is_named(tmp_path):
     output = asdf_failure(tmp_path, '(defsystem "app" :components ((:file "app")'
                                     ' (:file "gone")))')
     assert "fasl:app/gone.lisp: input file gone.lisp does not exist" in output
+
+
+def test_asdf_features_defsystem_depends_on_pathname_and_if_feature(tmp_path, store_env):
+    project = write_project(tmp_path / "features", ASDF_DODO.format(system="dsd-app").replace(
+        'project.binary("app", libraries=["app"]', 'project.binary("app", libraries=["dsd-app"]'), {
+        "helper/dsd-helper.asd": '(defsystem "dsd-helper" :components ((:file "helper")))',
+        "helper/helper.lisp": "(defpackage #:dsd-helper (:use #:cl) (:export #:shout))\n"
+                              "(in-package #:dsd-helper)\n"
+                              "(defmacro shout (s) (string-upcase s))\n",
+        "dsd-app.asd": '(defsystem "dsd-app" :defsystem-depends-on ("dsd-helper")'
+                       ' :pathname "src/"\n  :components ((:file "package")\n'
+                       '   (:file "sbcl-only" :if-feature :sbcl :depends-on ("package"))\n'
+                       '   (:file "never" :if-feature (:not :sbcl) :depends-on ("package"))\n'
+                       '   (:file "main" :depends-on ("package" "sbcl-only"))))',
+        "src/package.lisp": "(defpackage #:app (:use #:cl) (:export #:main))",
+        "src/sbcl-only.lisp": '(in-package #:app)\n(defun where () "sbcl")',
+        "src/never.lisp": "(this file is not compiled on sbcl",
+        "src/main.lisp": '(in-package #:app)\n'
+                         '(defun main (args) (declare (ignore args))\n'
+                         '  (format t "~A ~A~%" (dsd-helper:shout "static") (where)) 0)\n'})
+    result = built(project, env=store_env)
+    assert "fasl:dsd-app/never.lisp" not in result.output
+    assert "fasl:dsd-helper/helper.lisp" in result.executed
+    run = subprocess.run([project / "build/bin/app"], capture_output=True, text=True)
+    assert run.stdout == "STATIC sbcl\n"
