@@ -68,21 +68,38 @@ without walking into other systems: those are dependencies as a whole."
         (visit operation component))
       found)))
 
+(define-condition dependency-cycle (error)
+  ((names :initarg :names :reader cycle-names))
+  (:report (lambda (c stream)
+             (format stream "circular dependency: ~{~A~^ -> ~}" (cycle-names c)))))
+
 (defun action-order (system)
   "Every action LOAD-OP of SYSTEM needs, dependencies first, in the order
 ASDF's sequential plan performs them when nothing is loaded yet. (The plan
 itself leaves out what this image already loaded: the systems that
 reading .asd files loaded, for :defsystem-depends-on.)"
-  (let ((seen (make-hash-table :test 'equal))
+  (let ((state (make-hash-table :test 'equal))
         (order '()))
-    (labels ((visit (op c)
-               (let ((key (cons (type-of op) c)))
-                 (unless (gethash key seen)
-                   (setf (gethash key seen) t)
-                   (loop for (dop . dc) in (asdf::direct-dependencies op c)
-                         do (visit dop dc))
-                   (push (cons op c) order)))))
-      (visit (asdf:make-operation 'asdf:load-op) system))
+    (labels ((visit (op c path)
+               (let ((key (cons (type-of op) c))
+                     (path (cons c path)))
+                 (case (gethash key state)
+                   (:done)
+                   (:visiting
+                    ;; Several actions per component: name each one once.
+                    (let ((cycle (remove-duplicates
+                                  (mapcar #'asdf:component-name
+                                          (reverse (subseq path 0 (1+ (position c path :start 1)))))
+                                  :test #'equal :from-end t)))
+                      (error 'dependency-cycle
+                             :names (append cycle (list (first cycle))))))
+                   (t
+                    (setf (gethash key state) :visiting)
+                    (loop for (dop . dc) in (asdf::direct-dependencies op c)
+                          do (visit dop dc path))
+                    (setf (gethash key state) :done)
+                    (push (cons op c) order))))))
+      (visit (asdf:make-operation 'asdf:load-op) system '()))
     (nreverse order)))
 
 (defun check-component (component)
@@ -156,14 +173,8 @@ reading .asd files loaded, for :defsystem-depends-on.)"
             (format nil "ASDF cannot find system ~A~%searched: ~{~A~^, ~}"
                     (asdf::missing-requires c) registry))
       nil)
-    (asdf:circular-dependency (c)
-      ;; Several actions per component: name each component once, in order.
-      (let ((names (remove-duplicates
-                    (mapcar (lambda (action) (asdf:component-name (cdr action)))
-                            (asdf::circular-dependency-actions c))
-                    :test #'equal :from-end t)))
-        (note "asdf" nil "ERROR"
-              (format nil "circular dependency: ~{~A -> ~}~A" names (first names))))
+    (dependency-cycle (c)
+      (note "asdf" nil "ERROR" c)
       nil)
     (error (c)
       (note "asdf" nil "ERROR" c)
