@@ -33,6 +33,9 @@ class DigestCache:
         self.db_path = db_path
         self._conn = None
         self._pid = None
+        # In this process: a FASL loaded by a hundred compilations is looked
+        # up in SQLite once, and checked by stat every time.
+        self._seen: dict[str, tuple[str, str]] = {}
 
     def _db(self) -> sqlite3.Connection:
         # A connection must not cross fork(): doit's workers open their own.
@@ -50,13 +53,17 @@ class DigestCache:
     def _stat_key(st: os.stat_result) -> str:
         return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
 
-    def digest(self, path: Path) -> str:
+    def digest(self, path) -> str:
         """The file's sha256; raises FileNotFoundError if it is missing."""
-        path = Path(path).absolute()
+        path = os.path.abspath(path)
         key = self._stat_key(os.stat(path))
+        seen = self._seen.get(path)
+        if seen and seen[0] == key:
+            return seen[1]
         row = self._db().execute("select stat, sha256 from digest where path=?",
-                                 (str(path),)).fetchone()
+                                 (path,)).fetchone()
         if row and row[0] == key:
+            self._seen[path] = (key, row[1])
             return row[1]
         value = hash_file(path)
         # Store only if the file did not change while it was read.
@@ -64,8 +71,9 @@ class DigestCache:
             self.remember(path, value, key)
         return value
 
-    def remember(self, path: Path, sha256: str, stat_key: str | None = None):
-        path = Path(path).absolute()
+    def remember(self, path, sha256: str, stat_key: str | None = None):
+        path = os.path.abspath(path)
         stat_key = stat_key or self._stat_key(os.stat(path))
+        self._seen[path] = (stat_key, sha256)
         self._db().execute("insert or replace into digest values (?, ?, ?)",
-                           (str(path), stat_key, sha256))
+                           (path, stat_key, sha256))

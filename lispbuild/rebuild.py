@@ -13,6 +13,7 @@ rather than rebuilt.
 import functools
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -56,7 +57,7 @@ class Action:
     `outputs` maps roles to paths under the project root."""
     task: str
     run: Callable
-    inputs: list[Path]
+    inputs: list  # paths (str or Path), relative to the root or absolute
     params: dict
     outputs: dict[str, Path]
     toolchain: tuple[Callable[[], list[Path]], ...] = ()
@@ -77,25 +78,29 @@ def package_digest() -> str:
     return h.hexdigest()
 
 
-def _input_name(path: Path, root: Path) -> str:
-    """Inputs are named as the project or lispbuild sees them, not where
-    this machine keeps them, so that keys hold across checkouts."""
-    for base, prefix in ((root, ""), (PACKAGE, "lispbuild/")):
-        if path.is_relative_to(base):
-            return prefix + str(path.relative_to(base))
-    return str(path)
+def _named_inputs(paths: list, root: str) -> list[tuple[str, str]]:
+    """(name, absolute path) of each input. Inputs are named as the project
+    or lispbuild sees them, not where this machine keeps them, so that keys
+    hold across checkouts. (Strings, not pathlib: a big ASDF graph has ten
+    thousand inputs in all, and a no-op build names every one.)"""
+    bases = ((root + os.sep, ""), (str(PACKAGE) + os.sep, "lispbuild/"))
+    named = []
+    for path in map(str, paths):
+        path = os.path.join(root, path)
+        name = next((prefix + path[len(base):] for base, prefix in bases
+                     if path.startswith(base)), path)
+        named.append((name, path))
+    return named
 
 
 def action_key(action: Action, ctx: Context) -> str:
     inputs = []
     toolchain_files = [path for find in action.toolchain for path in find()]
-    for path in [*action.inputs, *toolchain_files]:
-        path = ctx.root / path
+    for name, path in _named_inputs([*action.inputs, *toolchain_files], str(ctx.root)):
         try:
-            inputs.append([_input_name(path, ctx.root), ctx.digests.digest(path)])
+            inputs.append([name, ctx.digests.digest(path)])
         except FileNotFoundError:
-            raise MissingSource(f"{action.task}: input file "
-                                f"{_input_name(path, ctx.root)} does not exist") from None
+            raise MissingSource(f"{action.task}: input file {name} does not exist") from None
     description = {
         "run": f"{action.run.__module__}.{action.run.__qualname__}",
         "params": action.params,

@@ -127,7 +127,7 @@ def fasl_action(node: FaslNode, graph) -> Action:
     loads = [graph.fasls[name].fasl for name in node.loads]
     return Action(
         task=f"fasl:{node.name}", run=compile_fasl,
-        inputs=[Path(node.source), *map(Path, loads), *(Path(asd) for _, asd in node.asdf)],
+        inputs=[node.source, *loads, *(asd for _, asd in node.asdf)],
         params={"source": node.source, "requires": list(node.requires), "loads": loads,
                 "asdf": [list(pair) for pair in node.asdf],
                 "external_format": node.external_format, "features": list(library.features),
@@ -154,7 +154,7 @@ def binary_actions(node: BinaryNode, graph) -> list[Action]:
     objects = [_object_path(str(s)) for s in b.c_sources] + [_object_path(COMPAT_TASK)]
     return [
         Action(task=f"core:{b.name}", run=dump_core,
-               inputs=[*map(Path, loads), *(Path(asd) for _, asd in node.asdf)],
+               inputs=[*loads, *(asd for _, asd in node.asdf)],
                params={"binary": b.name, "requires": list(node.requires), "loads": loads,
                        "asdf": [list(pair) for pair in node.asdf],
                        "features": list(node.features),
