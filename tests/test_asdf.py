@@ -226,7 +226,9 @@ def test_missing_component_file_is_named(tmp_path):
     assert "fasl:app/gone.lisp: input file gone.lisp does not exist" in output
 
 
-def test_asdf_features_defsystem_depends_on_pathname_and_if_feature(tmp_path, store_env):
+def test_asdf_component_features_and_contribs(tmp_path, store_env):
+    """:defsystem-depends-on, :pathname, :if-feature, :serial, nested modules,
+    component :depends-on and an SBCL contrib, in one system."""
     project = write_project(tmp_path / "features", ASDF_DODO.format(system="dsd-app").replace(
         'project.binary("app", libraries=["app"]', 'project.binary("app", libraries=["dsd-app"]'), {
         "helper/dsd-helper.asd": '(defsystem "dsd-helper" :components ((:file "helper")))',
@@ -234,18 +236,38 @@ def test_asdf_features_defsystem_depends_on_pathname_and_if_feature(tmp_path, st
                               "(in-package #:dsd-helper)\n"
                               "(defmacro shout (s) (string-upcase s))\n",
         "dsd-app.asd": '(defsystem "dsd-app" :defsystem-depends-on ("dsd-helper")'
-                       ' :pathname "src/"\n  :components ((:file "package")\n'
+                       ' :depends-on ("sb-posix") :pathname "src/"\n'
+                       '  :components ((:file "package")\n'
                        '   (:file "sbcl-only" :if-feature :sbcl :depends-on ("package"))\n'
                        '   (:file "never" :if-feature (:not :sbcl) :depends-on ("package"))\n'
-                       '   (:file "main" :depends-on ("package" "sbcl-only"))))',
+                       '   (:module "words" :pathname "lexicon/" :serial t :depends-on ("package")\n'
+                       '    :components ((:file "first") (:module "deeper" :components'
+                       ' ((:file "second")))))\n'
+                       '   (:file "main" :depends-on ("package" "sbcl-only" "words"))))',
         "src/package.lisp": "(defpackage #:app (:use #:cl) (:export #:main))",
         "src/sbcl-only.lisp": '(in-package #:app)\n(defun where () "sbcl")',
         "src/never.lisp": "(this file is not compiled on sbcl",
+        "src/lexicon/first.lisp": '(in-package #:app)\n(defmacro word () "static")',
+        # Compiles only if first.lisp was loaded before it (:serial).
+        "src/lexicon/deeper/second.lisp": '(in-package #:app)\n(defun pid-word ()\n'
+                                          '  (format nil "~A ~:[no-pid~;pid~]" (word)'
+                                          ' (plusp (sb-posix:getpid))))',
         "src/main.lisp": '(in-package #:app)\n'
                          '(defun main (args) (declare (ignore args))\n'
-                         '  (format t "~A ~A~%" (dsd-helper:shout "static") (where)) 0)\n'})
+                         '  (format t "~A ~A ~A~%" (dsd-helper:shout "static") (where)'
+                         ' (pid-word)) 0)\n'})
     result = built(project, env=store_env)
     assert "fasl:dsd-app/never.lisp" not in result.output
-    assert "fasl:dsd-helper/helper.lisp" in result.executed
+    assert {"fasl:dsd-helper/helper.lisp", "fasl:dsd-app/lexicon/first.lisp",
+            "fasl:dsd-app/lexicon/deeper/second.lisp"} <= result.executed
     run = subprocess.run([project / "build/bin/app"], capture_output=True, text=True)
-    assert run.stdout == "STATIC sbcl\n"
+    assert run.stdout == "STATIC sbcl static pid\n", run.stderr
+    # A pure-Lisp edit to the nested module recompiles it and main.lisp, nothing else.
+    second = project / "src/lexicon/deeper/second.lisp"
+    second.write_text(second.read_text().replace('"~A ~:', '"~A, ~:'))
+    again = built(project, env=store_env)
+    assert {t for t in again.executed if t.startswith("fasl:")} == {
+        "fasl:dsd-app/lexicon/deeper/second.lisp", "fasl:dsd-app/main.lisp"}
+    assert "runtime:app" not in again.executed
+    run = subprocess.run([project / "build/bin/app"], capture_output=True, text=True)
+    assert run.stdout == "STATIC sbcl static, pid\n", run.stderr
