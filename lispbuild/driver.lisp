@@ -6,8 +6,12 @@
 ;;;;   (:dump :requires (M...) :loads (F...) :features (X...) :entry "pkg:fn"
 ;;;;    :core C :linkage L :shared-objects SO :compression B :test B
 ;;;;    :asdf-systems (S...) :asd-files (A...) :asdf-cache DIR :diagnostics D)
+;;;;   (:image :requires (M...) :loads (F...) :asdf-systems (S...)
+;;;;    :asd-files (A...) :asdf-cache DIR :core C :diagnostics D)
 ;;;;   (:asdf-graph :systems (S...) :registry (DIR...) :cache DIR :output O
 ;;;;    :diagnostics D)
+;;;; A compile may run in an image dumped by :image (sbcl --core C), which
+;;;; holds this driver too: it is loaded again over itself.
 ;;;; Problems are written to D as "FILE:LINE: KIND: text" blocks; the exit
 ;;;; code is 0 on success and 1 on failure.
 
@@ -238,6 +242,17 @@ them): the static executable must have an archive for each."
                                    :save-runtime-options t
                                    :compression (and compression t))))
 
+(defun dump-image (&key requires loads asdf-systems asd-files asdf-cache core diagnostics
+                   &allow-other-keys)
+  "Dump an image with the dependencies of a library loaded, for its compiles
+to start from; they then load only their own library's files."
+  (require-modules requires)
+  (prepare-asdf asdf-systems asd-files asdf-cache)
+  (unless (load-fasls loads)
+    (return-from dump-image nil))
+  (write-diagnostics diagnostics)
+  (sb-ext:save-lisp-and-die core))
+
 (defun main (request-file)
   (let* ((request (with-open-file (in request-file :external-format :utf-8)
                     (with-standard-io-syntax
@@ -245,6 +260,7 @@ them): the static executable must have an archive for each."
          (ok (ecase (first request)
                (:compile (apply #'compile-source (rest request)))
                (:dump (apply #'dump (rest request)))
+               (:image (apply #'dump-image (rest request)))
                (:asdf-graph
                 (load-asdf-support)
                 (apply #'call-asdf-support "ASDF-GRAPH" (rest request))))))

@@ -29,9 +29,11 @@ def lisp_literal(value) -> str:
     raise TypeError(f"no Lisp literal for {value!r}")
 
 
-def run_driver(command: str, root: Path, what: str, **arguments) -> str:
-    """Run one driver command from the project root; returns the style
-    warnings and notes it reported, or raises LispFailure naming `what`."""
+def run_driver(command: str, root: Path, what: str, image: Path | None = None,
+               **arguments) -> str:
+    """Run one driver command from the project root, in SBCL's own core or
+    in `image`; returns the style warnings and notes it reported, or raises
+    LispFailure naming `what`."""
     sbcl = find_sbcl()
     with tempfile.TemporaryDirectory(prefix="lispbuild-") as tmp:
         request = Path(tmp) / "request.lisp"
@@ -39,7 +41,8 @@ def run_driver(command: str, root: Path, what: str, **arguments) -> str:
         plist = " ".join(f":{k.replace('_', '-')} {lisp_literal(v)}"
                          for k, v in {**arguments, "diagnostics": diagnostics}.items())
         request.write_text(f"(:{command} {plist})\n", encoding="utf-8")
-        proc = subprocess.run([str(sbcl.program), "--script", str(DRIVER), str(request)],
+        start = ["--core", str(image)] if image else []
+        proc = subprocess.run([str(sbcl.program), *start, "--script", str(DRIVER), str(request)],
                               cwd=root, capture_output=True, text=True,
                               errors="replace", env=_environment(sbcl))
         reported = diagnostics.read_text(encoding="utf-8") if diagnostics.exists() else ""

@@ -54,7 +54,9 @@ class Action:
     given; `inputs` are the files it reads; `toolchain` are functions that
     find the toolchain files it uses (looked up when the key is computed,
     so that a missing package fails the task, not the loading of dodo.py);
-    `outputs` maps roles to paths under the project root."""
+    `outputs` maps roles to paths under the project root; `means` is what
+    `run` may use to get there faster without changing the result (a
+    dependency image), and is not part of the key."""
     task: str
     run: Callable
     inputs: list  # paths (str or Path), relative to the root or absolute
@@ -62,6 +64,7 @@ class Action:
     outputs: dict[str, Path]
     toolchain: tuple[Callable[[], list[Path]], ...] = ()
     executable: frozenset = field(default_factory=frozenset)
+    means: dict = field(default_factory=dict)
 
 
 PACKAGE = Path(__file__).parent

@@ -21,6 +21,7 @@ from .declare import Project
 from .driver import run_driver
 from .embed import check_static, embed_core
 from .graph import BinaryNode, FaslNode, plan
+from .image import dependency_image
 from .rebuild import Action, Context, execute, is_up_to_date
 from .toolchain import find_musl, musl_files, runtime_files, sbcl_files
 
@@ -40,12 +41,25 @@ def _asdf_arguments(params: dict, ctx: Context) -> dict:
             "asdf_cache": str(ctx.build / ".lispbuild" / "asdf-cache") + "/"}
 
 
+def _dependency_image(request: dict, ctx: Context) -> Path:
+    def dump(core: Path):
+        _print_notes(run_driver("image", ctx.root,
+                                f"dumping the dependencies of {request['library']}",
+                                requires=request["requires"], loads=request["loads"],
+                                **_asdf_arguments(request, ctx), core=core))
+    return dependency_image(request, ctx, dump)
+
+
 def compile_fasl(action: Action, ctx: Context, outputs: dict):
     p = action.params
-    _print_notes(run_driver("compile", ctx.root, f"compiling {p['source']}",
+    image, loads = None, p["loads"]
+    if "image" in action.means:
+        request = action.means["image"]
+        image, loads = _dependency_image(request, ctx), loads[len(request["loads"]):]
+    _print_notes(run_driver("compile", ctx.root, f"compiling {p['source']}", image=image,
                             source=p["source"], output=outputs["fasl"],
                             external_format=p["external_format"],
-                            requires=p["requires"], loads=p["loads"],
+                            requires=p["requires"], loads=loads,
                             features=p["features"], policy=p["policy"],
                             **_asdf_arguments(p, ctx),
                             fail_on_warning=p["fail_on_warning"]))
@@ -125,6 +139,11 @@ def _object_path(source: str) -> str:
 def fasl_action(node: FaslNode, graph) -> Action:
     library = node.library
     loads = [graph.fasls[name].fasl for name in node.loads]
+    means = {}
+    if node.image_loads is not None:
+        means["image"] = {"library": library.name, "loads": loads[:node.image_loads],
+                          "requires": list(node.requires),
+                          "asdf": [list(pair) for pair in node.asdf]}
     return Action(
         task=f"fasl:{node.name}", run=compile_fasl,
         inputs=[node.source, *loads, *(asd for _, asd in node.asdf)],
@@ -133,7 +152,7 @@ def fasl_action(node: FaslNode, graph) -> Action:
                 "external_format": node.external_format, "features": list(library.features),
                 "policy": [list(q) for q in library.policy],
                 "fail_on_warning": library.fail_on_warning},
-        outputs={"fasl": Path(node.fasl)}, toolchain=(sbcl_files,))
+        outputs={"fasl": Path(node.fasl)}, toolchain=(sbcl_files,), means=means)
 
 
 def c_action(source: str) -> Action:

@@ -12,7 +12,7 @@ from lispbuild.declare import Project
 from lispbuild.digest import DigestCache
 from lispbuild.embed import CORE_MAGIC, check_static, embed_core
 from lispbuild.errors import DeclarationError, DependencyCycle, NotStatic, UnresolvedSymbols
-from lispbuild.graph import plan
+from lispbuild.graph import plan, worth_an_image
 from lispbuild.errors import UndeclaredForeignLibrary
 from lispbuild.linkage import (Entry, check_foreign_libraries, defined_symbols, read_linkage,
                                resolve_symbols, symbol_table_source)
@@ -46,6 +46,23 @@ def test_dict_sources_let_independent_files_compile_apart(tmp_path):
     assert graph.fasls["lib/x.lisp"].loads == ("lib/package.lisp",)
     assert graph.fasls["lib/y.lisp"].loads == ("lib/package.lisp",)
     assert graph.fasls["lib/main.lisp"].loads == ("lib/package.lisp", "lib/x.lisp", "lib/y.lisp")
+
+
+def test_a_dependency_image_only_where_loading_costs_more_than_a_dump():
+    assert worth_an_image(files=20, dependency_fasls=146, asdf=True)   # hunchentoot
+    assert worth_an_image(files=22, dependency_fasls=0, asdf=True)     # alexandria: ASDF alone
+    assert not worth_an_image(files=2, dependency_fasls=146, asdf=True)
+    assert not worth_an_image(files=30, dependency_fasls=10, asdf=False)
+
+
+def test_a_big_library_compiles_from_an_image_of_its_dependencies(tmp_path):
+    p = project(tmp_path)
+    p.library("dep", [f"d{i}.lisp" for i in range(60)])
+    p.library("big", [f"b{i}.lisp" for i in range(40)], directory="big", depends_on=["dep"])
+    graph = plan(p, {})
+    assert {graph.fasls[f"big/b{i}.lisp"].image_loads for i in range(40)} == {60}
+    assert graph.fasls["big/b3.lisp"].loads[60:] == ("big/b0.lisp", "big/b1.lisp", "big/b2.lisp")
+    assert {graph.fasls[f"dep/d{i}.lisp"].image_loads for i in range(60)} == {None}
 
 
 def test_a_file_may_only_need_files_listed_before_it(tmp_path):
