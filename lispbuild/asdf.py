@@ -14,8 +14,7 @@ from .declare import Library, Project, Source
 from .digest import DigestCache, digest_bytes
 from .driver import run_driver
 from .errors import DeclarationError, LispFailure, MissingToolchain
-from .rebuild import package_digest
-from .store import Store
+from .rebuild import Context, package_digest
 from .toolchain import find_sbcl
 
 DEBIAN_SOURCES = "/usr/share/common-lisp/source/"
@@ -26,15 +25,17 @@ def library_name(system: str) -> str:
     return system.replace("/", "--")
 
 
-def _query(project: Project, systems: list[str], registry: list[str]) -> str:
-    state = project.root / "build" / ".lispbuild"
-    state.mkdir(parents=True, exist_ok=True)
+def asdf_cache(ctx: Context) -> str:
+    """Where ASDF compiles what it loads itself (:defsystem-depends-on)."""
+    return str(ctx.build / ".lispbuild" / "asdf-cache") + "/"
+
+
+def _query(ctx: Context, systems: list[str], registry: list[str]) -> str:
     with tempfile.TemporaryDirectory(prefix="lispbuild-asdf-") as tmp:
         output = Path(tmp) / "graph.tsv"
         try:
-            run_driver("asdf-graph", project.root, f"asking ASDF for {', '.join(systems)}",
-                       systems=systems, registry=registry,
-                       cache=str(state / "asdf-cache") + "/", output=output)
+            run_driver("asdf-graph", ctx.root, f"asking ASDF for {', '.join(systems)}",
+                       systems=systems, registry=registry, cache=asdf_cache(ctx), output=output)
         except (LispFailure, MissingToolchain) as error:
             raise DeclarationError(str(error)) from None
         return output.read_text(encoding="utf-8")
@@ -47,16 +48,15 @@ def _unchanged(asd: dict, digests: DigestCache) -> bool:
         return False
 
 
-def _graph_lines(project: Project, systems: list[str], registry: list[str]) -> list[list[str]]:
-    digests = DigestCache(project.root / "build" / ".lispbuild" / "digests.sqlite3")
-    store = Store(project.store)
+def _graph_lines(ctx: Context, systems: list[str], registry: list[str]) -> list[list[str]]:
+    digests, store = ctx.digests, ctx.store
     request = {"systems": systems, "registry": registry, "lispbuild": package_digest(),
                "sbcl": digests.digest(find_sbcl().core)}
     key = digest_bytes(json.dumps(request, sort_keys=True).encode())
     cached = store.get_derived("asdf-graph", key)
     if cached and _unchanged(cached["asd"], digests):
         return cached["lines"]
-    lines = [line.split("\t") for line in _query(project, systems, registry).splitlines()]
+    lines = [line.split("\t") for line in _query(ctx, systems, registry).splitlines()]
     asd = {fields[2]: digests.digest(Path(fields[2])) for fields in lines if fields[0] == "asd"}
     store.put_derived("asdf-graph", key, {"asd": asd, "lines": lines})
     return lines
@@ -67,14 +67,14 @@ def _directory(path: str, root: Path) -> Path:
     return path.relative_to(root) if path.is_relative_to(root) else path
 
 
-def asdf_libraries(project: Project) -> dict[str, Library]:
+def asdf_libraries(project: Project, ctx: Context) -> dict[str, Library]:
     """The libraries of the ASDF systems the project declared, and of every
     system they depend on."""
     if not project.asdf_systems_by_name:
         return {}
     registry = [str(project.root / r) + "/" for r in project.asdf_registry] + [DEBIAN_SOURCES]
     systems_asked = sorted(project.asdf_systems_by_name)
-    lines = _graph_lines(project, systems_asked, registry)
+    lines = _graph_lines(ctx, systems_asked, registry)
     systems: dict[str, dict] = {}
     for kind, name, *rest in lines:
         lib = library_name(name)

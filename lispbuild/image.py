@@ -10,47 +10,31 @@ it, loading only its own library's files.
 
 Loading from the image gives the same FASL bytes as loading the FASLs one
 by one (the same files load in the same order), so an image is a means,
-not an input: it is not in any key and never goes into the store. It is
-named by what it holds and kept under build/.lispbuild/images/, one per
-library; compiles running in parallel wait for the one that dumps it.
+not an input: it is not in any key and never goes into the store. The
+image is itself an Action, named by its key (what it loads, the SBCL that
+dumps it, lispbuild's code) and kept under build/.lispbuild/images/, one
+per library; compiles running in parallel wait for the one that dumps it.
 """
 import fcntl
-import hashlib
-import json
 from pathlib import Path
 
-from .rebuild import Context, package_digest
-from .toolchain import find_sbcl
+from .rebuild import Action, Context, action_key
 
 
-def image_key(request: dict, ctx: Context) -> str:
-    """The digest of what the image holds: the FASLs, modules and system
-    definitions it loads, the SBCL that dumps it and lispbuild's code."""
-    contents = {
-        "loads": [[path, ctx.digests.digest(ctx.root / path)] for path in request["loads"]],
-        "requires": request["requires"],
-        "asdf": [[system, asd, ctx.digests.digest(ctx.root / asd)]
-                 for system, asd in request["asdf"]],
-        "sbcl": ctx.digests.digest(find_sbcl().core),
-        "lispbuild": package_digest(),
-    }
-    return hashlib.sha256(json.dumps(contents, sort_keys=True).encode()).hexdigest()
-
-
-def dependency_image(request: dict, ctx: Context, dump) -> Path:
-    """The image for `request` (library, loads, requires, asdf), dumped by
-    `dump(core_path)` if it is not there yet."""
-    images = ctx.build / ".lispbuild" / "images"
-    images.mkdir(parents=True, exist_ok=True)
-    library = request["library"]
-    path = images / f"{library}-{image_key(request, ctx)[:32]}.core"
-    with open(images / f"{library}.lock", "w") as lock:
+def dependency_image(action: Action, ctx: Context) -> Path:
+    """The image `action` dumps (its one output, "core"), dumped now if this
+    library has no image of the same key yet."""
+    declared = ctx.root / action.outputs["core"]
+    library = declared.stem
+    path = declared.with_name(f"{library}-{action_key(action, ctx)[:32]}.core")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(declared.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not path.exists():
             scratch = path.with_suffix(".tmp")
-            dump(scratch)
-            for old in images.iterdir():
-                if old.suffix == ".core" and old.name.rpartition("-")[0] == library:
+            action.run(action, ctx, {"core": scratch})
+            for old in path.parent.glob("*.core"):
+                if old.name.rpartition("-")[0] == library:
                     old.unlink()
             scratch.rename(path)
     return path

@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from doit.exceptions import TaskFailed
 
 from . import link, linkage
-from .asdf import asdf_libraries
+from .asdf import asdf_cache, asdf_libraries
 from .declare import Project
 from .driver import run_driver
 from .embed import check_static, embed_core
@@ -38,24 +38,23 @@ def _print_notes(notes: str):
 def _asdf_arguments(params: dict, ctx: Context) -> dict:
     return {"asdf_systems": [system for system, _ in params["asdf"]],
             "asd_files": [asd for _, asd in params["asdf"]],
-            "asdf_cache": str(ctx.build / ".lispbuild" / "asdf-cache") + "/"}
+            "asdf_cache": asdf_cache(ctx)}
 
 
-def _dependency_image(request: dict, ctx: Context) -> Path:
-    def dump(core: Path):
-        _print_notes(run_driver("image", ctx.root,
-                                f"dumping the dependencies of {request['library']}",
-                                requires=request["requires"], loads=request["loads"],
-                                **_asdf_arguments(request, ctx), core=core))
-    return dependency_image(request, ctx, dump)
+def dump_image(action: Action, ctx: Context, outputs: dict):
+    p = action.params
+    _print_notes(run_driver("image", ctx.root, f"dumping the dependencies of {p['library']}",
+                            requires=p["requires"], loads=p["loads"],
+                            **_asdf_arguments(p, ctx), core=outputs["core"]))
 
 
 def compile_fasl(action: Action, ctx: Context, outputs: dict):
     p = action.params
     image, loads = None, p["loads"]
     if "image" in action.means:
-        request = action.means["image"]
-        image, loads = _dependency_image(request, ctx), loads[len(request["loads"]):]
+        image_action = action.means["image"]
+        image = dependency_image(image_action, ctx)
+        loads = loads[len(image_action.params["loads"]):]
     _print_notes(run_driver("compile", ctx.root, f"compiling {p['source']}", image=image,
                             source=p["source"], output=outputs["fasl"],
                             external_format=p["external_format"],
@@ -139,16 +138,22 @@ def _object_path(source: str) -> str:
 def fasl_action(node: FaslNode, graph) -> Action:
     library = node.library
     loads = [graph.fasls[name].fasl for name in node.loads]
+    asdf = [list(pair) for pair in node.asdf]
     means = {}
     if node.image_loads is not None:
-        means["image"] = {"library": library.name, "loads": loads[:node.image_loads],
-                          "requires": list(node.requires),
-                          "asdf": [list(pair) for pair in node.asdf]}
+        image_loads = loads[:node.image_loads]
+        means["image"] = Action(
+            task=f"image:{library.name}", run=dump_image,
+            inputs=[*image_loads, *(asd for _, asd in node.asdf)],
+            params={"library": library.name, "loads": image_loads,
+                    "requires": list(node.requires), "asdf": asdf},
+            outputs={"core": Path(f"build/.lispbuild/images/{library.name}.core")},
+            toolchain=(sbcl_files,))
     return Action(
         task=f"fasl:{node.name}", run=compile_fasl,
         inputs=[node.source, *loads, *(asd for _, asd in node.asdf)],
         params={"source": node.source, "requires": list(node.requires), "loads": loads,
-                "asdf": [list(pair) for pair in node.asdf],
+                "asdf": asdf,
                 "external_format": node.external_format, "features": list(library.features),
                 "policy": [list(q) for q in library.policy],
                 "fail_on_warning": library.fail_on_warning},
@@ -211,8 +216,8 @@ def _doit_task(action: Action, ctx: Context, task_dep: list[str]) -> dict:
 
 def doit_tasks(project: Project):
     """Every task of the project, as doit task dicts."""
-    graph = plan(project, asdf_libraries(project))
     ctx = Context(root=project.root, store_root=project.store)
+    graph = plan(project, asdf_libraries(project, ctx))
     for node in graph.fasls.values():
         yield _doit_task(fasl_action(node, graph), ctx, [f"fasl:{n}" for n in node.loads])
     c_sources = {str(s) for b in project.binaries.values() for s in b.c_sources}

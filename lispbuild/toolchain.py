@@ -39,7 +39,6 @@ class Sbcl:
     runtime_o: Path  # the whole C runtime as one relocatable object
 
 
-
 @dataclass(frozen=True)
 class Musl:
     gcc: Path        # the musl-gcc wrapper
@@ -47,7 +46,6 @@ class Musl:
     specs: Path
     libc: Path
     zstd: Path       # the runtime reads zstd-compressed cores
-
 
 
 @functools.cache

@@ -133,12 +133,12 @@ def test_compiling_from_a_dependency_image_gives_the_fasl_of_a_fresh_sbcl(sample
     assert "hunchentoot" in images and "webserver" not in images
     monkeypatch.chdir(samples)
     project = runpy.run_path(str(samples / "dodo.py"))["project"]
-    graph = plan(project, asdf_libraries(project))
+    ctx = Context(root=samples, store_root=samples / "cache")
+    graph = plan(project, asdf_libraries(project, ctx))
     action = fasl_action(graph.fasls["hunchentoot/acceptor.lisp"], graph)
-    assert action.means["image"]["library"] == "hunchentoot"
+    assert action.means["image"].params["library"] == "hunchentoot"
     fresh = tmp_path / "acceptor.fasl"
-    compile_fasl(dataclasses.replace(action, means={}),
-                 Context(root=samples, store_root=samples / "cache"), {"fasl": fresh})
+    compile_fasl(dataclasses.replace(action, means={}), ctx, {"fasl": fresh})
     assert fresh.read_bytes() == (samples / "build/fasl/hunchentoot/acceptor.fasl").read_bytes()
 
 
@@ -155,15 +155,19 @@ def test_no_op_build_of_asdf_systems_starts_no_sbcl(samples, tmp_path):
     assert "sbcl" not in programs, programs
 
 
-GREP_DODO = """
+ASDF_DODO = """
 import lispbuild
 project = lispbuild.Project()
-project.asdf_system("ppcre-grep")
-project.binary("ppcre-grep", libraries=["ppcre-grep"], entry="ppcre-grep:main")
+project.asdf_system("{system}")
+project.binary("{binary}", libraries=["{library}"], entry="{binary}:main")
 DOIT_CONFIG = lispbuild.doit_config(project)
 def task_lispbuild():
     yield from lispbuild.tasks(project)
 """
+
+
+def asdf_dodo(system: str, library: str = "app", binary: str = "app") -> str:
+    return ASDF_DODO.format(system=system, library=library, binary=binary)
 
 
 @pytest.fixture
@@ -172,7 +176,7 @@ def grep_project(tmp_path, store_env):
     project = tmp_path / "grep"
     shutil.copytree(REPO / "samples/ppcre-grep", project)
     shutil.copytree("/usr/share/common-lisp/source/cl-ppcre", project / "cl-ppcre")
-    (project / "dodo.py").write_text(GREP_DODO)
+    (project / "dodo.py").write_text(asdf_dodo("ppcre-grep", "ppcre-grep", "ppcre-grep"))
     first = built(project, "-n", "2", env=store_env)
     assert "fasl:cl-ppcre/api.lisp" in first.executed or "-- fasl:cl-ppcre/api.lisp" in first.output
     return project
@@ -199,20 +203,11 @@ def test_an_edited_asd_file_rederives_the_graph(grep_project, store_env):
     assert "fasl:ppcre-grep/extra.lisp" in result.executed
 
 
-ASDF_DODO = """
-import lispbuild
-project = lispbuild.Project()
-project.asdf_system("{system}")
-project.binary("app", libraries=["app"], entry="app:main")
-DOIT_CONFIG = lispbuild.doit_config(project)
-def task_lispbuild():
-    yield from lispbuild.tasks(project)
-"""
 APP = "(defpackage #:app (:use #:cl) (:export #:main))\n(in-package #:app)\n(defun main (a) (length a))\n"
 
 
 def asdf_failure(tmp_path, asd: str, system="app") -> str:
-    project = write_project(tmp_path / "bad", ASDF_DODO.format(system=system),
+    project = write_project(tmp_path / "bad", asdf_dodo(system),
                             {"app.asd": asd, "app.lisp": APP})
     result = doit(project)
     assert result.returncode != 0
@@ -252,8 +247,7 @@ def test_missing_component_file_is_named(tmp_path):
 def test_asdf_component_features_and_contribs(tmp_path, store_env):
     """:defsystem-depends-on, :pathname, :if-feature, :serial, nested modules,
     component :depends-on and an SBCL contrib, in one system."""
-    project = write_project(tmp_path / "features", ASDF_DODO.format(system="dsd-app").replace(
-        'project.binary("app", libraries=["app"]', 'project.binary("app", libraries=["dsd-app"]'), {
+    project = write_project(tmp_path / "features", asdf_dodo("dsd-app", "dsd-app"), {
         "helper/dsd-helper.asd": '(defsystem "dsd-helper" :components ((:file "helper")))',
         "helper/helper.lisp": "(defpackage #:dsd-helper (:use #:cl) (:export #:shout))\n"
                               "(in-package #:dsd-helper)\n"
