@@ -1,18 +1,28 @@
-"""lispbuild next to what a Lisp user does today, on the ASDF samples:
+"""lispbuild next to what a Lisp user does today, in one run:
 
-    .venv/bin/python bench/asdf_compare.py [--runs N]
+    .venv/bin/python bench/asdf_compare.py [--runs 3] [--synthetic-files 1000]
 
 today:     one SBCL process: (asdf:load-system NAME) with ASDF's FASL cache,
            then save-lisp-and-die :executable t;
 lispbuild: `doit -n 2 exe:NAME`, with a store of its own.
 
-For each: a cold build (empty FASL cache / store), a no-op rebuild, the
-rebuild after a one-line edit to one file of the sample, and a fresh clone
-(the same sources at another path, the FASL cache / store kept). Prints a
-Markdown table of medians and ratios.
+Projects: samples/webserver, samples/ppcre-grep, and a synthetic project
+(bench/synthetic.py). Each with a project-local copy of a dependency
+(alexandria for the samples, the synthetic project's first library), which
+both find before Debian's. Builds: cold (empty FASL cache / store), no-op,
+a one-line edit in the project's own file, and a one-line edit in an early
+file of that dependency, after which everything that uses it recompiles.
+Each is timed `--runs` times (the two tools alternating) and the medians
+are printed, wall and CPU (user+sys of every process, workers included)
+seconds, as a Markdown table; then the processes a cold lispbuild build of
+the webserver starts, and where an edit's time goes.
 """
 import argparse
+import collections
+import datetime
+import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -21,91 +31,216 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).parent))
+from synthetic import generate  # noqa: E402
 
-SAMPLES = {  # name: (file edited, text replaced, replacement for the i-th edit)
-    "ppcre-grep": ("grep.lisp", '"~D:~A~%"', '"~D:{i}~A~%"'),
-    "webserver": ("webserver.lisp", "hello from a static hunchentoot",
-                  "hello from a static hunchentoot {i}"),
+REPO = Path(__file__).resolve().parent.parent
+DEBIAN = Path("/usr/share/common-lisp/source")
+
+
+class Project:
+    """One project as both tools build it: its directory, the system and
+    entry, the file of its own and the file of its dependency to edit."""
+
+    def __init__(self, name, make, own, dependency):
+        self.name, self.make, self.own, self.dependency = name, make, own, dependency
+
+
+def sample(name: str):
+    def make(dest: Path):
+        shutil.copytree(REPO / "samples" / name, dest)
+        shutil.copytree(DEBIAN / "alexandria", dest / "alexandria")
+    return make
+
+
+def synthetic(files: int):
+    def make(dest: Path):
+        generate(dest, files, max(10, files // 50))
+    return make
+
+
+PROJECTS = {
+    "webserver": lambda files: Project(
+        "webserver", sample("webserver"),
+        ("webserver.lisp", "hello from a static hunchentoot", "hello {i} from hunchentoot"),
+        ("alexandria/alexandria-1/definitions.lisp", "Retain the current value.",
+                            "Retain the current value {i}.")),
+    "ppcre-grep": lambda files: Project(
+        "ppcre-grep", sample("ppcre-grep"),
+        ("grep.lisp", '"~D:~A~%"', '"~D:{i}~A~%"'),
+        ("alexandria/alexandria-1/definitions.lisp", "Retain the current value.",
+         "Retain the current value {i}.")),
+    "synth-app": lambda files: Project(
+        "synth-app", synthetic(files),
+        ("app/main.lisp", '"synthetic: ~D~%"', '"synthetic {i}: ~D~%"'),
+        ("lib00/f000.lisp", "(x 0 :type fixnum)", "(x {i} :type fixnum)")),
 }
 
+LISPBUILD_DODO = """import lispbuild
+project = lispbuild.Project()
+project.asdf_system("{name}", registry=["."])
+project.binary("{name}", libraries=["{name}"], entry="{package}:main"{foreign})
+DOIT_CONFIG = lispbuild.doit_config(project)
+def task_lispbuild():
+    yield from lispbuild.tasks(project)
+"""
 
-def timed(command, cwd, env=None) -> float:
-    start = time.perf_counter()
-    proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+
+def run(command, cwd, env=None, capture=True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(command, cwd=cwd, env=env, capture_output=capture, text=True)
     if proc.returncode != 0:
-        sys.exit(f"{command} failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
-    return time.perf_counter() - start
+        sys.exit(f"{command} failed in {cwd}:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+    return proc
 
 
-def asdf_command(name: str, sample: Path) -> list[str]:
+def timed(command, cwd, env=None) -> tuple[float, float]:
+    """Wall and CPU seconds of a command and every process it waited for
+    (lispbuild's owner reaps its workers)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    run(command, cwd, env)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def asdf_command(name: str, root: Path) -> list[str]:
+    package = "synth-app" if name == "synth-app" else name
     return ["sbcl", "--noinform", "--non-interactive", "--no-sysinit", "--no-userinit",
             "--eval", "(require :asdf)",
-            "--eval", f'(asdf:initialize-source-registry \'(:source-registry (:tree "{sample}/")'
-                      ' (:tree "/usr/share/common-lisp/source/") :ignore-inherited-configuration))',
+            "--eval", f'(asdf:initialize-source-registry \'(:source-registry (:tree "{root}/")'
+                      f' (:tree "{DEBIAN}/") :ignore-inherited-configuration))',
             "--eval", f'(asdf:load-system "{name}")',
-            "--eval", f'(sb-ext:save-lisp-and-die "{sample}/{name}-asdf" :executable t'
+            "--eval", f'(sb-ext:save-lisp-and-die "{root}/{name}-asdf" :executable t'
                       ' :save-runtime-options t :toplevel (lambda () (sb-ext:exit :code'
-                      f' (uiop:symbol-call :{name} :main (rest sb-ext:*posix-argv*)))))']
+                      f' (uiop:symbol-call :{package} :main (rest sb-ext:*posix-argv*)))))']
 
 
-def measure(name: str, runs: int, tmp: Path) -> dict:
-    edited, old, new = SAMPLES[name]
-    result = {}
-    # Today: ASDF in one process, its FASL cache under XDG_CACHE_HOME.
-    sample = tmp / f"asdf-{name}"
-    shutil.copytree(REPO / "samples" / name, sample)
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp / f"xdg-{name}")}
-    command = asdf_command(name, sample)
-    result["asdf cold"] = timed(command, sample, env)
-    result["asdf no-op"] = statistics.median(timed(command, sample, env) for _ in range(runs))
-    result["asdf edit"] = statistics.median(
-        _edit_and(lambda: timed(command, sample, env), sample / edited, old, new, i)
-        for i in range(runs))
-    clone = tmp / f"asdf-{name}-clone"
-    shutil.copytree(REPO / "samples" / name, clone)
-    result["asdf fresh clone"] = timed(asdf_command(name, clone), clone, env)
-    # lispbuild: the repository's declarations, a store of its own.
-    project = tmp / f"lispbuild-{name}"
-    shutil.copytree(REPO / "samples", project / "samples")
-    shutil.copy(REPO / "dodo.py", project / "dodo.py")
-    env = {**os.environ, "LISPBUILD_STORE": str(tmp / f"store-{name}")}
-    doit = [sys.executable, "-m", "doit", "-n", "2", f"exe:{name}"]
-    result["lispbuild cold"] = timed(doit, project, env)
-    result["lispbuild no-op"] = statistics.median(timed(doit, project, env) for _ in range(runs))
-    result["lispbuild edit"] = statistics.median(
-        _edit_and(lambda: timed(doit, project, env), project / "samples" / name / edited,
-                  old, new, i)
-        for i in range(runs))
-    clone = tmp / f"lispbuild-{name}-clone"
-    shutil.copytree(REPO / "samples", clone / "samples")
-    shutil.copy(REPO / "dodo.py", clone / "dodo.py")
-    result["lispbuild fresh clone"] = timed(doit, clone, env)
-    return result
+class Setup:
+    """A project copied for each tool, with what building it takes."""
+
+    def __init__(self, project: Project, tmp: Path):
+        self.project = project
+        self.asdf_root = tmp / f"asdf-{project.name}"
+        project.make(self.asdf_root)
+        self.asdf_env = {**os.environ, "XDG_CACHE_HOME": str(tmp / f"xdg-{project.name}")}
+        self.ours = tmp / f"lispbuild-{project.name}"
+        project.make(self.ours / "project")
+        foreign = (',\n               foreign_libraries={"libssl": ["/usr/lib/x86_64-linux-gnu/libssl.a"], '
+                   '"libcrypto": ["/usr/lib/x86_64-linux-gnu/libcrypto.a"]}'
+                   if project.name == "webserver" else "")
+        (self.ours / "project" / "dodo.py").write_text(LISPBUILD_DODO.format(
+            name=project.name, package=project.name, foreign=foreign))
+        self.ours_env = {**os.environ, "LISPBUILD_STORE": str(tmp / f"store-{project.name}")}
+        self.doit = [sys.executable, "-m", "doit", "-n", "2", f"exe:{project.name}"]
+
+    def asdf(self):
+        return timed(asdf_command(self.project.name, self.asdf_root), self.asdf_root,
+                     self.asdf_env)
+
+    def lispbuild(self):
+        return timed(self.doit, self.ours / "project", self.ours_env)
+
+    def clean(self):
+        shutil.rmtree(Path(self.asdf_env["XDG_CACHE_HOME"]), ignore_errors=True)
+        shutil.rmtree(self.ours / "project" / "build", ignore_errors=True)
+        shutil.rmtree(Path(self.ours_env["LISPBUILD_STORE"]), ignore_errors=True)
+
+    def edit(self, which, i: int):
+        path, old, new = which
+        for root in (self.asdf_root, self.ours / "project"):
+            text = (root / path).read_text()
+            marker = new.format(i=i - 1) if i else old
+            (root / path).write_text(text.replace(marker, new.format(i=i), 1))
 
 
-def _edit_and(build, path: Path, old: str, new: str, i: int) -> float:
-    """Time `build` after a one-line edit (distinct for each i), then undo it."""
-    original = path.read_text()
-    path.write_text(original.replace(old, new.format(i=i), 1))
-    try:
-        return build()
-    finally:
-        path.write_text(original)
+def measure(setup: Setup, runs: int) -> dict:
+    times = collections.defaultdict(list)
+
+    def both(kind):
+        times[f"asdf {kind}"].append(setup.asdf())
+        times[f"lispbuild {kind}"].append(setup.lispbuild())
+
+    for _ in range(runs):
+        setup.clean()
+        both("cold")
+    for _ in range(runs):
+        both("no-op")
+    for i in range(runs):
+        setup.edit(setup.project.own, i)
+        both("edit, own file")
+    for i in range(runs):
+        setup.edit(setup.project.dependency, i)
+        both("edit, early file of a dependency")
+    return {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
+            for k, v in times.items()}
+
+
+def sbcl_processes(setup: Setup, tmp: Path) -> str:
+    """How many SBCL processes a cold build starts: fresh SBCLs and forks."""
+    setup.clean()
+    trace = tmp / "trace.log"
+    run(["strace", "-f", "-qq", "-s", "200", "-e", "trace=execve,fork,vfork,clone,clone3",
+         "-o", str(trace), *setup.doit], setup.ours / "project", setup.ours_env)
+    lisp, execs, forks = set(), 0, 0
+    for line in trace.read_text().splitlines():
+        pid, _, rest = line.partition(" ")
+        if rest.startswith("execve(") and "= 0" in rest and ("sbcl" in rest.split('"')[1]):
+            lisp.add(pid)
+            execs += 1
+        elif pid in lisp and rest.startswith(("clone", "fork")) and "CLONE_THREAD" not in rest:
+            child = rest.rsplit("=", 1)[-1].strip()
+            if child.isdigit():
+                lisp.add(child)
+                forks += 1
+    return (f"A cold `doit -n 2 exe:webserver` starts {execs + forks} SBCL processes: "
+            f"{execs} from a fresh SBCL (the ASDF query, lispbuild's own Lisp, the first "
+            f"worker) and {forks} forked by workers (workers, compiles, the dump).")
+
+
+def where_an_edit_goes(setup: Setup) -> str:
+    setup.edit(setup.project.own, 99)
+    start = time.time()
+    proc = run([*setup.doit[:4], "--reporter", "json", *setup.doit[4:]],
+               setup.ours / "project", setup.ours_env)
+    end = time.time()
+    tasks = [t for t in json.loads(proc.stdout)["tasks"] if t["result"] == "success"
+             and t["name"].partition(":")[0] in ("fasl", "core", "linkage", "runtime", "exe")]
+    parts, first, last = [], end, start
+    for t in tasks:
+        began = datetime.datetime.strptime(t["started"], "%Y-%m-%d %H:%M:%S.%f").timestamp()
+        first, last = min(first, began), max(last, began + t["elapsed"])
+        parts.append(f"{t['name']} {t['elapsed']:.2f} s")
+    return (f"A one-line edit of {setup.project.own[0]} ({end - start:.2f} s): doit's start, "
+            f"loading the declarations and checking {len(json.loads(proc.stdout)['tasks'])} "
+            f"tasks {first - start:.2f} s; " + ", ".join(parts)
+            + f"; stopping the workers and exiting {end - last:.2f} s.")
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
-    runs = parser.parse_args().runs
-    print("| sample | build | ASDF + save-lisp-and-die | lispbuild `doit -n 2` | ratio |")
-    print("|---|---|---|---|---|")
+    parser.add_argument("--synthetic-files", type=int, default=1000)
+    parser.add_argument("--projects", nargs="+", default=list(PROJECTS))
+    args = parser.parse_args()
+    rows, notes = [], []
     with tempfile.TemporaryDirectory(prefix="lispbuild-asdf-bench-") as tmp:
-        for name in SAMPLES:
-            r = measure(name, runs, Path(tmp))
-            for kind in ("cold", "no-op", "edit", "fresh clone"):
-                a, b = r[f"asdf {kind}"], r[f"lispbuild {kind}"]
-                print(f"| {name} | {kind} | {a:.2f} s | {b:.2f} s | {a / b:.1f}x |")
+        for name in args.projects:
+            setup = Setup(PROJECTS[name](args.synthetic_files), Path(tmp))
+            results = measure(setup, args.runs)
+            for kind in ("cold", "no-op", "edit, own file", "edit, early file of a dependency"):
+                (aw, ac), (lw, lc) = results[f"asdf {kind}"], results[f"lispbuild {kind}"]
+                rows.append(f"| {name} | {kind} | {aw:.2f} s ({ac:.2f} s CPU) "
+                            f"| {lw:.2f} s ({lc:.2f} s CPU) | {aw / lw:.2f}x |")
+            if name == "webserver":
+                notes.append(where_an_edit_goes(setup))
+                notes.append(sbcl_processes(setup, Path(tmp)))
+    print("| project | build | ASDF + save-lisp-and-die | lispbuild `doit -n 2` | ratio |")
+    print("|---|---|---|---|---|")
+    print("\n".join(rows))
+    print()
+    for note in notes:
+        print(f"- {note}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 ;;;; Loaded by driver.lisp, after ASDF, when a request involves ASDF systems.
 ;;;;
-;;;; PREPARE-SYSTEMS gives a compiling or dumping image what LOAD-SYSTEM
+;;;; FIND-DEFINED-SYSTEM gives a compiling or dumping image what LOAD-SYSTEM
 ;;;; would have: ASDF and the systems' definitions (code such as
-;;;; #.(asdf:component-version (asdf:find-system :usocket)) needs them).
+;;;; #.(asdf:component-version (asdf:find-system :usocket)) needs them),
+;;;; one system at a time, in load order.
 ;;;;
 ;;;; ASDF-GRAPH writes what ASDF itself says of the systems asked for, one
 ;;;; tab-separated record a line:
@@ -21,19 +22,19 @@ compiled by ASDF itself: keep its FASLs out of the user's cache."
   (asdf:initialize-output-translations
    `(:output-translations (t (,cache :**/ :*.*.*)) :ignore-inherited-configuration)))
 
-(defun prepare-systems (systems asd-files cache)
-  "Find SYSTEMS through exactly the directories of ASD-FILES."
+(defun find-defined-system (system asd-files cache)
+  "Find SYSTEM through exactly the directories of ASD-FILES, the .asd
+files of the systems defined so far (its own last)."
   (asdf:initialize-source-registry
    `(:source-registry
      ,@(loop for asd in (remove-duplicates
                          (mapcar (lambda (f) (directory-namestring (merge-pathnames f)))
                                  asd-files)
-                         :test #'string=)
+                         :test #'string= :from-end t)
              collect `(:directory ,asd))
      :ignore-inherited-configuration))
   (keep-asdf-output cache)
-  (dolist (name systems)
-    (asdf:find-system name)))
+  (asdf:find-system system))
 
 (defun register-loaded-systems (systems)
   "The image holds these systems' code: ASDF must not look for them on disk
@@ -141,12 +142,12 @@ reading .asd files loaded, for :defsystem-depends-on.)"
   (enough-namestring (asdf:component-pathname component)
                      (asdf:component-pathname system)))
 
-(defun asdf-graph (&key systems registry cache output &allow-other-keys)
+(defun asdf-graph (&key systems registry output &allow-other-keys)
   (asdf:initialize-source-registry
    `(:source-registry ,@(loop for dir in registry collect `(:tree ,dir))
                       (:also-exclude "build" "cache" ".venv")
                       :ignore-inherited-configuration))
-  (keep-asdf-output cache)
+  (keep-asdf-output *asdf-cache*)
   (handler-case
       (with-open-file (out output :direction :output :if-exists :supersede
                                   :external-format :utf-8)

@@ -12,9 +12,10 @@ from pathlib import Path
 
 from .declare import Library, Project, Source
 from .digest import DigestCache, digest_bytes
-from .driver import run_driver
+from .driver import FreshSbcl, LispJob
 from .errors import DeclarationError, LispFailure, MissingToolchain
 from .rebuild import Context, package_digest
+from .steps import EMPTY
 from .toolchain import find_sbcl
 
 DEBIAN_SOURCES = "/usr/share/common-lisp/source/"
@@ -25,17 +26,16 @@ def library_name(system: str) -> str:
     return system.replace("/", "--")
 
 
-def asdf_cache(ctx: Context) -> str:
-    """Where ASDF compiles what it loads itself (:defsystem-depends-on)."""
-    return str(ctx.build / ".lispbuild" / "asdf-cache") + "/"
-
-
 def _query(ctx: Context, systems: list[str], registry: list[str]) -> str:
-    with tempfile.TemporaryDirectory(prefix="lispbuild-asdf-") as tmp:
+    scratch = ctx.build / ".lispbuild" / "scratch"
+    scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="asdf-", dir=scratch) as tmp:
         output = Path(tmp) / "graph.tsv"
         try:
-            run_driver("asdf-graph", ctx.root, f"asking ASDF for {', '.join(systems)}",
-                       systems=systems, registry=registry, cache=asdf_cache(ctx), output=output)
+            FreshSbcl(ctx).run(LispJob(
+                task=f"asking ASDF for {', '.join(systems)}", command="asdf-graph",
+                state=EMPTY, product=output,
+                arguments={"systems": systems, "registry": registry, "output": output}))
         except (LispFailure, MissingToolchain) as error:
             raise DeclarationError(str(error)) from None
         return output.read_text(encoding="utf-8")

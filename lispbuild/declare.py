@@ -7,8 +7,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import platformdirs
-
 from .errors import DeclarationError
 
 POLICY_QUALITIES = ("speed", "safety", "debug", "space", "compilation-speed")
@@ -16,6 +14,7 @@ POLICY_QUALITIES = ("speed", "safety", "debug", "space", "compilation-speed")
 
 def shared_store() -> Path:
     """The per-user store that several projects can share."""
+    import platformdirs  # here: a build that does not use it need not import it
     return platformdirs.user_cache_path("lispbuild") / "store"
 
 

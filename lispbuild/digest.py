@@ -27,15 +27,19 @@ def hash_file(path: Path) -> str:
 
 
 class DigestCache:
-    """sha256 of files, cached by (size, mtime, ctime, inode)."""
+    """sha256 of files, cached by (size, mtime, ctime, inode); and, for
+    each task, the key its outputs under build/ were made for.
+
+    Each process reads both tables whole at its first question (a no-op
+    build asks about every file and task once), then asks SQLite only for
+    what it has not seen: another process may have added it since."""
 
     def __init__(self, db_path: Path):
         self.db_path = db_path
         self._conn = None
         self._pid = None
-        # In this process: a FASL loaded by a hundred compilations is looked
-        # up in SQLite once, and checked by stat every time.
-        self._seen: dict[str, tuple[str, str]] = {}
+        self._known: dict[str, tuple[str, str]] | None = None
+        self._keys: dict[str, tuple[str, str]] | None = None
 
     def _db(self) -> sqlite3.Connection:
         # A connection must not cross fork(): doit's workers open their own.
@@ -46,6 +50,8 @@ class DigestCache:
             conn.execute("pragma synchronous=off")
             conn.execute("create table if not exists digest (path text primary key,"
                          " stat text not null, sha256 text not null)")
+            conn.execute("create table if not exists task (name text primary key,"
+                         " key text not null, outputs text not null)")
             self._conn, self._pid = conn, os.getpid()
         return self._conn
 
@@ -57,13 +63,16 @@ class DigestCache:
         """The file's sha256; raises FileNotFoundError if it is missing."""
         path = os.path.abspath(path)
         key = self._stat_key(os.stat(path))
-        seen = self._seen.get(path)
+        if self._known is None:
+            self._known = {p: (k, d) for p, k, d in
+                           self._db().execute("select path, stat, sha256 from digest")}
+        seen = self._known.get(path)
         if seen and seen[0] == key:
             return seen[1]
         row = self._db().execute("select stat, sha256 from digest where path=?",
                                  (path,)).fetchone()
         if row and row[0] == key:
-            self._seen[path] = (key, row[1])
+            self._known[path] = (key, row[1])
             return row[1]
         value = hash_file(path)
         # Store only if the file did not change while it was read.
@@ -74,6 +83,25 @@ class DigestCache:
     def remember(self, path, sha256: str, stat_key: str | None = None):
         path = os.path.abspath(path)
         stat_key = stat_key or self._stat_key(os.stat(path))
-        self._seen[path] = (stat_key, sha256)
+        if self._known is not None:
+            self._known[path] = (stat_key, sha256)
         self._db().execute("insert or replace into digest values (?, ?, ?)",
                            (path, stat_key, sha256))
+
+    def task_key(self, task: str) -> tuple[str, str] | None:
+        """The key the task's outputs under build/ were made for, and those
+        outputs (as recorded, JSON)."""
+        if self._keys is None:
+            self._keys = {n: (k, o) for n, k, o in
+                          self._db().execute("select name, key, outputs from task")}
+        found = self._keys.get(task)
+        if found is None:
+            found = self._db().execute("select key, outputs from task where name=?",
+                                       (task,)).fetchone()
+        return found
+
+    def record_task(self, task: str, key: str, outputs: str):
+        if self._keys is not None:
+            self._keys[task] = (key, outputs)
+        self._db().execute("insert or replace into task values (?, ?, ?)",
+                           (task, key, outputs))

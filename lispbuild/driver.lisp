@@ -1,18 +1,21 @@
-;;;; The Lisp side of lispbuild: run as `sbcl --script driver.lisp REQUEST`
-;;;; from the project root. REQUEST is a file holding one plist:
-;;;;   (:compile :source S :output O :external-format E :requires (M...)
-;;;;    :loads (F...) :features (X...) :policy ((Q . N)...) :fail-on-warning B
-;;;;    :asdf-systems (S...) :asd-files (A...) :asdf-cache DIR :diagnostics D)
-;;;;   (:dump :requires (M...) :loads (F...) :features (X...) :entry "pkg:fn"
-;;;;    :core C :linkage L :shared-objects SO :compression B :test B
-;;;;    :asdf-systems (S...) :asd-files (A...) :asdf-cache DIR :diagnostics D)
-;;;;   (:image :requires (M...) :loads (F...) :asdf-systems (S...)
-;;;;    :asd-files (A...) :asdf-cache DIR :core C :diagnostics D)
-;;;;   (:asdf-graph :systems (S...) :registry (DIR...) :cache DIR :output O
-;;;;    :diagnostics D)
-;;;; A compile may run in an image dumped by :image (sbcl --core C), which
-;;;; holds this driver too: it is loaded again over itself.
-;;;; Problems are written to D as "FILE:LINE: KIND: text" blocks; the exit
+;;;; The Lisp side of lispbuild: what SBCL does for one job, compiled once
+;;;; (with worker.lisp) into the FASL that every lispbuild SBCL loads.
+;;;;
+;;;; A job is a plist:
+;;;;   (:compile :steps STEPS :source S :output O :external-format E
+;;;;    :features (X...) :policy ((Q . N)...) :fail-on-warning B :diagnostics D)
+;;;;   (:dump :steps STEPS :features (X...) :entry "pkg:fn" :core C :linkage L
+;;;;    :shared-objects SO :compression B :test B :diagnostics D)
+;;;;   (:asdf-graph :systems (S...) :registry (DIR...) :output O :diagnostics D)
+;;;; STEPS are what the image must hold before the job, in order:
+;;;;   (:require "MODULE")   (:asdf "system" "file.asd")   (:load "file.fasl")
+;;;;
+;;;; A fresh SBCL runs `sbcl --script lispbuild.fasl run REQUEST`, REQUEST
+;;;; being a file that holds (JOB :asdf-support FASL :asdf-cache DIR).
+;;;; A warm worker (worker.lisp) performs the first steps once and forks a
+;;;; child for the rest and the job. Both perform the same steps in the
+;;;; same order after loading the same FASL, so the FASLs are the same bytes.
+;;;; Problems are written to D as "FILE:LINE: KIND: text" lines; the exit
 ;;;; code is 0 on success and 1 on failure.
 
 (defpackage #:lispbuild-driver
@@ -27,22 +30,48 @@
                 (remove #\Return (princ-to-string condition)))
         *diagnostics*))
 
+(defun write-diagnostics (path)
+  (with-open-file (out path :direction :output :if-exists :supersede
+                            :external-format :utf-8)
+    (dolist (d (reverse *diagnostics*))
+      (write-line d out))))
+
+;;; Lines of a source file, for diagnostics. The text is read once per
+;;; file: a file with thousands of warnings must not be read once each.
+
+(defvar *source-texts* (make-hash-table :test 'equal))
+
+(defun source-text (file)
+  (or (gethash file *source-texts*)
+      (setf (gethash file *source-texts*)
+            (with-open-file (in file :external-format :utf-8)
+              (let* ((text (make-string (file-length in)))
+                     (end (read-sequence text in)))
+                (let ((text (subseq text 0 end)))
+                  (cons text
+                        (coerce (loop for i from 0 below (length text)
+                                      when (char= (char text i) #\Newline) collect i)
+                                'simple-vector))))))))
+
 (defun line-at (file position)
   "The 1-based line of the first form at or after character POSITION in
 FILE: SBCL's top-level form positions point just past the previous form."
-  (with-open-file (in file :external-format :utf-8)
-    (let ((line (1+ (loop repeat position
-                          for char = (read-char in nil)
-                          while char
-                          count (char= char #\Newline)))))
-      (loop for char = (read-char in nil)
-            while char
-            do (case char
-                 (#\Newline (incf line))
-                 (#\; (read-line in nil) (incf line))
-                 ((#\Space #\Tab #\Return #\Page))
+  (destructuring-bind (text . newlines) (source-text file)
+    (let ((i (min position (length text))))
+      ;; Skip blanks and comments to the form itself.
+      (loop while (< i (length text))
+            do (case (char text i)
+                 (#\; (setf i (or (position #\Newline text :start i) (length text))))
+                 ((#\Space #\Tab #\Return #\Page #\Newline) (incf i))
                  (t (return))))
-      line)))
+      ;; Lines before I: newlines below I, found by bisection.
+      (let ((low 0) (high (length newlines)))
+        (loop while (< low high)
+              do (let ((middle (floor (+ low high) 2)))
+                   (if (< (svref newlines middle) i)
+                       (setf low (1+ middle))
+                       (setf high middle))))
+        (1+ low)))))
 
 (defun compiler-context-line (file)
   "The line of the top-level form the compiler is working on, if any."
@@ -71,41 +100,60 @@ FILE: SBCL's top-level form positions point just past the previous form."
                       (simple-condition-format-arguments reader-error)))
               (t (princ-to-string reader-error))))))
 
-(defun write-diagnostics (path)
-  (with-open-file (out path :direction :output :if-exists :supersede
-                            :external-format :utf-8)
-    (dolist (d (reverse *diagnostics*))
-      (write-line d out))))
+;;; Steps: what an image holds before a job.
+
+(defvar *asdf-support* nil
+  "The compiled asdf.lisp, loaded with the first ASDF step.")
+(defvar *asdf-cache* nil
+  "Where ASDF compiles what it loads itself (:defsystem-depends-on).")
+(defvar *asd-files* '()
+  "The .asd files of the systems defined so far, in order.")
+
+(defun call-asdf-support (name &rest arguments)
+  (apply (find-symbol name :lispbuild-driver) arguments))
+
+(defun ensure-asdf ()
+  (unless (fboundp (find-symbol "FIND-DEFINED-SYSTEM" :lispbuild-driver))
+    (require "ASDF")
+    (load *asdf-support*)))
+
+(defun define-system (system asd)
+  "Give the image the definition of SYSTEM, as LOAD-SYSTEM's plan would
+have it: ASDF itself, then the system found through the directories of
+the .asd files defined so far."
+  (ensure-asdf)
+  (setf *asd-files* (append *asd-files* (list asd)))
+  (call-asdf-support "FIND-DEFINED-SYSTEM" system *asd-files* *asdf-cache*))
+
+(defun perform-step (step)
+  "Perform one step; a failure is noted against its file, and is NIL."
+  (destructuring-bind (kind name &optional asd) step
+    (handler-case
+        (progn
+          (ecase kind
+            (:require (require (string-upcase name)))
+            (:asdf (define-system name asd))
+            (:load (load name)))
+          t)
+      (error (condition)
+        (note (if (eq kind :asdf) asd name) nil
+              (if (eq kind :load) "ERROR while loading" "ERROR")
+              condition)
+        nil))))
+
+(defun perform-steps (steps)
+  (every #'perform-step steps))
+
+;;; Compiling one file.
 
 (defun push-features (names)
   (dolist (name names)
     (pushnew (intern name :keyword) *features*)))
 
-(defun require-modules (modules)
-  (dolist (module modules)
-    (require (string-upcase module))))
-
-(defun load-asdf-support ()
-  (require "ASDF")
-  ;; Loaded only when needed: an image without ASDF systems must not get ASDF.
-  (load (merge-pathnames "asdf.lisp" *load-truename*)))
-
-(defun call-asdf-support (name &rest arguments)
-  (apply (find-symbol name :lispbuild-driver) arguments))
-
-(defun prepare-asdf (systems asd-files cache)
-  "Give the image ASDF and the definitions of SYSTEMS, if there are any."
-  (when systems
-    (load-asdf-support)
-    (call-asdf-support "PREPARE-SYSTEMS" systems asd-files cache)))
-
-(defun load-fasls (fasls)
-  "Load FASLS in order; a failure is reported against the FASL's source."
-  (dolist (fasl fasls t)
-    (handler-case (load fasl)
-      (error (condition)
-        (note fasl nil "ERROR while loading" condition)
-        (return nil)))))
+(defun proclaim-policy (policy)
+  (proclaim `(optimize ,@(loop for (quality . level) in policy
+                               collect (list (find-symbol (string-upcase quality) :cl)
+                                             level)))))
 
 (defun fixed-write-date (source)
   "Make FILE-WRITE-DATE of SOURCE constant: SBCL writes it into the FASL,
@@ -116,6 +164,17 @@ and a FASL must depend on the source's contents, not on when it was saved."
                           (if (equal (ignore-errors (truename file)) truename)
                               0
                               (funcall real file))))))
+
+(defun clear-pathname-table ()
+  "SBCL interns pathnames, and how one is written into a FASL depends on
+which pathnames the process met before: start every compile from none."
+  (setf sb-impl::*pathnames* (sb-impl::make-pathname-intern-table)))
+
+(defun forget-runtime-path ()
+  "COMPILE-FILE starts a FASL with \"#!RUNTIME --script\", RUNTIME being
+the SBCL program that compiles it (a worker's is not Debian's): with none,
+it writes no such line, and the FASL is the same whoever compiles it."
+  (setf sb-ext:*runtime-pathname* nil))
 
 (defvar *errors* 0)
 (defvar *warnings* 0
@@ -142,29 +201,27 @@ Returns the FASL's pathname, or NIL."
                         (note source line "STYLE-WARNING" c))
                        (t (incf *warnings*)
                           (note source line "WARNING" c)))))))
-        ;; The relative name keeps the project's location out of the FASL.
-        (with-compilation-unit (:source-namestring source)
-          (compile-file source :output-file (merge-pathnames output)
-                               :external-format external-format
-                               :verbose nil :print nil)))
+        ;; A file without IN-PACKAGE is read in CL-USER, as a fresh
+        ;; COMPILE-FILE reads it; the relative name keeps the project's
+        ;; location out of the FASL.
+        (let ((*package* (find-package "CL-USER")))
+          (with-compilation-unit (:source-namestring source)
+            (compile-file source :output-file (merge-pathnames output)
+                                 :external-format external-format
+                                 :verbose nil :print nil))))
     ;; An error the compiler does not handle, e.g. in EVAL-WHEN or IN-PACKAGE.
     ((and error (not sb-c:compiler-error)) (c)
       (incf *errors*)
       (note source (compiler-context-line source) "ERROR" c)
       nil)))
 
-(defun compile-source (&key source output requires loads features policy fail-on-warning
-                         external-format asdf-systems asd-files asdf-cache
-                       &allow-other-keys)
-  (require-modules requires)
-  (prepare-asdf asdf-systems asd-files asdf-cache)
-  (unless (load-fasls loads)
-    (return-from compile-source nil))
+(defun compile-job (&key source output external-format features policy fail-on-warning
+                    &allow-other-keys)
   (push-features features)
-  (proclaim `(optimize ,@(loop for (quality . level) in policy
-                               collect (list (find-symbol (string-upcase quality) :cl)
-                                             level))))
+  (proclaim-policy policy)
   (fixed-write-date source)
+  (forget-runtime-path)
+  (clear-pathname-table)
   (let ((fasl (compile-reporting source output
                                  (intern (string-upcase external-format) :keyword))))
     (cond ((or (null fasl) (plusp *errors*))
@@ -173,6 +230,8 @@ Returns the FASL's pathname, or NIL."
            nil)
           ((and fail-on-warning (plusp *warnings*)) nil)
           (t t))))
+
+;;; Dumping the image of a binary.
 
 (defun find-entry (entry)
   "The function named by ENTRY, \"package:name\" (or package::name)."
@@ -224,47 +283,48 @@ them): the static executable must have an archive for each."
     (dolist (object sb-sys:*shared-objects*)
       (write-line (sb-alien::shared-object-namestring object) out))))
 
-(defun dump (&key requires loads features entry core linkage shared-objects compression
-               test asdf-systems asd-files asdf-cache diagnostics &allow-other-keys)
+(defvar *before-save* nil
+  "Called just before SAVE-LISP-AND-DIE: a worker's faster dump (worker.lisp).")
+
+(defun dump-job (&key steps features entry core linkage shared-objects compression test
+                   diagnostics &allow-other-keys)
   (push-features features)
-  (require-modules requires)
-  (prepare-asdf asdf-systems asd-files asdf-cache)
-  (let ((function (and (load-fasls loads) (find-entry entry))))
+  (let ((function (find-entry entry)))
     (unless function
-      (return-from dump nil))
-    (when asdf-systems
-      (call-asdf-support "REGISTER-LOADED-SYSTEMS" asdf-systems))
+      (return-from dump-job nil))
+    (when (find-package "ASDF")
+      (call-asdf-support "REGISTER-LOADED-SYSTEMS"
+                         (loop for (kind name) in steps when (eq kind :asdf) collect name)))
     (write-linkage linkage)
     (write-shared-objects shared-objects)
     (write-diagnostics diagnostics)
     (sb-ext:disable-debugger)
+    (when *before-save* (funcall *before-save*))
     (sb-ext:save-lisp-and-die core :toplevel (toplevel-for function test)
                                    :save-runtime-options t
                                    :compression (and compression t))))
 
-(defun dump-image (&key requires loads asdf-systems asd-files asdf-cache core diagnostics
-                   &allow-other-keys)
-  "Dump an image with the dependencies of a library loaded, for its compiles
-to start from; they then load only their own library's files."
-  (require-modules requires)
-  (prepare-asdf asdf-systems asd-files asdf-cache)
-  (unless (load-fasls loads)
-    (return-from dump-image nil))
-  (write-diagnostics diagnostics)
-  (sb-ext:save-lisp-and-die core))
+(defun run-job (job)
+  "Perform JOB, whose steps have been performed; true on success."
+  (ecase (first job)
+    (:compile (apply #'compile-job (rest job)))
+    (:dump (apply #'dump-job (rest job)))
+    (:asdf-graph
+     (ensure-asdf)
+     (apply #'call-asdf-support "ASDF-GRAPH" (rest job)))))
 
-(defun main (request-file)
-  (let* ((request (with-open-file (in request-file :external-format :utf-8)
-                    (with-standard-io-syntax
-                      (let ((*read-eval* nil)) (read in)))))
-         (ok (ecase (first request)
-               (:compile (apply #'compile-source (rest request)))
-               (:dump (apply #'dump (rest request)))
-               (:image (apply #'dump-image (rest request)))
-               (:asdf-graph
-                (load-asdf-support)
-                (apply #'call-asdf-support "ASDF-GRAPH" (rest request))))))
-    (write-diagnostics (getf (rest request) :diagnostics))
-    (sb-ext:exit :code (if ok 0 1) :abort t)))
+(defun read-request (file)
+  (with-open-file (in file :external-format :utf-8)
+    (with-standard-io-syntax
+      (let ((*read-eval* nil))
+        (read in)))))
 
-(main (second sb-ext:*posix-argv*))
+(defun run-request (file)
+  "A fresh SBCL's whole life: the steps, then the job; exits."
+  (destructuring-bind (job &key asdf-support asdf-cache) (read-request file)
+    (setf *asdf-support* asdf-support
+          *asdf-cache* asdf-cache)
+    (let ((ok (and (perform-steps (getf (rest job) :steps))
+                   (run-job job))))
+      (write-diagnostics (getf (rest job) :diagnostics))
+      (sb-ext:exit :code (if ok 0 1) :abort t))))

@@ -1,14 +1,42 @@
-"""The Lisp driver: runs driver.lisp in a fresh SBCL to compile one file or
-to dump an image, and turns what it reports into errors."""
+"""The Lisp driver: the jobs SBCL does for lispbuild, as plain data, and the
+plainest way to run one: a fresh SBCL that performs the job's steps and the
+job (driver.lisp). A warm worker (worker.py) is the other way; both give
+the same FASLs.
+
+lispbuild's own Lisp is compiled once per SBCL build into one FASL
+(`support_fasls`), which every lispbuild SBCL loads.
+"""
 import os
+import signal
 import subprocess
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import LispFailure
-from .toolchain import find_sbcl
+from .errors import BuildGone, LispFailure
+from .rebuild import Action, Context, ensure
+from .steps import LoadState
+from .toolchain import find_sbcl, sbcl_files
 
-DRIVER = Path(__file__).with_name("driver.lisp")
+PACKAGE = Path(__file__).parent
+# Compiled in this order into lispbuild.fasl, main.lisp last; asdf.lisp
+# into its own FASL, loaded with ASDF when a job first needs it.
+SUPPORT_SOURCES = ("driver.lisp", "devdump.lisp", "worker.lisp")
+MAIN_SOURCE = "main.lisp"
+ASDF_SUPPORT_SOURCE = "asdf.lisp"
+
+
+@dataclass
+class LispJob:
+    """One job for SBCL: the steps of `state`, then `command` with `arguments`."""
+    task: str                 # the task it is for, named in messages
+    command: str              # "compile", "dump" or "asdf-graph"
+    state: LoadState
+    arguments: dict
+    product: Path             # the file it must write (FASL, core, graph)
+    library: str | None = None       # the library whose file it compiles
+    base: LoadState | None = None    # that library's dependencies
+    hints: dict = field(default_factory=dict)
 
 
 def lisp_literal(value) -> str:
@@ -29,30 +57,150 @@ def lisp_literal(value) -> str:
     raise TypeError(f"no Lisp literal for {value!r}")
 
 
-def run_driver(command: str, root: Path, what: str, image: Path | None = None,
-               **arguments) -> str:
-    """Run one driver command from the project root, in SBCL's own core or
-    in `image`; returns the style warnings and notes it reported, or raises
-    LispFailure naming `what`."""
-    sbcl = find_sbcl()
-    with tempfile.TemporaryDirectory(prefix="lispbuild-") as tmp:
-        request = Path(tmp) / "request.lisp"
-        diagnostics = Path(tmp) / "diagnostics.txt"
-        plist = " ".join(f":{k.replace('_', '-')} {lisp_literal(v)}"
-                         for k, v in {**arguments, "diagnostics": diagnostics}.items())
-        request.write_text(f"(:{command} {plist})\n", encoding="utf-8")
-        start = ["--core", str(image)] if image else []
-        proc = subprocess.run([str(sbcl.program), *start, "--script", str(DRIVER), str(request)],
-                              cwd=root, capture_output=True, text=True,
-                              errors="replace", env=_environment(sbcl))
-        reported = diagnostics.read_text(encoding="utf-8") if diagnostics.exists() else ""
+def lisp_steps(steps) -> str:
+    return "(" + " ".join(f"(:{kind} {' '.join(lisp_literal(a) for a in rest)})"
+                          for kind, *rest in steps) + ")"
+
+
+def lisp_plist(values: dict) -> str:
+    return " ".join(f":{k.replace('_', '-')} {v if k == 'steps' else lisp_literal(v)}"
+                    for k, v in values.items())
+
+
+def job_form(job: LispJob, steps, diagnostics: Path) -> str:
+    """The job as driver.lisp reads it, with `steps` to perform first."""
+    return (f"(:{job.command} " + lisp_plist({"steps": lisp_steps(steps), **job.arguments,
+                                               "diagnostics": diagnostics}) + ")")
+
+
+# --- lispbuild's own Lisp, compiled once -------------------------------
+
+def _compile_support(action: Action, ctx: Context, outputs: dict):
+    sources = [PACKAGE / name for name in SUPPORT_SOURCES]
+    proc = subprocess.run([str(find_sbcl().program), "--script",
+                           str(PACKAGE / "bootstrap.lisp"),
+                           str(outputs["fasl"]), str(outputs["asdf"]),
+                           str(PACKAGE / ASDF_SUPPORT_SOURCE), str(PACKAGE / MAIN_SOURCE),
+                           *map(str, sources)],
+                          capture_output=True, text=True, errors="replace",
+                          env=sbcl_environment())
     if proc.returncode != 0:
-        detail = reported.strip() or (proc.stderr + proc.stdout).strip()[-4000:]
-        raise LispFailure(f"{what} failed:\n{detail}")
-    return reported
+        raise LispFailure(f"compiling lispbuild's own Lisp failed:\n"
+                          f"{(proc.stderr + proc.stdout).strip()[-4000:]}")
 
 
-def _environment(sbcl) -> dict:
+def support_action() -> Action:
+    return Action(task="lisp:lispbuild", run=_compile_support,
+                  inputs=[PACKAGE / n for n in (*SUPPORT_SOURCES, MAIN_SOURCE,
+                                                ASDF_SUPPORT_SOURCE, "bootstrap.lisp")],
+                  params={}, toolchain=(sbcl_files,),
+                  outputs={"fasl": Path("build/.lispbuild/lisp/lispbuild.fasl"),
+                           "asdf": Path("build/.lispbuild/lisp/asdf-support.fasl")})
+
+
+def support_fasls(ctx: Context) -> tuple[Path, Path]:
+    """lispbuild.fasl and asdf-support.fasl, compiled (or restored) if needed."""
+    action = support_action()
+    ensure(action, ctx)
+    return ctx.root / action.outputs["fasl"], ctx.root / action.outputs["asdf"]
+
+
+def sbcl_environment() -> dict:
     env = dict(os.environ)
-    env["SBCL_HOME"] = str(sbcl.core.parent)
+    env["SBCL_HOME"] = str(find_sbcl().core.parent)
     return env
+
+
+def asdf_cache(ctx: Context) -> str:
+    """Where ASDF compiles what it loads itself (:defsystem-depends-on)."""
+    return str(ctx.build / ".lispbuild" / "asdf-cache") + "/"
+
+
+# --- what a job's end means ----------------------------------------------
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def check_result(job: LispJob, status: str, diagnostics: str, output: str) -> str:
+    """The notes of a job that succeeded; LispFailure saying what happened
+    otherwise. `status` is "exit N" or "signal N"."""
+    kind, number = status.split()
+    what = f"{job.task}"
+    tail = output.strip()[-3000:]
+    if kind == "exit" and number == "0":
+        if job.product.exists():
+            return diagnostics
+        raise LispFailure(f"{what}: SBCL exited with code 0 without writing "
+                          f"{job.product.name} (does the code call exit while it is "
+                          f"compiled or loaded?)" + (f"\n{tail}" if tail else ""))
+    if kind == "exit" and number == "1" and diagnostics.strip():
+        raise LispFailure(f"{what} failed:\n{diagnostics.strip()}")
+    if kind == "signal":
+        happened = f"SBCL was killed by {signal_name(int(number))}"
+    else:
+        happened = f"SBCL exited with code {number} without writing {job.product.name}"
+    raise LispFailure(f"{what}: {happened}"
+                      + (f"\n{diagnostics.strip()}" if diagnostics.strip() else "")
+                      + (f"\n{tail}" if tail else ""))
+
+
+# --- the fresh-process strategy ------------------------------------------
+
+def process_alive(pid: int) -> bool:
+    """Whether a process runs (a zombie its parent has yet to reap does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def wait_while_owned(process: subprocess.Popen, owner: int) -> int:
+    """Wait for `process`; kill it and stop if the build's owner is gone
+    (doit was killed): nothing of lispbuild outlives its build. Ctrl-C
+    kills it too."""
+    try:
+        while True:
+            try:
+                return process.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                if not process_alive(owner):
+                    raise BuildGone("the build was stopped") from None
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+
+
+class FreshSbcl:
+    """Each job in a new SBCL that performs all its steps itself."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+
+    def run(self, job: LispJob) -> str:
+        fasl, asdf_support = support_fasls(self.ctx)
+        scratch = self.ctx.build / ".lispbuild" / "scratch"
+        scratch.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="job-", dir=scratch) as tmp:
+            request, diagnostics = Path(tmp) / "request.lisp", Path(tmp) / "diagnostics.txt"
+            request.write_text(f"({job_form(job, job.state.steps(), diagnostics)} "
+                               f"{lisp_plist({'asdf_support': asdf_support, 'asdf_cache': asdf_cache(self.ctx)})})\n",
+                               encoding="utf-8")
+            output = Path(tmp) / "output.txt"
+            with open(output, "wb") as out:
+                proc = subprocess.Popen([str(find_sbcl().program), "--script", str(fasl), "run",
+                                         str(request)], cwd=self.ctx.root, stdout=out,
+                                        stderr=subprocess.STDOUT, env=sbcl_environment())
+                returncode = wait_while_owned(proc, self.ctx.owner)
+            reported = diagnostics.read_text(encoding="utf-8") if diagnostics.exists() else ""
+            printed = output.read_text(encoding="utf-8", errors="replace")
+        status = f"signal {-returncode}" if returncode < 0 else f"exit {returncode}"
+        return check_result(job, status, reported, printed)
+
+    def shutdown(self):
+        pass

@@ -5,6 +5,7 @@ import struct
 from pathlib import Path
 
 from .errors import NotStatic
+from .store import copy_file
 
 CORE_MAGIC = 0x5342434C  # "SBCL"
 CORE_ALIGNMENT = 32768
@@ -17,14 +18,15 @@ def embed_core(runtime: Path, core: Path, output: Path):
     with open(core, "rb") as f:
         if struct.unpack("<Q", f.read(8))[0] != CORE_MAGIC:
             raise NotStatic(f"{core} is not an SBCL core")
-    with open(output, "wb") as out, open(runtime, "rb") as rt:
-        runtime_bytes = rt.read()
-        out.write(runtime_bytes)
-        start = -(-len(runtime_bytes) // CORE_ALIGNMENT) * CORE_ALIGNMENT
-        out.write(b"\0" * (start - len(runtime_bytes)))
+    with open(output, "wb") as out:
+        with open(runtime, "rb") as rt:
+            copy_file(rt, out)
+        length = out.tell()
+        start = -(-length // CORE_ALIGNMENT) * CORE_ALIGNMENT
+        out.write(b"\0" * (start - length))
         with open(core, "rb") as c:
-            while chunk := c.read(1 << 20):
-                out.write(chunk)
+            copy_file(c, out)
+        out.seek(0, 2)
         out.write(struct.pack("<QQ", start, CORE_MAGIC))
 
 

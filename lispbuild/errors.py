@@ -42,3 +42,7 @@ class CompileCFailure(LispbuildError):
 
 class NotStatic(LispbuildError):
     """The executable would need a dynamic loader."""
+
+
+class BuildGone(LispbuildError):
+    """The process that owns the build (doit's main process) is gone."""

@@ -1,20 +1,22 @@
-"""The task graph: from declarations to the files each compilation loads
-first and the order in which each binary loads its FASLs.
+"""The task graph: from declarations to what each compilation and each
+dump loads first (a load state, steps.py), and what must run before it.
 
-A file is compiled in a fresh SBCL that has loaded, in order, every file of
-the libraries its library depends on (transitively) and the files of its
-own library that it needs. Files that need nothing of each other compile
-in parallel.
+A library's files are compiled with its dependencies loaded: for each
+library they need, in order, its SBCL modules, its ASDF definition and its
+FASLs. Its own files then load the earlier files of the library they need;
+files that need nothing of each other compile in parallel.
 
-When loading those dependencies in every compile of a library would cost
-more than dumping them once, the library's compiles start from an image
-of them instead (`image_loads`; see image.py).
+Libraries load in an order where a library's biggest dependency comes
+first, whole: the state of a library's dependencies then starts with the
+complete state of that dependency, and a warm worker that holds it can
+serve the library's compiles after loading only the rest.
 """
+import posixpath
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 
 from .declare import Binary, Library, Project
 from .errors import DeclarationError, DependencyCycle
+from .steps import EMPTY, LoadState
 
 
 @dataclass(frozen=True)
@@ -23,19 +25,17 @@ class FaslNode:
     library: Library
     source: str               # relative to the project root
     fasl: str                 # relative to the project root
-    loads: tuple[str, ...]    # FaslNode names loaded before compiling, in order
-    requires: tuple[str, ...]  # SBCL modules required before those
-    asdf: tuple[tuple[str, str], ...]  # (system, .asd) defined before compiling
+    after: tuple[str, ...]    # tasks that write what `state` loads
+    base: LoadState           # the library's dependencies and prologue
+    state: LoadState          # base, then the library's files this one needs
     external_format: str
-    image_loads: int | None = None  # how many of `loads` its image holds; None: no image
 
 
 @dataclass(frozen=True)
 class BinaryNode:
     binary: Binary
-    loads: tuple[str, ...]    # every FaslNode name, in load order
-    requires: tuple[str, ...]
-    asdf: tuple[tuple[str, str], ...]
+    after: tuple[str, ...]
+    state: LoadState          # every library the binary needs, loaded
     features: tuple[str, ...]
 
 
@@ -43,12 +43,18 @@ class BinaryNode:
 class Graph:
     fasls: dict[str, FaslNode]
     binaries: dict[str, BinaryNode]
+    libraries: dict[str, Library]
 
 
-def library_order(libraries: dict[str, Library], roots) -> list[str]:
-    """The libraries `roots` need, dependencies first; raises on a cycle or
-    an undeclared library."""
-    order, state = [], {}
+def library_task(name: str) -> str:
+    """The task that stands for all the FASLs of a library."""
+    return f"lib:{name}"
+
+
+def check_dependencies(libraries: dict[str, Library], roots):
+    """Raise on a cycle or an undeclared library among what `roots`
+    ((wanted_by, name) pairs) need."""
+    state = {}
 
     def visit(name, path, wanted_by):
         if name not in libraries:
@@ -64,91 +70,156 @@ def library_order(libraries: dict[str, Library], roots) -> list[str]:
         for dep in libraries[name].depends_on:
             visit(dep, path + [name], f"library {name}")
         state[name] = "done"
-        order.append(name)
 
     for wanted_by, name in roots:
         visit(name, [], wanted_by)
-    return order
-
-
-def _file_key(library: Library, source: str) -> str:
-    return f"{library.name}/{source}"
 
 
 def _fasl_path(library: Library, source: str) -> str:
-    return str(PurePosixPath("build/fasl", library.name, source).with_suffix(".fasl"))
+    # Strings, not pathlib: a big project has thousands of files.
+    return f"build/fasl/{library.name}/{posixpath.splitext(source)[0]}.fasl"
 
 
-def _requires(libraries: dict[str, Library], order: list[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(m for name in order for m in libraries[name].requires))
+ASDF_STEP = ("require", "ASDF")
 
 
-def _asdf(libraries: dict[str, Library], order: list[str]) -> tuple[tuple[str, str], ...]:
-    return tuple((libraries[n].asdf_system, libraries[n].asd) for n in order
-                 if libraries[n].asdf_system)
+def prologue_steps(library: Library) -> tuple:
+    """What a library's files need of it before any of them: its modules
+    and its ASDF definition, ASDF first (a no-op once loaded; it makes
+    ASDF the first step of most states, which one worker then holds for
+    all)."""
+    return (*(("require", m) for m in library.requires),
+            *((ASDF_STEP, ("asdf", library.asdf_system, library.asd))
+              if library.asdf_system else ()))
 
 
-# Measured on the development machine: SBCL loads a FASL in about 2 ms;
-# requiring ASDF and reading a dozen .asd files takes about 0.25 s; dumping
-# an image takes 2 to 3 s (hunchentoot's 146 dependency FASLs: 2.9 s).
-FASL_LOAD_SECONDS = 0.002
-ASDF_PREPARE_SECONDS = 0.25
-IMAGE_DUMP_SECONDS = 3.0
+def library_steps(library: Library) -> tuple:
+    """What loading a library is: its prologue, then its FASLs."""
+    return (*prologue_steps(library),
+            *(("load", _fasl_path(library, s.path)) for s in library.sources))
 
 
-def worth_an_image(files: int, dependency_fasls: int, asdf: bool) -> bool:
-    """Whether a library's compiles should start from an image of its
-    dependencies: when its files would spend, loading them, more than
-    dumping the image costs."""
-    per_file = dependency_fasls * FASL_LOAD_SECONDS + (ASDF_PREPARE_SECONDS if asdf else 0)
-    return files * per_file > IMAGE_DUMP_SECONDS
+class _Orders:
+    """Load orders and states of libraries, each computed once."""
+
+    def __init__(self, libraries: dict[str, Library]):
+        self.libraries = libraries
+        self._orders: dict[str, list[str]] = {}
+        self._sizes: dict[str, int] = {}
+        self._complete: dict[str, LoadState] = {}
+        self._extended: dict[tuple[int, str], LoadState] = {}
+        self._steps: dict[str, tuple] = {}
+
+    def steps(self, name: str) -> tuple:
+        if name not in self._steps:
+            self._steps[name] = library_steps(self.libraries[name])
+        return self._steps[name]
+
+    def _size(self, name: str) -> int:
+        if name not in self._sizes:
+            self._sizes[name] = sum(len(self.steps(n)) for n in self.order(name))
+        return self._sizes[name]
+
+    def merged(self, names) -> list[str]:
+        """The libraries `names` need, themselves included, dependencies
+        first, the biggest one's whole order leading."""
+        ranked = sorted(dict.fromkeys(names), key=lambda n: -self._size(n))
+        order = {}
+        for name in ranked:
+            order.update((n, None) for n in self.order(name) if n not in order)
+        return list(order)
+
+    def order(self, name: str) -> list[str]:
+        if name not in self._orders:
+            self._orders[name] = self.merged(self.libraries[name].depends_on) + [name]
+        return self._orders[name]
+
+    def state_of(self, names) -> LoadState:
+        """The state with the libraries `names` need (themselves included) loaded."""
+        order = self.merged(names)
+        if not order:
+            return EMPTY
+        state = self.complete(order[0])
+        for name in order[len(self.order(order[0])):]:
+            state = self._with_library(state, name)
+        return state
+
+    def _with_library(self, state: LoadState, name: str) -> LoadState:
+        """`state` with a library loaded after it: one object for each such
+        pair, so that the states of libraries that load the same libraries
+        in the same order share their chain (and its digests)."""
+        key = (id(state), name)
+        if key not in self._extended:
+            self._extended[key] = state.extend(self.steps(name))
+        return self._extended[key]
+
+    def base(self, name: str) -> LoadState:
+        """What each of a library's files is compiled with, at least: its
+        dependencies and its own prologue."""
+        library = self.libraries[name]
+        return self.state_of(library.depends_on).extend(prologue_steps(library))
+
+    def complete(self, name: str) -> LoadState:
+        if name not in self._complete:
+            library = self.libraries[name]
+            self._complete[name] = self.base(name).extend(
+                ("load", _fasl_path(library, s.path)) for s in library.sources)
+        return self._complete[name]
+
+
+def _library_fasls(library: Library, base: LoadState, after_deps: tuple) -> list[FaslNode]:
+    """The nodes of a library's files. A file that needs every earlier file
+    (a list, an ASDF system) extends the state of the one before it."""
+    nodes, needed_by, loaded = [], {}, base
+    paths = tuple(s.path for s in library.sources)
+    for i, source in enumerate(library.sources):
+        if source.needs == paths[:i] or (len(source.needs) == i
+                                         and set(source.needs) == set(paths[:i])):
+            needed, direct, state = set(paths[:i]), paths[i - 1:i], loaded
+        else:
+            needed = set()
+            for need in source.needs:
+                needed |= needed_by[need] | {need}
+            implied = set().union(*(needed_by[n] for n in source.needs))
+            direct = [n for n in source.needs if n not in implied]
+            state = base.extend(("load", _fasl_path(library, p)) for p in paths if p in needed)
+        needed_by[source.path] = needed
+        loaded = loaded.extend([("load", _fasl_path(library, source.path))])
+        nodes.append(FaslNode(
+            name=f"{library.name}/{source.path}", library=library,
+            source=posixpath.normpath(posixpath.join(str(library.directory), source.path)),
+            fasl=_fasl_path(library, source.path),
+            after=after_deps + tuple(f"fasl:{library.name}/{n}" for n in direct),
+            base=base, state=state, external_format=source.external_format))
+    return nodes
 
 
 def plan(project: Project, derived: dict[str, Library]) -> Graph:
     """The graph of the project's libraries, binaries and runs, with the
     libraries `derived` from ASDF systems."""
     libraries = {**derived, **project.libraries}
-    everything = [(f"library {n}", n) for n in libraries]
-    library_order(libraries, everything)  # reports cycles even in unused libraries
+    # Report cycles even in libraries no binary uses.
+    check_dependencies(libraries, [(f"library {n}", n) for n in libraries])
+    orders = _Orders(libraries)
 
     fasls: dict[str, FaslNode] = {}
     for library in libraries.values():
-        order = library_order(libraries, [(f"library {library.name}", library.name)])
-        requires = _requires(libraries, order)
-        before = [_file_key(libraries[dep], s.path) for dep in order if dep != library.name
-                  for s in libraries[dep].sources]
-        asdf = _asdf(libraries, order)
-        image_loads = len(before) if worth_an_image(len(library.sources), len(before),
-                                                     bool(asdf)) else None
-        own = {}
-        for source in library.sources:
-            needed = set()
-            for need in source.needs:
-                needed |= own[need] | {need}
-            own[source.path] = needed
-            loads = before + [_file_key(library, s.path) for s in library.sources
-                              if s.path in needed]
-            key = _file_key(library, source.path)
-            fasls[key] = FaslNode(
-                name=key, library=library,
-                source=str(PurePosixPath(library.directory, source.path)),
-                fasl=_fasl_path(library, source.path), loads=tuple(loads),
-                requires=requires, asdf=asdf, external_format=source.external_format,
-                image_loads=image_loads)
+        after = tuple(library_task(d) for d in library.depends_on)
+        for node in _library_fasls(library, orders.base(library.name), after):
+            fasls[node.name] = node
 
     binaries = {}
     for binary in project.binaries.values():
         if not binary.libraries:
             raise DeclarationError(f"binary {binary.name} names no library")
-        order = library_order(libraries, [(f"binary {binary.name}", n) for n in binary.libraries])
+        check_dependencies(libraries, [(f"binary {binary.name}", n) for n in binary.libraries])
+        order = orders.merged(binary.libraries)
         binaries[binary.name] = BinaryNode(
-            binary=binary,
-            loads=tuple(_file_key(libraries[n], s.path) for n in order
-                        for s in libraries[n].sources),
-            requires=_requires(libraries, order), asdf=_asdf(libraries, order),
+            binary=binary, after=tuple(library_task(n) for n in binary.libraries),
+            state=orders.state_of(binary.libraries),
             features=tuple(sorted({f for n in order for f in libraries[n].features})))
     for run in project.runs.values():
         if run.binary not in binaries:
             raise DeclarationError(f"run {run.name} names binary {run.binary}, "
                                    f"which is not declared")
-    return Graph(fasls=fasls, binaries=binaries)
+    return Graph(fasls=fasls, binaries=binaries, libraries=libraries)

@@ -1,13 +1,15 @@
 """The static link: C sources compiled with musl-gcc, and the SBCL runtime
 relinked -static from Debian's sbcl.o with the symbol table, the
-glibc-compatibility layer and the declared archives."""
+glibc-compatibility layer and the declared archives. Also the development
+runtime that warm workers run on (`link_dev_runtime`)."""
 import subprocess
 from pathlib import Path
 
 from .errors import CompileCFailure
-from .toolchain import find_musl, find_sbcl
+from .toolchain import find_musl, find_program, find_sbcl
 
 COMPAT_SOURCE = Path(__file__).with_name("compat.c")
+DEV_RUNTIME_SOURCE = Path(__file__).with_name("devruntime.c")
 CFLAGS = ("-O2", "-fno-builtin")
 
 
@@ -31,3 +33,16 @@ def link_runtime(objects: list[Path], archives: list[Path], output: Path, cwd: P
     musl = find_musl()
     _run([musl.gcc, "-static", "-o", output, find_sbcl().runtime_o, *objects,
           *archives, musl.zstd, "-lm"], f"static link of {output.name}", cwd)
+
+
+def link_dev_runtime(output: Path, cwd: Path):
+    """SBCL's runtime as Debian links it (glibc, dynamic; sbcl.mk), with the
+    heap verification of devruntime.c in place of sbcl.o's."""
+    weakened = output.with_name("sbcl-dev.o")
+    stub = output.with_name("devruntime.o")
+    _run([find_program("objcopy", "binutils"), "--weaken-symbol=verify_heap",
+          find_sbcl().runtime_o, weakened], "objcopy on sbcl.o", cwd)
+    gcc = find_program("gcc", "gcc")
+    _run([gcc, "-O2", "-c", DEV_RUNTIME_SOURCE, "-o", stub], "gcc on devruntime.c", cwd)
+    _run([gcc, "-Wl,--export-dynamic", "-o", output, weakened, stub,
+          "-ldl", "-lpthread", "-lzstd", "-lm"], "linking the development runtime", cwd)

@@ -10,8 +10,10 @@ the outputs, so a task is up to date when the files under build/ still
 have those digests, and a task whose key is in the store is restored
 rather than rebuilt.
 """
+import fcntl
 import functools
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -24,14 +26,20 @@ from doit.exceptions import TaskFailed
 
 from .digest import DigestCache
 from .errors import LispbuildError, MissingSource
+from .steps import LoadState, StateDigests
 from .store import Store, copy_atomically
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Context:
-    """Where a project's files, build directory and store are."""
+    """Where a project's files, build directory and store are; the process
+    that owns the build (doit's main process: warm workers end with it);
+    and how Lisp jobs run (`lisp`, a strategy: driver.FreshSbcl or
+    worker.WarmWorkers, set by whoever makes the context)."""
     root: Path
     store_root: Path
+    owner: int = field(default_factory=os.getpid)
+    lisp: object = None
 
     @property
     def build(self) -> Path:
@@ -45,6 +53,29 @@ class Context:
     def digests(self) -> DigestCache:
         return DigestCache(self.build / ".lispbuild" / "digests.sqlite3")
 
+    @functools.cached_property
+    def states(self) -> StateDigests:
+        from .toolchain import find_sbcl
+        root = hashlib.sha256(b"lispbuild load state\0" + package_digest().encode() + b"\0"
+                              + self.digests.digest(find_sbcl().core).encode()).hexdigest()
+        return StateDigests(root, lambda path: self.file_digest(path))
+
+    def toolchain_digests(self, find) -> list:
+        """[name, digest] of the toolchain files `find` names, once a build:
+        the toolchain does not change while it builds."""
+        cache = self.__dict__.setdefault("_toolchain", {})
+        if find not in cache:
+            cache[find] = [[name, self.digests.digest(path)]
+                           for name, path in _named_inputs(find(), str(self.root))]
+        return cache[find]
+
+    def file_digest(self, path) -> str:
+        try:
+            return self.digests.digest(os.path.join(self.root, path))
+        except FileNotFoundError:
+            raise MissingSource(f"{path} does not exist (the task that writes it did "
+                                f"not run, or failed)") from None
+
 
 @dataclass
 class Action:
@@ -56,15 +87,18 @@ class Action:
     so that a missing package fails the task, not the loading of dodo.py);
     `outputs` maps roles to paths under the project root; `means` is what
     `run` may use to get there faster without changing the result (a
-    dependency image), and is not part of the key."""
+    worker hint), and is not part of the key. `state` is what SBCL loads
+    before the action (steps.py): its digest, which covers the contents of
+    every file it loads, is part of the key."""
     task: str
     run: Callable
     inputs: list  # paths (str or Path), relative to the root or absolute
     params: dict
-    outputs: dict[str, Path]
+    outputs: dict[str, Path | str]
     toolchain: tuple[Callable[[], list[Path]], ...] = ()
     executable: frozenset = field(default_factory=frozenset)
     means: dict = field(default_factory=dict)
+    state: LoadState | None = None
 
 
 PACKAGE = Path(__file__).parent
@@ -98,12 +132,12 @@ def _named_inputs(paths: list, root: str) -> list[tuple[str, str]]:
 
 def action_key(action: Action, ctx: Context) -> str:
     inputs = []
-    toolchain_files = [path for find in action.toolchain for path in find()]
-    for name, path in _named_inputs([*action.inputs, *toolchain_files], str(ctx.root)):
+    for name, path in _named_inputs(action.inputs, str(ctx.root)):
         try:
             inputs.append([name, ctx.digests.digest(path)])
         except FileNotFoundError:
             raise MissingSource(f"{action.task}: input file {name} does not exist") from None
+    inputs += [entry for find in action.toolchain for entry in ctx.toolchain_digests(find)]
     description = {
         "run": f"{action.run.__module__}.{action.run.__qualname__}",
         "params": action.params,
@@ -111,26 +145,40 @@ def action_key(action: Action, ctx: Context) -> str:
         "outputs": {role: str(p) for role, p in action.outputs.items()},
         "lispbuild": package_digest(),
     }
+    if action.state is not None:
+        description["state"] = ctx.states.digest(action.state)
     blob = json.dumps(description, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()
 
 
 def is_up_to_date(action: Action, ctx: Context) -> bool:
-    """doit's uptodate check: the key is stored and build/ holds its outputs."""
+    """doit's uptodate check: build/ holds the outputs of the action's key,
+    as this build directory recorded when it last wrote them (the store
+    is asked only when that record does not say so)."""
     try:
         key = action_key(action, ctx)
     except LispbuildError:
         return False  # the action will run and report it
-    outputs = ctx.store.get_action(key)
+    recorded = ctx.digests.task_key(action.task)
+    if recorded is not None and recorded[0] == key:
+        outputs = json.loads(recorded[1])
+    else:
+        outputs = ctx.store.get_action(key)
     if outputs is None or outputs.keys() != action.outputs.keys():
         return False
     for role, recorded in outputs.items():
         try:
-            if ctx.digests.digest(ctx.root / action.outputs[role]) != recorded["sha256"]:
+            if ctx.digests.digest(os.path.join(ctx.root, action.outputs[role])) \
+                    != recorded["sha256"]:
                 return False
         except FileNotFoundError:
             return False
     return True
+
+
+# doit asks each uptodate callable for its signature, for every task: this
+# answers at once.
+is_up_to_date.__signature__ = inspect.signature(is_up_to_date)
 
 
 def execute(action: Action, ctx: Context):
@@ -139,20 +187,37 @@ def execute(action: Action, ctx: Context):
     On failure nothing under build/ or in the store is touched: outputs are
     built in a scratch directory and only then stored and copied in place."""
     try:
-        key = action_key(action, ctx)
-        outputs = ctx.store.get_action(key)
-        if outputs is None:
-            outputs = _build(action, ctx, key)
-        else:
-            print(f"{action.task}: restored from the store")
-        for role, recorded in outputs.items():
-            dest = ctx.root / action.outputs[role]
-            copy_atomically(ctx.store.object_path(recorded["sha256"]), dest,
-                            recorded["executable"])
-            ctx.digests.remember(dest, recorded["sha256"])
+        _restore_or_build(action, ctx)
     except LispbuildError as error:
         return TaskFailed(str(error))
     return None
+
+
+def _restore_or_build(action: Action, ctx: Context, quiet: bool = False):
+    key = action_key(action, ctx)
+    outputs = ctx.store.get_action(key)
+    if outputs is None:
+        outputs = _build(action, ctx, key)
+    elif not quiet:
+        print(f"{action.task}: restored from the store")
+    for role, recorded in outputs.items():
+        dest = ctx.root / action.outputs[role]
+        copy_atomically(ctx.store.object_path(recorded["sha256"]), dest,
+                        recorded["executable"])
+        ctx.digests.remember(dest, recorded["sha256"])
+    ctx.digests.record_task(action.task, key, json.dumps(outputs, sort_keys=True))
+
+
+def ensure(action: Action, ctx: Context):
+    """Make an action's outputs current outside doit's graph (for what
+    every task needs, such as lispbuild's compiled Lisp), once, however
+    many processes ask at the same time. Raises LispbuildError."""
+    lock_path = ctx.build / ".lispbuild" / "locks" / action.task.replace(":", "-")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not is_up_to_date(action, ctx):
+            _restore_or_build(action, ctx, quiet=True)
 
 
 def _build(action: Action, ctx: Context, key: str) -> dict:

@@ -9,23 +9,26 @@ rebuilder. Task names are stable:
     exe:NAME        embed the core: build/bin/NAME
     run:NAME        run a built executable (declared with Project.run)
 """
+import atexit
+import os
 import subprocess
 import sys
 from pathlib import Path, PurePosixPath
 
 from doit.exceptions import TaskFailed
 
-from . import link, linkage
-from .asdf import asdf_cache, asdf_libraries
+from . import link, linkage, schedule
+from .asdf import asdf_libraries
 from .declare import Project
-from .driver import run_driver
+from .driver import FreshSbcl, LispJob
 from .embed import check_static, embed_core
-from .graph import BinaryNode, FaslNode, plan
-from .image import dependency_image
+from .graph import BinaryNode, FaslNode, library_task, plan
 from .rebuild import Action, Context, execute, is_up_to_date
 from .toolchain import find_musl, musl_files, runtime_files, sbcl_files
+from .worker import WarmWorkers
 
 COMPAT_TASK = "lispbuild/compat.c"
+FRESH_VARIABLE = "LISPBUILD_FRESH"
 
 
 def _print_notes(notes: str):
@@ -35,44 +38,25 @@ def _print_notes(notes: str):
 
 # --- what each task does: plain functions of (action, ctx, outputs) ------
 
-def _asdf_arguments(params: dict, ctx: Context) -> dict:
-    return {"asdf_systems": [system for system, _ in params["asdf"]],
-            "asd_files": [asd for _, asd in params["asdf"]],
-            "asdf_cache": asdf_cache(ctx)}
-
-
-def dump_image(action: Action, ctx: Context, outputs: dict):
-    p = action.params
-    _print_notes(run_driver("image", ctx.root, f"dumping the dependencies of {p['library']}",
-                            requires=p["requires"], loads=p["loads"],
-                            **_asdf_arguments(p, ctx), core=outputs["core"]))
-
-
 def compile_fasl(action: Action, ctx: Context, outputs: dict):
     p = action.params
-    image, loads = None, p["loads"]
-    if "image" in action.means:
-        image_action = action.means["image"]
-        image = dependency_image(image_action, ctx)
-        loads = loads[len(image_action.params["loads"]):]
-    _print_notes(run_driver("compile", ctx.root, f"compiling {p['source']}", image=image,
-                            source=p["source"], output=outputs["fasl"],
-                            external_format=p["external_format"],
-                            requires=p["requires"], loads=loads,
-                            features=p["features"], policy=p["policy"],
-                            **_asdf_arguments(p, ctx),
-                            fail_on_warning=p["fail_on_warning"]))
+    _print_notes(ctx.lisp.run(LispJob(
+        task=action.task, command="compile", state=action.state, product=outputs["fasl"],
+        arguments={"source": p["source"], "output": outputs["fasl"],
+                   "external_format": p["external_format"], "features": p["features"],
+                   "policy": p["policy"], "fail_on_warning": p["fail_on_warning"]},
+        library=p["library"], base=action.means["base"],
+        hints={"project": action.means["project"],
+               "built_before": (ctx.root / action.outputs["fasl"]).exists()})))
 
 
 def dump_core(action: Action, ctx: Context, outputs: dict):
     p = action.params
-    _print_notes(run_driver("dump", ctx.root, f"dumping the image of {p['binary']}",
-                            requires=p["requires"], loads=p["loads"],
-                            features=p["features"], entry=p["entry"],
-                            **_asdf_arguments(p, ctx),
-                            core=outputs["core"], linkage=outputs["linkage"],
-                            shared_objects=outputs["shared_objects"],
-                            compression=p["compression"], test=p["test"]))
+    _print_notes(ctx.lisp.run(LispJob(
+        task=action.task, command="dump", state=action.state, product=outputs["core"],
+        arguments={"features": p["features"], "entry": p["entry"], "core": outputs["core"],
+                   "linkage": outputs["linkage"], "shared_objects": outputs["shared_objects"],
+                   "compression": p["compression"], "test": p["test"]})))
 
 
 def compile_c(action: Action, ctx: Context, outputs: dict):
@@ -135,29 +119,16 @@ def _object_path(source: str) -> str:
     return str(PurePosixPath("build/obj", source.lstrip("/")).with_suffix(".o"))
 
 
-def fasl_action(node: FaslNode, graph) -> Action:
+def fasl_action(node: FaslNode) -> Action:
     library = node.library
-    loads = [graph.fasls[name].fasl for name in node.loads]
-    asdf = [list(pair) for pair in node.asdf]
-    means = {}
-    if node.image_loads is not None:
-        image_loads = loads[:node.image_loads]
-        means["image"] = Action(
-            task=f"image:{library.name}", run=dump_image,
-            inputs=[*image_loads, *(asd for _, asd in node.asdf)],
-            params={"library": library.name, "loads": image_loads,
-                    "requires": list(node.requires), "asdf": asdf},
-            outputs={"core": Path(f"build/.lispbuild/images/{library.name}.core")},
-            toolchain=(sbcl_files,))
     return Action(
-        task=f"fasl:{node.name}", run=compile_fasl,
-        inputs=[node.source, *loads, *(asd for _, asd in node.asdf)],
-        params={"source": node.source, "requires": list(node.requires), "loads": loads,
-                "asdf": asdf,
+        task=f"fasl:{node.name}", run=compile_fasl, inputs=[node.source],
+        params={"source": node.source, "library": library.name,
                 "external_format": node.external_format, "features": list(library.features),
                 "policy": [list(q) for q in library.policy],
                 "fail_on_warning": library.fail_on_warning},
-        outputs={"fasl": Path(node.fasl)}, toolchain=(sbcl_files,), means=means)
+        outputs={"fasl": node.fasl}, toolchain=(sbcl_files,), state=node.state,
+        means={"base": node.base, "project": not library.directory.is_absolute()})
 
 
 def c_action(source: str) -> Action:
@@ -167,9 +138,8 @@ def c_action(source: str) -> Action:
                   outputs={"object": Path(_object_path(source))}, toolchain=(musl_files,))
 
 
-def binary_actions(node: BinaryNode, graph) -> list[Action]:
+def binary_actions(node: BinaryNode) -> list[Action]:
     b = node.binary
-    loads = [graph.fasls[name].fasl for name in node.loads]
     core, record = f"build/core/{b.name}.core", f"build/core/{b.name}.linkage"
     shared = f"build/core/{b.name}.shared-objects"
     archives = [str(a) for a in b.archives] + [str(a) for _, paths in b.foreign_libraries
@@ -177,15 +147,12 @@ def binary_actions(node: BinaryNode, graph) -> list[Action]:
     table, runtime = f"build/linkage/{b.name}-symbols.c", f"build/runtime/{b.name}"
     objects = [_object_path(str(s)) for s in b.c_sources] + [_object_path(COMPAT_TASK)]
     return [
-        Action(task=f"core:{b.name}", run=dump_core,
-               inputs=[*loads, *(asd for _, asd in node.asdf)],
-               params={"binary": b.name, "requires": list(node.requires), "loads": loads,
-                       "asdf": [list(pair) for pair in node.asdf],
-                       "features": list(node.features),
+        Action(task=f"core:{b.name}", run=dump_core, inputs=[],
+               params={"binary": b.name, "features": list(node.features),
                        "entry": b.entry, "compression": b.compression, "test": b.test},
                outputs={"core": Path(core), "linkage": Path(record),
                         "shared_objects": Path(shared)},
-               toolchain=(sbcl_files,)),
+               toolchain=(sbcl_files,), state=node.state),
         Action(task=f"linkage:{b.name}", run=resolve_linkage,
                inputs=[Path(record), Path(shared), *map(Path, objects), *map(Path, archives)],
                params={"binary": b.name, "record": record, "shared_objects": shared,
@@ -209,25 +176,48 @@ def _doit_task(action: Action, ctx: Context, task_dep: list[str]) -> dict:
     return {"basename": basename, "name": name,
             "actions": [(execute, [action, ctx])],
             "uptodate": [(is_up_to_date, [action, ctx])],
-            "targets": [str(ctx.root / p) for p in action.outputs.values()],
+            "targets": [os.path.join(ctx.root, p) for p in action.outputs.values()],
             "task_dep": task_dep,
             "doc": f"{basename} {name}"}
 
 
+def lisp_strategy(ctx: Context):
+    """Warm workers, unless LISPBUILD_FRESH asks for a fresh SBCL per job."""
+    if os.environ.get(FRESH_VARIABLE, "") not in ("", "0"):
+        return FreshSbcl(ctx)
+    return WarmWorkers(ctx)
+
+
 def doit_tasks(project: Project):
-    """Every task of the project, as doit task dicts."""
+    """Every task of the project, as doit task dicts; doit runs the ready
+    one with the longest chain behind it first (schedule.py)."""
+    tasks = list(_doit_tasks(project))
+    schedule.set_priorities(tasks)
+    schedule.install()
+    yield from tasks
+
+
+def _doit_tasks(project: Project):
     ctx = Context(root=project.root, store_root=project.store)
+    ctx.lisp = lisp_strategy(ctx)
+    atexit.register(ctx.lisp.shutdown)
     graph = plan(project, asdf_libraries(project, ctx))
     for node in graph.fasls.values():
-        yield _doit_task(fasl_action(node, graph), ctx, [f"fasl:{n}" for n in node.loads])
+        yield _doit_task(fasl_action(node), ctx, list(node.after))
+    for library in graph.libraries.values():
+        basename, _, name = library_task(library.name).partition(":")
+        yield {"basename": basename, "name": name, "actions": [],
+               "task_dep": [f"fasl:{library.name}/{s.path}" for s in library.sources]
+               + [library_task(d) for d in library.depends_on],
+               "doc": f"every FASL of {library.name}"}
     c_sources = {str(s) for b in project.binaries.values() for s in b.c_sources}
     for source in sorted(c_sources | {COMPAT_TASK}):
         yield _doit_task(c_action(source), ctx, [])
     for node in graph.binaries.values():
         b = node.binary
-        core, table, runtime, exe = binary_actions(node, graph)
+        core, table, runtime, exe = binary_actions(node)
         c_tasks = [f"c:{s}" for s in b.c_sources] + [f"c:{COMPAT_TASK}"]
-        yield _doit_task(core, ctx, [f"fasl:{n}" for n in node.loads])
+        yield _doit_task(core, ctx, list(node.after))
         yield _doit_task(table, ctx, [core.task, *c_tasks])
         yield _doit_task(runtime, ctx, [table.task, *c_tasks])
         yield _doit_task(exe, ctx, [runtime.task, core.task])

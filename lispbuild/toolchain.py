@@ -17,7 +17,7 @@ MUSL_LIB = Path("/usr/lib/x86_64-linux-musl")
 GNU_LIB = Path("/usr/lib/x86_64-linux-gnu")
 
 
-def _program(name: str, package: str) -> Path:
+def find_program(name: str, package: str) -> Path:
     found = shutil.which(name)
     if not found:
         raise MissingToolchain(f"{name} is not on PATH: install the Debian package "
@@ -50,7 +50,7 @@ class Musl:
 
 @functools.cache
 def find_sbcl() -> Sbcl:
-    program = _program("sbcl", "sbcl")
+    program = find_program("sbcl", "sbcl")
     home = Path(os.environ.get("SBCL_HOME") or program.resolve().parent.parent / "lib" / "sbcl")
     return Sbcl(program=program,
                 core=_file(home / "sbcl.core", "sbcl"),
@@ -59,8 +59,8 @@ def find_sbcl() -> Sbcl:
 
 @functools.cache
 def find_musl() -> Musl:
-    return Musl(gcc=_program("musl-gcc", "musl-tools"),
-                real_gcc=_program("x86_64-linux-gnu-gcc", "gcc").resolve(),
+    return Musl(gcc=find_program("musl-gcc", "musl-tools"),
+                real_gcc=find_program("x86_64-linux-gnu-gcc", "gcc").resolve(),
                 specs=_file(MUSL_LIB / "musl-gcc.specs", "musl-dev"),
                 libc=_file(MUSL_LIB / "libc.a", "musl-dev"),
                 zstd=_file(GNU_LIB / "libzstd.a", "libzstd-dev"))

@@ -1,8 +1,6 @@
 """ASDF systems, Debian's Common Lisp libraries, CFFI and test suites, built
 from the repository's dodo.py with real SBCL, ASDF and musl-gcc."""
-import dataclasses
 import os
-import runpy
 import shutil
 import subprocess
 import sys
@@ -10,11 +8,6 @@ import time
 import urllib.request
 
 import pytest
-
-from lispbuild.asdf import asdf_libraries
-from lispbuild.graph import plan
-from lispbuild.rebuild import Context
-from lispbuild.tasks import compile_fasl, fasl_action
 
 from conftest import REPO, built, doit, empty_root_command, run_in_empty_root, write_project
 
@@ -124,22 +117,6 @@ def test_a_loaded_foreign_library_without_archives_is_an_error(samples):
     finally:
         dodo.write_text(original)
     assert built(samples, "exe:webserver").executed <= {"linkage:webserver"}
-
-
-def test_compiling_from_a_dependency_image_gives_the_fasl_of_a_fresh_sbcl(samples, tmp_path,
-                                                                          monkeypatch):
-    images = sorted(p.name.rpartition("-")[0]
-                    for p in (samples / "build/.lispbuild/images").glob("*.core"))
-    assert "hunchentoot" in images and "webserver" not in images
-    monkeypatch.chdir(samples)
-    project = runpy.run_path(str(samples / "dodo.py"))["project"]
-    ctx = Context(root=samples, store_root=samples / "cache")
-    graph = plan(project, asdf_libraries(project, ctx))
-    action = fasl_action(graph.fasls["hunchentoot/acceptor.lisp"], graph)
-    assert action.means["image"].params["library"] == "hunchentoot"
-    fresh = tmp_path / "acceptor.fasl"
-    compile_fasl(dataclasses.replace(action, means={}), ctx, {"fasl": fresh})
-    assert fresh.read_bytes() == (samples / "build/fasl/hunchentoot/acceptor.fasl").read_bytes()
 
 
 def test_no_op_build_of_asdf_systems_starts_no_sbcl(samples, tmp_path):

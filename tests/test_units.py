@@ -12,7 +12,9 @@ from lispbuild.declare import Project
 from lispbuild.digest import DigestCache
 from lispbuild.embed import CORE_MAGIC, check_static, embed_core
 from lispbuild.errors import DeclarationError, DependencyCycle, NotStatic, UnresolvedSymbols
-from lispbuild.graph import plan, worth_an_image
+from lispbuild.graph import plan
+from lispbuild.steps import EMPTY, StateDigests
+from lispbuild.worker import worth_an_image
 from lispbuild.errors import UndeclaredForeignLibrary
 from lispbuild.linkage import (Entry, check_foreign_libraries, defined_symbols, read_linkage,
                                resolve_symbols, symbol_table_source)
@@ -23,19 +25,27 @@ def project(tmp_path) -> Project:
     return Project(root=tmp_path, store=tmp_path / "store")
 
 
+def loaded(state) -> list[str]:
+    return [step[1].removeprefix("build/fasl/") for step in state.steps() if step[0] == "load"]
+
+
 def test_serial_library_loads_earlier_files_and_dependencies(tmp_path):
     p = project(tmp_path)
     p.library("base", ["a.lisp", "b.lisp"])
     p.library("top", ["c.lisp", "d.lisp"], directory="top", depends_on=["base"])
     p.binary("app", libraries=["top"], entry="top:main")
     graph = plan(p, {})
-    assert graph.fasls["base/a.lisp"].loads == ()
-    assert graph.fasls["base/b.lisp"].loads == ("base/a.lisp",)
-    assert graph.fasls["top/d.lisp"].loads == ("base/a.lisp", "base/b.lisp", "top/c.lisp")
+    assert loaded(graph.fasls["base/a.lisp"].state) == []
+    assert loaded(graph.fasls["base/b.lisp"].state) == ["base/a.fasl"]
+    assert loaded(graph.fasls["top/d.lisp"].state) == ["base/a.fasl", "base/b.fasl", "top/c.fasl"]
     assert graph.fasls["top/c.lisp"].source == "top/c.lisp"
     assert graph.fasls["top/c.lisp"].fasl == "build/fasl/top/c.fasl"
-    assert graph.binaries["app"].loads == ("base/a.lisp", "base/b.lisp",
-                                           "top/c.lisp", "top/d.lisp")
+    assert loaded(graph.binaries["app"].state) == ["base/a.fasl", "base/b.fasl",
+                                                   "top/c.fasl", "top/d.fasl"]
+    # Each file waits for the one before it and for its dependencies as a
+    # whole, not for every FASL it loads: the graph stays linear.
+    assert graph.fasls["top/d.lisp"].after == ("lib:base", "fasl:top/c.lisp")
+    assert graph.fasls["base/b.lisp"].after == ("fasl:base/a.lisp",)
 
 
 def test_dict_sources_let_independent_files_compile_apart(tmp_path):
@@ -43,26 +53,42 @@ def test_dict_sources_let_independent_files_compile_apart(tmp_path):
     p.library("lib", {"package.lisp": [], "x.lisp": ["package.lisp"],
                       "y.lisp": ["package.lisp"], "main.lisp": ["x.lisp", "y.lisp"]})
     graph = plan(p, {})
-    assert graph.fasls["lib/x.lisp"].loads == ("lib/package.lisp",)
-    assert graph.fasls["lib/y.lisp"].loads == ("lib/package.lisp",)
-    assert graph.fasls["lib/main.lisp"].loads == ("lib/package.lisp", "lib/x.lisp", "lib/y.lisp")
+    assert loaded(graph.fasls["lib/x.lisp"].state) == ["lib/package.fasl"]
+    assert loaded(graph.fasls["lib/y.lisp"].state) == ["lib/package.fasl"]
+    assert loaded(graph.fasls["lib/main.lisp"].state) == ["lib/package.fasl", "lib/x.fasl",
+                                                          "lib/y.fasl"]
+    assert graph.fasls["lib/main.lisp"].after == ("fasl:lib/x.lisp", "fasl:lib/y.lisp")
 
 
-def test_a_dependency_image_only_where_loading_costs_more_than_a_dump():
-    assert worth_an_image(files=20, dependency_fasls=146, asdf=True)   # hunchentoot
-    assert worth_an_image(files=22, dependency_fasls=0, asdf=True)     # alexandria: ASDF alone
-    assert not worth_an_image(files=2, dependency_fasls=146, asdf=True)
-    assert not worth_an_image(files=30, dependency_fasls=10, asdf=False)
-
-
-def test_a_big_library_compiles_from_an_image_of_its_dependencies(tmp_path):
+def test_the_biggest_dependency_loads_first_so_states_share_a_prefix(tmp_path):
     p = project(tmp_path)
-    p.library("dep", [f"d{i}.lisp" for i in range(60)])
-    p.library("big", [f"b{i}.lisp" for i in range(40)], directory="big", depends_on=["dep"])
+    p.library("small", ["s.lisp"])
+    p.library("big", ["b1.lisp", "b2.lisp", "b3.lisp"])
+    p.library("top", ["t.lisp"], depends_on=["small", "big"])
     graph = plan(p, {})
-    assert {graph.fasls[f"big/b{i}.lisp"].image_loads for i in range(40)} == {60}
-    assert graph.fasls["big/b3.lisp"].loads[60:] == ("big/b0.lisp", "big/b1.lisp", "big/b2.lisp")
-    assert {graph.fasls[f"dep/d{i}.lisp"].image_loads for i in range(60)} == {None}
+    top = graph.fasls["top/t.lisp"].state
+    assert loaded(top) == ["big/b1.fasl", "big/b2.fasl", "big/b3.fasl", "small/s.fasl"]
+    # A worker that has loaded all of big holds the start of top's state.
+    big_complete = top.parent
+    assert big_complete.steps() == graph.fasls["big/b3.lisp"].state.steps() + [
+        ("load", "build/fasl/big/b3.fasl")]
+
+
+def test_a_state_digest_depends_on_steps_and_contents_not_on_chunks(tmp_path):
+    contents = {"a.fasl": "1", "b.fasl": "2"}
+    states = StateDigests("root", lambda path: contents[path])
+    whole = EMPTY.extend([("load", "a.fasl"), ("load", "b.fasl")])
+    chained = EMPTY.extend([("load", "a.fasl")]).extend([("load", "b.fasl")])
+    assert states.digest(whole) == states.digest(chained)
+    assert states.prefixes(whole)[1] == states.digest(chained.parent)
+    contents["a.fasl"] = "changed"
+    assert StateDigests("root", lambda path: contents[path]).digest(whole) != states.digest(whole)
+
+
+def test_a_worker_image_only_where_loading_costs_more_than_starting_from_it():
+    hunchentoot_deps = [("asdf", "x", "x.asd")] * 20 + [("load", "f.fasl")] * 146
+    assert worth_an_image(hunchentoot_deps)
+    assert not worth_an_image([("load", "f.fasl")] * 10)
 
 
 def test_a_file_may_only_need_files_listed_before_it(tmp_path):

@@ -1,0 +1,36 @@
+;;;; Compiles lispbuild's own Lisp, once per SBCL build (driver.py):
+;;;;   sbcl --script bootstrap.lisp OUT.fasl ASDF-OUT.fasl ASDF.lisp MAIN.lisp SOURCE...
+;;;; Each SOURCE is compiled and loaded in turn (the later ones use the
+;;;; earlier ones' package and macros), then MAIN.lisp is compiled (not
+;;;; run); OUT.fasl is their FASLs, one after the other, as SBCL loads
+;;;; concatenated FASLs. ASDF.lisp is compiled with ASDF loaded, into
+;;;; ASDF-OUT.fasl.
+
+(defun compile-quietly (source output)
+  (multiple-value-bind (fasl warnings-p failure-p)
+      (compile-file source :output-file output :verbose nil :print nil)
+    (declare (ignore warnings-p))
+    (when (or (null fasl) failure-p)
+      (format *error-output* "~&compiling ~A failed~%" source)
+      (sb-ext:exit :code 1 :abort t))
+    fasl))
+
+(destructuring-bind (output asdf-output asdf-source main &rest sources)
+    (rest sb-ext:*posix-argv*)
+  (let ((fasls (append (loop for source in sources
+                             for i from 0
+                             collect (let ((fasl (compile-quietly
+                                                  source (format nil "~A.~D.part" output i))))
+                                       (load fasl)
+                                       fasl))
+                       (list (compile-quietly main (format nil "~A.main.part" output))))))
+    (with-open-file (out output :direction :output :element-type '(unsigned-byte 8)
+                                :if-exists :supersede)
+      (dolist (fasl fasls)
+        (with-open-file (in fasl :element-type '(unsigned-byte 8))
+          (let ((buffer (make-array (file-length in) :element-type '(unsigned-byte 8))))
+            (read-sequence buffer in)
+            (write-sequence buffer out)))
+        (delete-file fasl))))
+  (require "ASDF")
+  (compile-quietly asdf-source asdf-output))

@@ -1,0 +1,371 @@
+;;;; A warm worker: a long-lived SBCL that holds a state (the steps of
+;;;; driver.lisp performed in order) and forks a child for each job, so
+;;;; that a compile or a dump pays neither SBCL's start nor the loading of
+;;;; what it needs. lispbuild/worker.py starts, finds and stops workers.
+;;;;
+;;;; A worker reads requests from its FIFO: each line names a request file
+;;;; holding one of
+;;;;   (:job :job JOB :advance K :expect (N HASH) :state (N HASH) :reply R :log L)
+;;;;       JOB's steps are those after this worker's N: perform the first K
+;;;;       in the worker itself (a runner moving along its library's files;
+;;;;       it then holds :state), then fork a child that performs the rest
+;;;;       and JOB, its output going to L; reply "started PID", then "exit N"
+;;;;       or "signal N" when the child ends.
+;;;;   (:spawn :config CONFIG :expect (N HASH) :reply R)
+;;;;       fork a child that becomes a worker of its own (CONFIG, below),
+;;;;       holding more steps; it replies "ready" once it serves.
+;;;;   (:image :path P :expect (N HASH) :reply R)
+;;;;       fork a child that saves this state as an image: a worker started
+;;;;       from it (sbcl --core P) serves at once. Replies "started".
+;;;; A request whose :expect is not this worker's state is answered
+;;;; "mismatch"; one the worker cannot fork for (a thread is running)
+;;;; "cannot-fork: why"; one that fails otherwise "error: why".
+;;;;
+;;;; CONFIG: (:id ID :fifo F :registry DIR :owner PID :library L :mode M
+;;;;          :steps STEPS :state (N HASH) :asdf-support A :asdf-cache C)
+;;;; A worker writes DIR/ID.json, saying who it is and what it holds, and
+;;;; exits when its owner (the build's main process) is gone.
+;;;; Every worker of a build is in one process group (the first calls
+;;;; setsid), so the build can stop them all, and their children, at once.
+
+(in-package #:lispbuild-driver)
+
+;;; System calls. All but fork are in SBCL's runtime already, so this file
+;;; adds a single entry, "fork", to the linkage table.
+
+(defconstant +o-nonblock+ #o4000)
+(defconstant +wnohang+ 1)
+(defconstant +pollin+ 1)
+(defconstant +pollerr+ 8)
+(defconstant +pollhup+ 16)
+(defconstant +sigkill+ 9)
+
+(define-condition cannot-fork (error)
+  ((why :initarg :why :reader why))
+  (:report (lambda (c stream) (write-string (why c) stream))))
+
+(defparameter *threads-running* "a thread is running (started while loading a library)")
+
+(defun stop-finalizer-thread ()
+  "Stop SBCL's finalizer thread, as SB-POSIX:FORK does; true if other
+threads run nonetheless."
+  (cdr (sb-int:with-system-mutex (sb-thread::*make-thread-lock*)
+         (sb-impl::finalizer-thread-stop)
+         (sb-thread::%dispose-thread-structs)
+         (sb-thread:avltree-list sb-thread::*all-threads*))))
+
+(defun threads-running-p ()
+  (prog1 (stop-finalizer-thread)
+    (sb-impl::finalizer-thread-start)))
+
+(defun fork-process ()
+  "fork(2), as SB-POSIX:FORK does it: SBCL's finalizer thread is stopped
+around it, and a process with threads of its own cannot fork."
+  (when (stop-finalizer-thread)
+    (sb-impl::finalizer-thread-start)
+    (error 'cannot-fork :why *threads-running*))
+  (let ((pid (sb-alien:alien-funcall (sb-alien:extern-alien "fork" (function sb-alien:int)))))
+    (sb-impl::finalizer-thread-start)
+    (when (minusp pid)
+      (error 'cannot-fork :why "fork() failed"))
+    pid))
+
+(defun reap-child ()
+  "A child that ended, as (values PID STATUS-TEXT), or NIL if none did."
+  (sb-alien:with-alien ((status sb-alien:int))
+    (let ((pid (sb-alien:alien-funcall
+                (sb-alien:extern-alien "waitpid" (function sb-alien:int sb-alien:int
+                                                           (* sb-alien:int) sb-alien:int))
+                -1 (sb-alien:addr status) +wnohang+)))
+      (when (plusp pid)
+        (values pid (if (zerop (logand status #x7f))
+                        (format nil "exit ~D" (ldb (byte 8 8) status))
+                        (format nil "signal ~D" (logand status #x7f))))))))
+
+(defun poll-fds (fds timeout-ms)
+  "poll(2) on FDS, a list of (FD . EVENTS); returns the list of
+(FD . REVENTS) that have something to report."
+  (let ((v (make-array (* 2 (length fds)) :element-type '(unsigned-byte 32))))
+    (loop for (fd . events) in fds
+          for i from 0 by 2
+          do (setf (aref v i) (ldb (byte 32 0) fd)
+                   (aref v (1+ i)) events))
+    (sb-sys:with-pinned-objects (v)
+      (sb-alien:alien-funcall
+       (sb-alien:extern-alien "poll" (function sb-alien:int sb-sys:system-area-pointer
+                                               sb-alien:unsigned-long sb-alien:int))
+       (sb-sys:vector-sap v) (length fds) timeout-ms))
+    (loop for (fd) in fds
+          for i from 1 by 2
+          for revents = (ash (aref v i) -16)
+          unless (zerop revents) collect (cons fd revents))))
+
+(defun open-fd (path flags)
+  (or (sb-unix:unix-open path flags 0) (error "cannot open ~A" path)))
+
+(defun write-line-to-fd (fd text)
+  (let ((octets (sb-ext:string-to-octets (format nil "~A~%" text) :external-format :utf-8)))
+    (sb-unix:unix-write fd octets 0 (length octets))))
+
+(defun owner-alive-p (pid)
+  "Whether PID runs: not gone, and not a zombie its parent has yet to reap."
+  (and (not (eql -1 (sb-unix:unix-kill pid 0)))
+       (let ((stat (ignore-errors
+                    (with-open-file (in (format nil "/proc/~D/stat" pid)) (read-line in)))))
+         (not (and stat (char= #\Z (char stat (+ 2 (position #\) stat :from-end t)))))))))
+
+;;; The worker's own state.
+
+(defvar *config* nil)
+(defvar *state* nil "(N HASH): how many steps this worker holds, and their digest.")
+(defvar *request-fd* nil)
+(defvar *jobs* (make-hash-table) "child pid -> reply fd, for jobs under way")
+(defvar *images* (make-hash-table) "child pid -> (temporary path . path)")
+
+(defun config (key) (getf *config* key))
+
+(defun write-registry ()
+  "DIR/ID.json, written whole and renamed into place: who this worker is,
+what it holds, and which images it is saving."
+  (let* ((path (format nil "~A/~A.json" (config :registry) (config :id)))
+         (tmp (format nil "~A.tmp" path)))
+    (with-open-file (out tmp :direction :output :if-exists :supersede)
+      (format out "{\"id\": ~S, \"pid\": ~D, \"pgid\": ~D, \"owner\": ~D, \"fifo\": ~S, ~
+                   \"library\": ~S, \"mode\": ~S, \"n\": ~D, \"hash\": ~S, \"images\": [~{~D~^, ~}]}~%"
+              (config :id) (sb-unix:unix-getpid) (config :pgid) (config :owner)
+              (config :fifo) (config :library) (config :mode)
+              (first *state*) (second *state*)
+              (loop for pid being the hash-keys of *images* collect pid)))
+    (rename-file tmp path)))
+
+(defun close-inherited ()
+  "In a child: let go of what belongs to the worker it was forked from."
+  (sb-unix:unix-close *request-fd*)
+  (loop for fd being the hash-values of *jobs* do (sb-unix:unix-close fd))
+  (clrhash *jobs*)
+  (clrhash *images*))
+
+(defun redirect-output (log)
+  "Send the child's standard output and error to LOG (fds 1 and 2)."
+  (sb-unix:unix-close 1)
+  (sb-unix:unix-open log (logior sb-unix:o_wronly sb-unix:o_creat sb-unix:o_trunc) #o644)
+  (sb-unix:unix-close 2)
+  (sb-unix:unix-dup 1))
+
+(defun exit-now (code)
+  (finish-output *standard-output*)
+  (finish-output *error-output*)
+  (sb-ext:exit :code code :abort t))
+
+;;; Requests.
+
+(defun reply-fd (path)
+  "The write end of the client's reply FIFO; NIL if the client is gone."
+  (sb-unix:unix-open path (logior sb-unix:o_wronly +o-nonblock+) 0))
+
+(defun answer (path text)
+  (let ((fd (reply-fd path)))
+    (when fd
+      (write-line-to-fd fd text)
+      (sb-unix:unix-close fd))))
+
+(defun run-job-in-child (job log)
+  "The life of a job's child: the rest of the steps, then the job."
+  (redirect-output log)
+  (let ((ok (and (perform-steps (getf (rest job) :steps))
+                 (run-job job))))
+    (write-diagnostics (getf (rest job) :diagnostics))
+    (exit-now (if ok 0 1))))
+
+(defun handle-job (request)
+  "JOB's steps are those after this worker's state: the first ADVANCE of
+them are performed here, the rest in the child."
+  (destructuring-bind (&key job (advance 0) state reply log &allow-other-keys) (rest request)
+    (let ((steps (getf (rest job) :steps)))
+      (when (plusp advance)
+        (unless (perform-steps (subseq steps 0 advance))
+          ;; Half a step loaded: this worker's state is no longer known.
+          (write-diagnostics (getf (rest job) :diagnostics))
+          (answer reply "exit 1")
+          (stop-serving))
+        (setf *state* state)
+        (write-registry))
+      (let ((pid (fork-process)))
+        (when (zerop pid)
+          (close-inherited)
+          (setf (getf (rest job) :steps) (nthcdr advance steps))
+          (setf *before-save* #'prepare-fast-dump)
+          (run-job-in-child job log))
+        (let ((fd (reply-fd reply)))
+          (cond (fd (write-line-to-fd fd (format nil "started ~D" pid))
+                    (setf (gethash pid *jobs*) fd))
+                (t (sb-unix:unix-kill pid +sigkill+))))))))  ; the client is gone
+
+(defun handle-spawn (request)
+  "The child inherits the reply FIFO open: until it answers, or dies, the
+client sees a writer."
+  (destructuring-bind (&key config reply &allow-other-keys) (rest request)
+    (let* ((fd (reply-fd reply))
+           (pid (and fd (handler-case (fork-process)
+                          (cannot-fork (c)
+                            (write-line-to-fd fd (format nil "cannot-fork: ~A" c))
+                            (sb-unix:unix-close fd)
+                            nil)))))
+      (cond ((null pid))
+            ((zerop pid)
+             (close-inherited)
+             (let ((pgid (getf *config* :pgid)))
+               (setf *config* (list* :pgid pgid config)))
+             (start-serving fd))
+            (t (write-line-to-fd fd (format nil "spawned ~D" pid))
+               (sb-unix:unix-close fd))))))
+
+(defun handle-image (request)
+  (destructuring-bind (&key path reply &allow-other-keys) (rest request)
+    (let* ((tmp (format nil "~A.tmp" path))
+           (pid (fork-process)))
+      (cond ((zerop pid)
+             (close-inherited)
+             (redirect-output (format nil "~A.log" path))
+             (save-image tmp))
+            (t (setf (gethash pid *images*) (cons tmp path))
+               (write-registry)
+               (answer reply "started"))))))
+
+(defun handle-request (file)
+  (let* ((request (read-request file))
+         (args (rest request)))
+    (setf *diagnostics* '())
+    (handler-case
+        (cond ((not (equal (getf args :expect) *state*))
+               (answer (getf args :reply) "mismatch"))
+              ((and (plusp (getf args :advance 0)) (not (equal (config :mode) "runner")))
+               (answer (getf args :reply) "mismatch"))
+              (t (ecase (first request)
+                   (:job (handle-job request))
+                   (:spawn (handle-spawn request))
+                   (:image (handle-image request)))))
+      (cannot-fork (c)
+        (answer (getf args :reply) (format nil "cannot-fork: ~A" c)))
+      (error (c)
+        (answer (getf args :reply) (format nil "error: ~A" c))))))
+
+;;; The loop.
+
+(defvar *pending* "" "Bytes read from the FIFO that do not end a line yet.")
+
+(defun read-requests ()
+  "The request files named by the complete lines waiting in the FIFO."
+  (let* ((buffer (make-array 4096 :element-type '(unsigned-byte 8)))
+         (count (sb-unix:unix-read *request-fd* (sb-sys:vector-sap buffer) 4096)))
+    (when (and count (plusp count))
+      (setf *pending* (concatenate 'string *pending*
+                                   (sb-ext:octets-to-string buffer :end count
+                                                                   :external-format :utf-8))))
+    (loop for newline = (position #\Newline *pending*)
+          while newline
+          collect (subseq *pending* 0 newline)
+          do (setf *pending* (subseq *pending* (1+ newline))))))
+
+(defun reap-children ()
+  (loop
+    (multiple-value-bind (pid status) (reap-child)
+      (unless pid (return))
+      (let ((fd (gethash pid *jobs*))
+            (image (gethash pid *images*)))
+        (when fd
+          (write-line-to-fd fd status)
+          (sb-unix:unix-close fd)
+          (remhash pid *jobs*))
+        (when image
+          (cond ((string= status "exit 0")
+                 (rename-file (car image) (cdr image))
+                 (ignore-errors (delete-file (format nil "~A.log" (cdr image)))))
+                (t (ignore-errors (delete-file (car image)))))
+          (remhash pid *images*)
+          (write-registry))))))
+
+(defun stop-abandoned-jobs (events)
+  "A client that went away (Ctrl-C, a time limit) closed its reply FIFO:
+its job is stopped."
+  (loop for (fd . revents) in events
+        when (logtest revents (logior +pollerr+ +pollhup+))
+          do (loop for pid being the hash-keys of *jobs* using (hash-value job-fd)
+                   when (eql fd job-fd)
+                     do (sb-unix:unix-kill pid +sigkill+))))
+
+(defun serve ()
+  (let ((last-check 0))
+    (loop
+      (let ((events (poll-fds (cons (cons *request-fd* +pollin+)
+                                    (loop for fd being the hash-values of *jobs*
+                                          collect (cons fd 0)))
+                              (if (plusp (hash-table-count *jobs*)) 2 250))))
+        (reap-children)
+        (stop-abandoned-jobs events)
+        (when (assoc *request-fd* events)
+          (dolist (file (read-requests))
+            (handle-request file)))
+        (let ((now (get-internal-real-time)))
+          (when (> (- now last-check) (floor internal-time-units-per-second 2))
+            (setf last-check now)
+            (unless (owner-alive-p (config :owner))
+              ;; The build is gone (killed): take the whole group along.
+              (sb-unix:unix-killpg (config :pgid) +sigkill+)
+              (exit-now 1))))))))
+
+(defun stop-serving ()
+  (ignore-errors (delete-file (format nil "~A/~A.json" (config :registry) (config :id))))
+  (exit-now 1))
+
+(defun start-serving (reply-fd)
+  "Perform this worker's steps, then serve; REPLY-FD hears \"ready\", or
+how performing the steps failed."
+  (flet ((fail (text)
+           (write-line-to-fd reply-fd text)
+           (exit-now 1)))
+    (setf *asdf-support* (config :asdf-support)
+          *asdf-cache* (config :asdf-cache)
+          *request-fd* (open-fd (config :fifo) sb-unix:o_rdwr))
+    (sb-ext:disable-debugger)
+    (unless (perform-steps (config :steps))
+      (fail (format nil "failed: ~{~A~^ ~}" (reverse *diagnostics*))))
+    (when (threads-running-p)
+      (fail (format nil "cannot-fork: ~A" *threads-running*)))
+    (setf (getf *config* :steps) nil
+          *state* (config :state))
+    ;; Children then start with a compact heap, and fault in half the pages.
+    (sb-ext:gc :full t)
+    (write-registry)
+    (write-line-to-fd reply-fd "ready")
+    (sb-unix:unix-close reply-fd)
+    (serve)))
+
+(defun serve-from-config (file)
+  "A worker started by lispbuild in a session of its own: its process
+group is the one every worker forked from it joins."
+  (setf *config* (read-request file))
+  (when (eql (config :pgid) 0)
+    (setf (getf *config* :pgid) (sb-unix:unix-getpid)))
+  (start-serving (reply-fd (config :reply))))
+
+;;; Images.
+
+(defun image-toplevel ()
+  "The toplevel of a saved worker image: serve, as configured by the file
+named on the command line."
+  (serve-from-config (car (last sb-ext:*posix-argv*))))
+
+(defun save-image (path)
+  (setf *state* nil *config* nil *request-fd* nil *diagnostics* '())
+  (prepare-image-dump)
+  (sb-ext:save-lisp-and-die path :toplevel #'image-toplevel))
+
+;;; The command line (main.lisp): `sbcl --script lispbuild.fasl run REQUEST`
+;;; or `... serve CONFIG`.
+
+(defun main (arguments)
+  (destructuring-bind (command file) arguments
+    (cond ((string= command "run") (run-request file))
+          ((string= command "serve") (serve-from-config file))
+          (t (error "unknown command ~A" command)))))

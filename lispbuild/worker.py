@@ -1,0 +1,419 @@
+"""Warm workers: long-lived SBCL processes (worker.lisp) that hold a load
+state and fork a child for each job, so that a compile or a dump pays
+neither SBCL's start nor the loading of what it needs.
+
+A worker's state is the first N steps of some job's state (steps.py); it
+says which, by their digest, in build/.lispbuild/workers/ID.json, where
+every process of the build (doit runs tasks in several) finds it. For a
+job, the worker holding the longest prefix of the job's state is used:
+
+- it holds the whole state: it forks the job's child;
+- it is the *runner* of the library being compiled: it loads that
+  library's next files itself, then forks the child (a library's files
+  compile in order, each after the ones before it);
+- otherwise it forks a new runner for the library, which loads the rest.
+
+A library of the project (not one of Debian's) also gets a *zygote*: a
+worker that holds the library's dependencies and nothing more, from which
+a new runner starts at once when an edit makes the old runner's files
+stale. The zygote saves itself as an image (images/DIGEST.core) for the
+next build, whose zygote then starts from it instead of loading everything.
+
+Workers exit with the build: the process that owns it (doit's main
+process) stops them all when it exits, and a worker whose owner is gone
+(killed) stops itself and its whole process group within a second.
+Where a worker cannot serve (a library started a thread, so it cannot
+fork; the worker died), the job runs in a fresh SBCL and says so.
+"""
+import fcntl
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import link
+from .driver import (FreshSbcl, LispJob, asdf_cache, check_result, job_form, lisp_literal,
+                     lisp_plist, lisp_steps, process_alive, sbcl_environment, support_fasls)
+from .errors import BuildGone
+from .graph import ASDF_STEP
+from .rebuild import Action, Context, ensure
+from .toolchain import find_sbcl, runtime_files
+
+# How long the owner waits, when it exits, for images being saved.
+IMAGE_WAIT_SECONDS = 60
+
+# Measured here: a worker loads a FASL in about 3 ms, an ASDF definition
+# in about 15 ms and a contrib in about 20 ms; it starts from an image in
+# about 0.2 s.
+STEP_SECONDS = {"load": 0.003, "asdf": 0.015, "require": 0.02}
+IMAGE_START_SECONDS = 0.2
+
+
+def worth_an_image(steps: list) -> bool:
+    """Whether starting from an image of a state beats loading these steps."""
+    return sum(STEP_SECONDS[step[0]] for step in steps) > IMAGE_START_SECONDS
+
+
+def _link_dev_runtime(action: Action, ctx: Context, outputs: dict):
+    link.link_dev_runtime(outputs["runtime"], ctx.root)
+
+
+def dev_runtime_action() -> Action:
+    return Action(task="lisp:sbcl-dev", run=_link_dev_runtime, inputs=[link.DEV_RUNTIME_SOURCE],
+                  params={}, outputs={"runtime": Path("build/.lispbuild/lisp/sbcl-dev")},
+                  toolchain=(runtime_files,), executable=frozenset({"runtime"}))
+
+
+class WorkerUnavailable(Exception):
+    """This job cannot run in a worker; it runs in a fresh SBCL."""
+
+
+@dataclass
+class Worker:
+    """What a worker says of itself (its registry file)."""
+    id: str
+    pid: int
+    pgid: int
+    owner: int
+    fifo: str
+    library: str | None
+    mode: str        # "zygote" (never moves) or "runner" (loads its library's files)
+    n: int
+    hash: str
+    images: list
+
+
+@dataclass
+class Image:
+    path: Path
+    n: int
+    hash: str
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper():
+    """Workers whose parent (one of doit's processes) has ended are
+    re-parented to this process, not to init: it reaps them when it stops
+    them, at once, and their CPU time counts as the build's."""
+    import ctypes  # only the owner needs it
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+class WarmWorkers:
+    def __init__(self, ctx: Context):
+        if os.getpid() == ctx.owner:
+            become_subreaper()
+        self.ctx = ctx
+        self.fresh = FreshSbcl(ctx)
+        self.dir = ctx.build / ".lispbuild" / "workers"
+        self.images = ctx.build / ".lispbuild" / "images"
+        self.requests = self.dir / "requests"
+        self._started: list[subprocess.Popen] = []
+        self._told: set[str] = set()
+
+    # --- running a job ---------------------------------------------------
+
+    def run(self, job: LispJob) -> str:
+        try:
+            return self._run(job)
+        except WorkerUnavailable as why:
+            if not process_alive(self.ctx.owner):
+                raise BuildGone("the build was stopped") from None
+            print(f"{job.task}: {why}; running it in a fresh SBCL", file=sys.stderr)
+            return self.fresh.run(job)
+
+    def _run(self, job: LispJob) -> str:
+        steps = job.state.steps()
+        prefixes = self.ctx.states.prefixes(job.state)
+        for _ in range(3):
+            with self._lock():
+                worker, advance = self._place(job, steps, prefixes)
+            status, diagnostics, output = self._send_job(worker, job, steps, prefixes, advance)
+            if status != "mismatch":
+                return check_result(job, status, diagnostics, output)
+        raise WorkerUnavailable("no worker kept the state it announced")
+
+    def _place(self, job: LispJob, steps: list, prefixes: list[str]) -> tuple[Worker, int]:
+        """The worker to run `job`, and how many steps it loads first."""
+        full = len(steps)
+        best = self._best(self._workers(), prefixes)
+        if best and best.n == full:
+            return best, 0
+        if job.command != "compile":
+            # A dump: the child loads what the best worker lacks.
+            return best or self._start(None, steps, prefixes, full, "zygote", None), 0
+        base = job.base.length
+        if best and best.mode == "runner" and best.library == job.library and best.n >= base:
+            return best, full - best.n
+        source = best
+        if job.hints.get("project") and base > 0 and (source is None or source.n < base):
+            # The library's zygote; saved as an image for the builds to
+            # come where the library was built before (an edit), not on a
+            # first build, where it would only cost.
+            source = self._start(source, steps, prefixes, base, "zygote", job.library,
+                                 edited=job.hints.get("built_before", False))
+        return self._start(source, steps, prefixes, full, "runner", job.library), 0
+
+    def _best(self, workers: list[Worker], prefixes: list[str]) -> Worker | None:
+        usable = [w for w in workers if w.n < len(prefixes) and prefixes[w.n] == w.hash]
+        return max(usable, key=lambda w: w.n, default=None)
+
+    # --- the registry ------------------------------------------------------
+
+    def _lock(self):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        return _FileLock(self.dir / ".lock")
+
+    def _workers(self) -> list[Worker]:
+        workers = []
+        for path in self.dir.glob("*.json"):
+            try:
+                worker = Worker(**json.loads(path.read_text()))
+            except (OSError, ValueError, TypeError):
+                continue
+            if worker.owner != self.ctx.owner or not process_alive(worker.pid):
+                if not process_alive(worker.owner):
+                    path.unlink(missing_ok=True)  # a killed build's
+                continue
+            workers.append(worker)
+        return workers
+
+    def _images(self, prefixes: list[str]) -> Image | None:
+        found = None
+        for meta in self.images.glob("*.json"):
+            try:
+                n, digest = json.loads(meta.read_text())["n"], meta.stem
+            except (OSError, ValueError, KeyError):
+                continue
+            core = meta.with_suffix(".core")
+            if n < len(prefixes) and prefixes[n] == digest and core.exists():
+                if found is None or n > found.n:
+                    found = Image(core, n, digest)
+        return found
+
+    # --- starting workers -------------------------------------------------
+
+    def _start(self, source: Worker | None, steps: list, prefixes: list[str], n: int,
+               mode: str, library: str | None, edited: bool = False) -> Worker:
+        """A new worker holding the first `n` steps: forked from `source`,
+        or started from an image if that holds more. Every other worker is
+        forked, in the end, from one that holds nothing (started in a fresh
+        SBCL once a build) or from the one that holds only ASDF, which most
+        states start with."""
+        image = self._images(prefixes[:n + 1])
+        if source is None and image is None and n > 0:
+            source = self._start(None, steps, prefixes, 0, "zygote", None)
+        if source is not None and source.n == 0 and n > 1 and steps[0] == ASDF_STEP:
+            source = self._start(source, steps, prefixes, 1, "zygote", None)
+        worker_id = os.urandom(6).hex()
+        fifo = self.dir / f"{worker_id}.fifo"
+        os.mkfifo(fifo)
+        from_n = max(source.n if source else 0, image.n if image else 0)
+        config = {"id": worker_id, "fifo": str(fifo), "registry": str(self.dir),
+                  "owner": self.ctx.owner, "library": library or "", "mode": mode,
+                  "state": [n, prefixes[n]]}
+        support, asdf_support = support_fasls(self.ctx)
+        config_text = (lisp_plist({**config, "asdf_support": asdf_support,
+                                   "asdf_cache": asdf_cache(self.ctx)})
+                       + " :steps " + lisp_steps(steps[from_n:n]))
+        if source is not None and source.n >= (image.n if image else 0):
+            lines = self._exchange(source, f"(:spawn :config ({config_text}) "
+                                           f":expect ({source.n} {lisp_literal(source.hash)}))")
+        else:
+            lines = self._launch(image, config_text, worker_id)
+        if not lines or lines[-1] != "ready":
+            reason = lines[-1] if lines else "it ended without a word"
+            raise WorkerUnavailable(f"a worker could not start ({reason})")
+        worker = Worker(**json.loads((self.dir / f"{worker_id}.json").read_text()))
+        if (mode == "zygote" and library and edited
+                and worth_an_image(steps[image.n if image else 0:n])):
+            self._save_image(worker, n)
+        return worker
+
+    def _launch(self, image: Image | None, config_text: str, worker_id: str) -> list[str]:
+        """A worker in a new SBCL (its own session and process group)."""
+        config = self.requests / f"{worker_id}.config"
+        reply = self.requests / f"{worker_id}.reply"
+        self.requests.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(reply)
+        config.write_text(f"({config_text} :pgid 0 :reply {lisp_literal(reply)})\n",
+                          encoding="utf-8")
+        action = dev_runtime_action()
+        ensure(action, self.ctx)
+        runtime = str(self.ctx.root / action.outputs["runtime"])
+        if image is None:
+            fasl, _ = support_fasls(self.ctx)
+            command = [runtime, "--core", str(find_sbcl().core), "--script", str(fasl),
+                       "serve", str(config)]
+        else:
+            command = [runtime, "--core", str(image.path), "--noinform",
+                       "--end-runtime-options", str(config)]
+        log = open(self.dir / f"{worker_id}.log", "wb")
+        try:
+            fd = os.open(reply, os.O_RDONLY | os.O_NONBLOCK)
+            process = subprocess.Popen(command, cwd=self.ctx.root, stdin=subprocess.DEVNULL,
+                                       stdout=log, stderr=log, env=sbcl_environment(),
+                                       start_new_session=True)
+        finally:
+            log.close()
+        self._started.append(process)
+        try:
+            return self._read_reply(fd, lambda: process.poll() is None)
+        finally:
+            os.close(fd)
+            reply.unlink(missing_ok=True)
+            config.unlink(missing_ok=True)
+
+    def _save_image(self, worker: Worker, n: int):
+        """Ask a zygote to save its state for the builds to come (in the
+        background; the owner waits for it when the build ends)."""
+        self.images.mkdir(parents=True, exist_ok=True)
+        core = self.images / f"{worker.hash}.core"
+        (self.images / f"{worker.hash}.json").write_text(
+            json.dumps({"n": n, "library": worker.library}))
+        for old in self.images.glob("*.json"):
+            if old.stem != worker.hash and json.loads(old.read_text()).get("library") == worker.library:
+                old.with_suffix(".core").unlink(missing_ok=True)
+                old.unlink(missing_ok=True)
+        self._exchange(worker, f"(:image :path {lisp_literal(core)} "
+                               f":expect ({n} {lisp_literal(worker.hash)}))")
+
+    # --- talking to a worker ------------------------------------------------
+
+    def _send_job(self, worker: Worker, job: LispJob, steps: list, prefixes: list[str],
+                  advance: int):
+        name = os.urandom(16).hex()
+        diagnostics = self.requests / f"{name}.diagnostics"
+        log = self.requests / f"{name}.log"
+        state = worker.n + advance
+        text = (f"(:job :job {job_form(job, steps[worker.n:], diagnostics)} :advance {advance} "
+                f":expect ({worker.n} {lisp_literal(worker.hash)}) "
+                f":state ({state} {lisp_literal(prefixes[state])}) :log {lisp_literal(log)})")
+        try:
+            lines = self._exchange(worker, text)
+            if not lines or lines[-1].startswith("started"):
+                raise WorkerUnavailable(f"the worker for {worker.library or 'this image'} "
+                                        f"ended during the job")
+            if lines[-1].startswith(("cannot-fork", "error")):
+                raise WorkerUnavailable(f"the worker for {worker.library or 'this image'} "
+                                        f"cannot serve: {lines[-1]}")
+            reported = diagnostics.read_text(encoding="utf-8") if diagnostics.exists() else ""
+            output = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
+            return lines[-1], reported, output
+        finally:
+            diagnostics.unlink(missing_ok=True)
+            log.unlink(missing_ok=True)
+
+    def _exchange(self, worker: Worker, request: str) -> list[str]:
+        """Send a request to a worker's FIFO; the lines it answers."""
+        self.requests.mkdir(parents=True, exist_ok=True)
+        name = os.urandom(16).hex()
+        request_file = self.requests / f"{name}.lisp"
+        reply = self.requests / f"{name}.reply"
+        os.mkfifo(reply)
+        fd = os.open(reply, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            request_file.write_text(request[:-1] + f" :reply {lisp_literal(reply)})\n",
+                                    encoding="utf-8")
+            try:
+                out = os.open(worker.fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                raise WorkerUnavailable("a worker is gone") from None
+            try:
+                os.write(out, f"{request_file}\n".encode())
+            finally:
+                os.close(out)
+            return self._read_reply(fd, lambda: process_alive(worker.pid))
+        finally:
+            os.close(fd)  # a job whose client is gone (Ctrl-C) is stopped
+            reply.unlink(missing_ok=True)
+            request_file.unlink(missing_ok=True)
+
+    @staticmethod
+    def _read_reply(fd: int, alive) -> list[str]:
+        """Lines from a reply FIFO until every writer closed it. A writer
+        that never came is waited for while `alive()` says so. A job's
+        child (announced as "started PID") that has not ended when this
+        returns or is interrupted (Ctrl-C, its worker died) is killed."""
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        data, seen_writer, child = b"", False, None
+        try:
+            while True:
+                events = poller.poll(500)
+                if not events:
+                    if not seen_writer and not alive():
+                        break
+                    continue
+                chunk = os.read(fd, 65536)
+                if chunk:
+                    data += chunk
+                    seen_writer = True
+                    lines = data[:data.rfind(b"\n") + 1].decode("utf-8", "replace").split("\n")
+                    last = lines[-2] if len(lines) > 1 else ""
+                    child = int(last.split()[1]) if last.startswith("started ") else None
+                elif seen_writer or events[0][1] & select.POLLHUP:
+                    break
+        finally:
+            if child is not None:
+                try:
+                    os.kill(child, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        return data.decode("utf-8", "replace").splitlines()
+
+    # --- the end of the build ------------------------------------------------
+
+    def shutdown(self):
+        """Stop every worker of this build (the owner, when it exits);
+        images being saved are waited for, unless the build was interrupted."""
+        if os.getpid() != self.ctx.owner or not self.dir.exists():
+            return
+        deadline = time.monotonic() + IMAGE_WAIT_SECONDS
+        try:
+            while time.monotonic() < deadline and any(w.images for w in self._workers()):
+                time.sleep(0.05)
+        except KeyboardInterrupt:
+            pass
+        workers = self._workers()
+        for pgid in {w.pgid for w in workers}:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            while True:  # reap those that were re-parented here
+                try:
+                    os.waitpid(-pgid, 0)
+                except ChildProcessError:
+                    break
+        for process in self._started:
+            process.wait()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(process_alive(w.pid) for w in workers):
+            time.sleep(0.02)
+        for path in self.dir.glob("*"):
+            if path.is_file() or path.is_fifo():
+                path.unlink(missing_ok=True)
+        for path in self.requests.glob("*") if self.requests.exists() else ():
+            path.unlink(missing_ok=True)
+
+
+class _FileLock:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self):
+        self.file = open(self.path, "w")
+        fcntl.flock(self.file, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()

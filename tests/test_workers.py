@@ -1,0 +1,191 @@
+"""Warm workers: the FASLs they write are those of a fresh SBCL, no SBCL
+outlives a build however it ends, and a job a worker cannot serve runs in
+a fresh SBCL."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import runpy
+
+from lispbuild.asdf import asdf_libraries
+from lispbuild.driver import FreshSbcl
+from lispbuild.graph import plan
+from lispbuild.rebuild import Context
+from lispbuild.tasks import compile_fasl, fasl_action
+
+from conftest import built, copy_samples, doit, write_project
+
+
+def lisp_processes(project: Path) -> list[int]:
+    """The SBCL processes (workers, their children, fresh ones) working in
+    `project`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            comm = Path(f"/proc/{entry}/comm").read_text().strip()
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+        except OSError:
+            continue  # gone, or a zombie
+        if comm in ("sbcl", "sbcl-dev") and Path(cwd).is_relative_to(project):
+            found.append(int(entry))
+    return found
+
+
+def none_left_within(project: Path, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while lisp_processes(project):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def fasls(project: Path) -> dict[str, bytes]:
+    root = project / "build/fasl"
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*.fasl")}
+
+
+def test_workers_and_fresh_sbcl_write_the_same_fasls(samples, tmp_path):
+    """Every FASL of every sample, built by warm workers (the samples
+    fixture) and by a fresh SBCL per file, is the same bytes."""
+    warm = fasls(samples)
+    assert len(warm) > 150  # hunchentoot and all it needs
+    fresh = copy_samples(tmp_path / "fresh")
+    env = {**os.environ, "LISPBUILD_FRESH": "1", "LISPBUILD_STORE": str(tmp_path / "store")}
+    built(fresh, "-n", "2", env=env)
+    assert not (fresh / "build/.lispbuild/workers").exists()
+    assert fasls(fresh) == warm
+
+
+def edit(path: Path, old: str, new: str):
+    path.write_text(path.read_text().replace(old, new))
+
+
+def test_a_worker_started_from_an_image_writes_the_fasl_of_a_fresh_sbcl(samples, tmp_path):
+    """An edit saves an image of the edited library's dependencies; the
+    next edit's worker starts from it, and what it compiles is what a fresh
+    SBCL compiles."""
+    project = copy_samples(tmp_path / "p")
+    env = {**os.environ, "LISPBUILD_STORE": str(samples / "cache")}
+    built(project, "exe:webserver", env=env)  # restored
+    source = project / "samples/webserver/webserver.lisp"
+    edit(source, "hello from a static hunchentoot", "hello, first edit")
+    built(project, "exe:webserver", env=env)
+    assert list((project / "build/.lispbuild/images").glob("*.core"))
+    edit(source, "hello, first edit", "hello, second edit")
+    trace = tmp_path / "exec.log"
+    proc = subprocess.run(["strace", "-f", "-qq", "-s", "4096", "-e", "trace=execve",
+                           "-o", str(trace), sys.executable, "-m", "doit", "exe:webserver"],
+                          cwd=project, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "build/.lispbuild/images/" in trace.read_text()
+
+    os.chdir(project)
+    dodo = runpy.run_path(str(project / "dodo.py"))["project"]
+    ctx = Context(root=project, store_root=samples / "cache")
+    ctx.lisp = FreshSbcl(ctx)
+    action = fasl_action(plan(dodo, asdf_libraries(dodo, ctx)).fasls["webserver/webserver.lisp"])
+    fresh = tmp_path / "webserver.fasl"
+    compile_fasl(action, ctx, {"fasl": fresh})
+    assert fresh.read_bytes() == (project / "build/fasl/webserver/webserver.fasl").read_bytes()
+
+
+def test_no_sbcl_remains_after_success_or_failure(tmp_path, store_env):
+    project = copy_samples(tmp_path / "p")
+    built(project, "-n", "2", "exe:hello", env=store_env)
+    assert none_left_within(project, 5)
+    main = project / "samples/hello/app/main.lisp"
+    main.write_text(main.read_text() + "\n(this is not closed\n")
+    failed = doit(project, "-n", "2", "exe:hello", env=store_env)
+    assert failed.returncode != 0 and "main.lisp" in failed.output
+    assert none_left_within(project, 5)
+
+
+FOREVER_DODO = """
+import lispbuild
+project = lispbuild.Project()
+project.library("slow", ["package.lisp", "forever.lisp"])
+project.binary("slow", libraries=["slow"], entry="slow:main")
+DOIT_CONFIG = lispbuild.doit_config(project)
+def task_lispbuild():
+    yield from lispbuild.tasks(project)
+"""
+FOREVER = {"package.lisp": "(defpackage #:slow (:use #:cl) (:export #:main))\n",
+           "forever.lisp": "(in-package #:slow)\n"
+                           "(eval-when (:compile-toplevel) (loop (sleep 0.1)))\n"
+                           "(defun main (args) (length args))\n"}
+
+
+def start_forever(tmp_path, env) -> tuple[Path, subprocess.Popen]:
+    """A build whose second file's compile never ends, once it is under way."""
+    project = write_project(tmp_path / "forever", FOREVER_DODO, FOREVER)
+    with open(tmp_path / "output.txt", "w") as output:
+        build = subprocess.Popen([sys.executable, "-m", "doit", "-n", "2"], cwd=project,
+                                 env=env, start_new_session=True, stdout=output,
+                                 stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while not (project / "build/fasl/slow/package.fasl").exists():
+        assert time.monotonic() < deadline and build.poll() is None
+        time.sleep(0.1)
+    time.sleep(2)  # forever.lisp is compiling now
+    assert build.poll() is None
+    return project, build
+
+
+def test_ctrl_c_stops_a_compile_that_never_ends(tmp_path, store_env):
+    project, build = start_forever(tmp_path, store_env)
+    assert lisp_processes(project)
+    os.killpg(build.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    assert build.wait(timeout=60) != 0
+    assert none_left_within(project, 5), lisp_processes(project)
+    # What was built before is still there.
+    assert (project / "build/fasl/slow/package.fasl").exists()
+
+
+def test_workers_outlive_a_killed_build_by_seconds(tmp_path, store_env):
+    project, build = start_forever(tmp_path, store_env)
+    os.kill(build.pid, signal.SIGKILL)
+    build.wait()
+    assert none_left_within(project, 60), lisp_processes(project)
+    os.killpg(build.pid, signal.SIGKILL)  # doit's own worker processes
+
+
+THREAD_DODO = """
+import lispbuild
+project = lispbuild.Project()
+project.library("ticker", ["package.lisp", "ticker.lisp", "main.lisp"])
+project.binary("ticker", libraries=["ticker"], entry="ticker:main")
+DOIT_CONFIG = lispbuild.doit_config(project)
+def task_lispbuild():
+    yield from lispbuild.tasks(project)
+"""
+THREAD = {"package.lisp": "(defpackage #:ticker (:use #:cl) (:export #:main))\n",
+          "ticker.lisp": "(in-package #:ticker)\n"
+                         "(defvar *ticker* (sb-thread:make-thread\n"
+                         "                  (lambda () (loop (sleep 0.05))) :name \"ticker\"))\n"
+                         "(push (lambda () (sb-thread:terminate-thread *ticker*)\n"
+                         "        (sb-thread:join-thread *ticker* :default nil))\n"
+                         "      sb-ext:*save-hooks*)\n",
+          "main.lisp": "(in-package #:ticker)\n"
+                       "(defun main (args) (format t \"ticked ~D~%\" (length args)) 0)\n"}
+
+
+def test_a_library_that_starts_a_thread_compiles_in_fresh_sbcl(tmp_path, store_env):
+    """A worker that has loaded code which starts a thread cannot fork:
+    what it would have served runs in a fresh SBCL, saying so."""
+    project = write_project(tmp_path / "thread", THREAD_DODO, THREAD)
+    result = built(project, "-n", "2", env=store_env)
+    fallbacks = [line for line in result.output.splitlines()
+                 if "running it in a fresh SBCL" in line]
+    assert any(line.startswith("fasl:ticker/main.lisp:") for line in fallbacks), result.output
+    assert any(line.startswith("core:ticker:") for line in fallbacks), result.output
+    assert all("a thread is running" in line for line in fallbacks)
+    run = subprocess.run([project / "build/bin/ticker", "a"], capture_output=True, text=True)
+    assert run.stdout == "ticked 1\n"
+    assert none_left_within(project, 5)
