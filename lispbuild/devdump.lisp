@@ -3,7 +3,7 @@
 ;;;; SAVE-LISP-AND-DIE in a fresh SBCL.
 ;;;;
 ;;;; SAVE-LISP-AND-DIE spends most of its Lisp time disassembling all code
-;;;; in immobile space, twice:
+;;;; in immobile space, twice, and tidying the heap:
 ;;;; - SB-VM::STATICALLY-LINK-CORE turns calls through a function's name
 ;;;;   (its fdefn) into direct calls. Skipped here: the calls of the
 ;;;;   libraries' code go through the name, as they did before saving, one
@@ -15,6 +15,12 @@
 ;;;;   where they did (checked, jump by jump), and disassembles only the code
 ;;;;   loaded since. The answer is the one the full scan gives, so the core
 ;;;;   is laid out the same.
+;;;; - SB-IMPL::TUNE-IMAGE-FOR-DUMP (a full collection, then sharing equal
+;;;;   compiler metadata and resizing package tables) and
+;;;;   SB-IMPL::COALESCE-CTYPES (one instance of each equal internal type
+;;;;   object, which SBCL does "not about space saving, but reducing
+;;;;   non-determinism"). Skipped: the core keeps some duplicate metadata;
+;;;;   the collections of the save itself still run.
 
 (in-package #:lispbuild-driver)
 
@@ -25,8 +31,8 @@ The jump's 32-bit displacement is at OFFSET from CODE's start, TARGET is
 the object it lands in (or 0), and K = displacement + address of CODE -
 address of TARGET (modulo 2^32), which moving either object leaves as it is.")
 
-(defun skip-static-linking ()
-  (sb-int:encapsulate 'sb-vm::statically-link-core 'lispbuild-driver
+(defun skip (function)
+  (sb-int:encapsulate function 'lispbuild-driver
                       (lambda (real &rest arguments)
                         (declare (ignore real arguments))
                         nil)))
@@ -164,13 +170,15 @@ pushed onto RELOCS as SB-VM::COLLECT-IMMOBILE-CODE-RELOCS does."
 
 (defun prepare-fast-dump ()
   "Before a development dump in a worker's child."
-  (skip-static-linking)
+  (skip 'sb-vm::statically-link-core)
+  (skip 'sb-impl::tune-image-for-dump)
+  (skip 'sb-impl::coalesce-ctypes)
   (sb-int:encapsulate 'sb-vm::collect-immobile-code-relocs 'lispbuild-driver
                       (lambda (full-scan) (reuse-relocations full-scan))))
 
 (defun prepare-image-dump ()
   "Before saving a worker's image: record what the full scan finds."
-  (skip-static-linking)
+  (skip 'sb-vm::statically-link-core)
   (sb-int:encapsulate 'sb-vm::collect-immobile-code-relocs 'lispbuild-driver
                       (lambda (full-scan)
                         (multiple-value-bind (index relocs) (funcall full-scan)

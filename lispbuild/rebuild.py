@@ -50,6 +50,14 @@ class Context:
         return Store(self.store_root)
 
     @functools.cached_property
+    def tool_store(self) -> Store:
+        """Where lispbuild keeps what it makes for itself (its compiled Lisp,
+        the development runtime): per user, not per project, as they
+        depend only on lispbuild and the SBCL build."""
+        import platformdirs  # here: a no-op build does not need it
+        return Store(platformdirs.user_cache_path("lispbuild") / "toolchain")
+
+    @functools.cached_property
     def digests(self) -> DigestCache:
         return DigestCache(self.build / ".lispbuild" / "digests.sqlite3")
 
@@ -193,47 +201,49 @@ def execute(action: Action, ctx: Context):
     return None
 
 
-def _restore_or_build(action: Action, ctx: Context, quiet: bool = False):
+def _restore_or_build(action: Action, ctx: Context, store: Store | None = None):
+    store = store or ctx.store
     key = action_key(action, ctx)
-    outputs = ctx.store.get_action(key)
+    outputs = store.get_action(key)
     if outputs is None:
-        outputs = _build(action, ctx, key)
-    elif not quiet:
+        outputs = _build(action, ctx, key, store)
+    elif store is ctx.store:
         print(f"{action.task}: restored from the store")
     for role, recorded in outputs.items():
         dest = ctx.root / action.outputs[role]
-        copy_atomically(ctx.store.object_path(recorded["sha256"]), dest,
+        copy_atomically(store.object_path(recorded["sha256"]), dest,
                         recorded["executable"])
         ctx.digests.remember(dest, recorded["sha256"])
     ctx.digests.record_task(action.task, key, json.dumps(outputs, sort_keys=True))
 
 
 def ensure(action: Action, ctx: Context):
-    """Make an action's outputs current outside doit's graph (for what
-    every task needs, such as lispbuild's compiled Lisp), once, however
-    many processes ask at the same time. Raises LispbuildError."""
+    """Make one of lispbuild's own artifacts current outside doit's graph
+    (its compiled Lisp, the development runtime), once, however many
+    processes ask at the same time; kept in ctx.tool_store. Raises
+    LispbuildError."""
     lock_path = ctx.build / ".lispbuild" / "locks" / action.task.replace(":", "-")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not is_up_to_date(action, ctx):
-            _restore_or_build(action, ctx, quiet=True)
+            _restore_or_build(action, ctx, ctx.tool_store)
 
 
-def _build(action: Action, ctx: Context, key: str) -> dict:
+def _build(action: Action, ctx: Context, key: str, store: Store) -> dict:
     scratch_root = ctx.build / ".lispbuild" / "scratch"
     scratch_root.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=scratch_root))
     try:
         paths = {role: scratch / Path(p).name for role, p in action.outputs.items()}
         action.run(action, ctx, paths)
-        outputs = {role: {"sha256": ctx.store.put_file(path),
+        outputs = {role: {"sha256": store.put_file(path),
                           "executable": role in action.executable}
                    for role, path in paths.items()}
         # An input edited while the action ran makes the result belong to no
         # key: keep it out of the store.
         if action_key(action, ctx) == key:
-            ctx.store.put_action(key, outputs)
+            store.put_action(key, outputs)
         return outputs
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -335,7 +335,7 @@ how performing the steps failed."
     (setf (getf *config* :steps) nil
           *state* (config :state))
     ;; Children then start with a compact heap, and fault in half the pages.
-    (sb-ext:gc :full t)
+    ;(sb-ext:gc :full t)
     (write-registry)
     (write-line-to-fd reply-fd "ready")
     (sb-unix:unix-close reply-fd)

@@ -179,6 +179,9 @@ def test_symbols_are_read_from_objects_and_archives(tmp_path):
     assert defined_symbols(tmp_path / "a.o") == ["caller", "data_item", "visible"]
     assert defined_symbols(tmp_path / "libab.a") == ["caller", "data_item", "visible",
                                                       "weakling"]
+    # An archive without a symbol index is read member by member.
+    subprocess.run(["ar", "rcS", "noindex.a", "a.o", "b.o"], cwd=tmp_path, check=True)
+    assert defined_symbols(tmp_path / "noindex.a") == defined_symbols(tmp_path / "libab.a")
 
 
 def test_embedded_core_layout(tmp_path):
