@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 
 from doit.exceptions import TaskFailed
 
-from . import link, linkage, schedule
+from . import link, linkage, schedule, watch
 from .asdf import asdf_libraries
 from .declare import Project
 from .driver import FreshSbcl, LispJob
@@ -198,12 +198,19 @@ def doit_tasks(project: Project):
 
 
 def _doit_tasks(project: Project):
-    ctx = Context(root=project.root, store_root=project.store)
+    ctx = Context(root=project.root, store_root=project.store,
+                  owner=int(os.environ.get(watch.OWNER_VARIABLE) or os.getpid()))
     ctx.lisp = lisp_strategy(ctx)
-    atexit.register(ctx.lisp.shutdown)
+    if not os.environ.get(watch.WATCH_VARIABLE):  # a watch stops its workers itself
+        atexit.register(ctx.lisp.shutdown)
     graph = plan(project, asdf_libraries(project, ctx))
+    # What a watch watches (watch.py): every input of the graph.
+    inputs = [str(project.root / "dodo.py")] + [
+        str(project.root / library.asd) for library in graph.libraries.values() if library.asd]
     for node in graph.fasls.values():
-        yield _doit_task(fasl_action(node), ctx, list(node.after))
+        action = fasl_action(node)
+        inputs += [os.path.join(ctx.root, i) for i in action.inputs]
+        yield _doit_task(action, ctx, list(node.after))
     for library in graph.libraries.values():
         basename, _, name = library_task(library.name).partition(":")
         yield {"basename": basename, "name": name, "actions": [],
@@ -212,7 +219,9 @@ def _doit_tasks(project: Project):
                "doc": f"every FASL of {library.name}"}
     c_sources = {str(s) for b in project.binaries.values() for s in b.c_sources}
     for source in sorted(c_sources | {COMPAT_TASK}):
-        yield _doit_task(c_action(source), ctx, [])
+        action = c_action(source)
+        inputs += [os.path.join(ctx.root, i) for i in action.inputs]
+        yield _doit_task(action, ctx, [])
     for node in graph.binaries.values():
         b = node.binary
         core, table, runtime, exe = binary_actions(node)
@@ -221,6 +230,15 @@ def _doit_tasks(project: Project):
         yield _doit_task(table, ctx, [core.task, *c_tasks])
         yield _doit_task(runtime, ctx, [table.task, *c_tasks])
         yield _doit_task(exe, ctx, [runtime.task, core.task])
+        inputs += [os.path.join(ctx.root, i) for i in runtime.inputs
+                   if not str(i).startswith("build/")]
+    for run in project.runs.values():
+        yield {"basename": watch.RUN_EXE_TASK, "name": run.name, "actions": [],
+               "task_dep": [f"exe:{run.binary}"]}
+    if os.environ.get(watch.WATCH_VARIABLE):
+        watch.write_watch_file(ctx.root, inputs, {
+            run.name: {"executable": str(ctx.root / "build/bin" / run.binary),
+                       "args": list(run.args)} for run in project.runs.values()})
     for kind, runs in (("run", project.runs), ("test", project.tests)):
         for run in runs.values():
             yield {"basename": kind, "name": run.name,

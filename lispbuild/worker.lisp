@@ -22,7 +22,8 @@
 ;;;; "cannot-fork: why"; one that fails otherwise "error: why".
 ;;;;
 ;;;; CONFIG: (:id ID :fifo F :registry DIR :owner PID :library L :mode M
-;;;;          :steps STEPS :state (N HASH) :asdf-support A :asdf-cache C)
+;;;;          :steps STEPS :state (N HASH) :asdf-support A :asdf-cache C
+;;;;          :long-lived B)   (B: the owner is a watch, which keeps workers)
 ;;;; A worker writes DIR/ID.json, saying who it is and what it holds, and
 ;;;; exits when its owner (the build's main process) is gone.
 ;;;; Every worker of a build is in one process group (the first calls
@@ -120,6 +121,7 @@ around it, and a process with threads of its own cannot fork."
 (defvar *state* nil "(N HASH): how many steps this worker holds, and their digest.")
 (defvar *request-fd* nil)
 (defvar *jobs* (make-hash-table) "child pid -> reply fd, for jobs under way")
+(defvar *dumped* nil "Whether a dump was forked from this worker.")
 (defvar *images* (make-hash-table) "child pid -> (temporary path . path)")
 
 (defun config (key) (getf *config* key))
@@ -198,7 +200,8 @@ them are performed here, the rest in the child."
           (run-job-in-child job log))
         (let ((fd (reply-fd reply)))
           (cond (fd (write-line-to-fd fd (format nil "started ~D" pid))
-                    (setf (gethash pid *jobs*) fd))
+                    (setf (gethash pid *jobs*) fd
+                          *dumped* (or *dumped* (eq (first job) :dump))))
                 (t (sb-unix:unix-kill pid +sigkill+))))))))  ; the client is gone
 
 (defun handle-spawn (request)
@@ -285,6 +288,16 @@ client sees a writer."
           (remhash pid *images*)
           (write-registry))))))
 
+(defun record-own-relocations ()
+  "In a worker that lives long (a watch's) and dumps: find the relative
+jumps of all its code once, so that the next dumps reuse them
+(devdump.lisp) instead of disassembling everything each time."
+  (when (and *dumped* (config :long-lived) (null *relocations*)
+             (zerop (hash-table-count *jobs*)))
+    (multiple-value-bind (index relocs) (sb-vm::collect-immobile-code-relocs)
+      (sb-sys:without-gcing
+        (setf *relocations* (record-relocations index relocs))))))
+
 (defun stop-abandoned-jobs (events)
   "A client that went away (Ctrl-C, a time limit) closed its reply FIFO:
 its job is stopped."
@@ -302,6 +315,7 @@ its job is stopped."
                                           collect (cons fd 0)))
                               (if (plusp (hash-table-count *jobs*)) 2 250))))
         (reap-children)
+        (record-own-relocations)
         (stop-abandoned-jobs events)
         (when (assoc *request-fd* events)
           (dolist (file (read-requests))

@@ -116,8 +116,9 @@ class WarmWorkers:
         self.dir = ctx.build / ".lispbuild" / "workers"
         self.images = ctx.build / ".lispbuild" / "images"
         self.requests = self.dir / "requests"
+        # A watch owns its builds, and keeps their workers from one to the next.
+        self.long_lived = bool(os.environ.get("LISPBUILD_WATCH"))
         self._started: list[subprocess.Popen] = []
-        self._told: set[str] = set()
 
     # --- running a job ---------------------------------------------------
 
@@ -219,7 +220,7 @@ class WarmWorkers:
         from_n = max(source.n if source else 0, image.n if image else 0)
         config = {"id": worker_id, "fifo": str(fifo), "registry": str(self.dir),
                   "owner": self.ctx.owner, "library": library or "", "mode": mode,
-                  "state": [n, prefixes[n]]}
+                  "state": [n, prefixes[n]], "long_lived": self.long_lived}
         support, asdf_support = support_fasls(self.ctx)
         config_text = (lisp_plist({**config, "asdf_support": asdf_support,
                                    "asdf_cache": asdf_cache(self.ctx)})
@@ -233,7 +234,8 @@ class WarmWorkers:
             reason = lines[-1] if lines else "it ended without a word"
             raise WorkerUnavailable(f"a worker could not start ({reason})")
         worker = Worker(**json.loads((self.dir / f"{worker_id}.json").read_text()))
-        if (mode == "zygote" and library and edited
+        # A watch keeps its zygotes alive instead of saving them.
+        if (mode == "zygote" and library and edited and not self.long_lived
                 and worth_an_image(steps[image.n if image else 0:n])):
             self._save_image(worker, n)
         return worker
@@ -372,12 +374,12 @@ class WarmWorkers:
 
     # --- the end of the build ------------------------------------------------
 
-    def shutdown(self):
+    def shutdown(self, wait_for_images: bool = True):
         """Stop every worker of this build (the owner, when it exits);
         images being saved are waited for, unless the build was interrupted."""
         if os.getpid() != self.ctx.owner or not self.dir.exists():
             return
-        deadline = time.monotonic() + IMAGE_WAIT_SECONDS
+        deadline = time.monotonic() + (IMAGE_WAIT_SECONDS if wait_for_images else 0)
         try:
             while time.monotonic() < deadline and any(w.images for w in self._workers()):
                 time.sleep(0.05)

@@ -1,0 +1,149 @@
+"""How fast `doit watch` turns a saved edit into a running program:
+
+    .venv/bin/python bench/watch.py [--edits 7]
+
+hello: from the save of a one-line edit to samples/hello/app/main.lisp to
+the new build/bin/hello in place (its output shows the edit).
+webserver: from the save of a one-line edit to samples/webserver/
+webserver.lisp to the server that `doit watch run:webserver` restarted
+answering GET / with the new text.
+Each in a copy of the samples with a store of its own, after the watch's
+first build; medians over the edits, as a Markdown table.
+"""
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def wait_for(check, timeout=120.0, step=0.005) -> float:
+    start = time.perf_counter()
+    while not check():
+        if time.perf_counter() - start > timeout:
+            raise TimeoutError("gave up waiting")
+        time.sleep(step)
+    return time.perf_counter()
+
+
+def output_of(exe: Path) -> str:
+    try:
+        return subprocess.run([exe], capture_output=True, text=True, timeout=10).stdout
+    except OSError:
+        return ""
+
+
+def new_output(exe: Path, text: str):
+    """A check that the executable was replaced (a new inode: lispbuild
+    renames it into place) by one that prints `text`; cheap to poll."""
+    seen = {"inode": os.stat(exe).st_ino}
+
+    def check():
+        try:
+            inode = os.stat(exe).st_ino
+        except OSError:
+            return False
+        if inode == seen["inode"]:
+            return False
+        seen["inode"] = inode
+        return text in output_of(exe)
+    return check
+
+
+def page(url: str) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.read().decode()
+    except OSError:
+        return ""
+
+
+def start_watch(project: Path, env, *tasks) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "doit", "watch", *tasks], cwd=project,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def stop_watch(watch: subprocess.Popen):
+    os.killpg(watch.pid, signal.SIGINT)
+    watch.wait(30)
+
+
+def measure_hello(tmp: Path, edits: int) -> list[float]:
+    project = tmp / "hello"
+    shutil.copytree(REPO / "samples", project / "samples")
+    shutil.copy(REPO / "dodo.py", project)
+    env = {**os.environ, "LISPBUILD_STORE": str(tmp / "store-hello")}
+    exe, source = project / "build/bin/hello", project / "samples/hello/app/main.lisp"
+    watch = start_watch(project, env, "exe:hello")
+    try:
+        wait_for(lambda: "hello from" in output_of(exe), timeout=600, step=0.2)
+        time.sleep(2)
+        times = []
+        for i in range(edits):
+            text = source.read_text()
+            marker = f"hello from a static SBCL {i}"
+            check = new_output(exe, marker)
+            source.write_text(text.replace("hello from a static SBCL", marker, 1))
+            saved = time.perf_counter()
+            times.append(wait_for(check) - saved)
+            check = new_output(exe, "hello from a static SBCL:")
+            source.write_text(text)
+            wait_for(check)
+            time.sleep(1)
+        return times
+    finally:
+        stop_watch(watch)
+
+
+def measure_webserver(tmp: Path, edits: int) -> list[float]:
+    project = tmp / "web"
+    shutil.copytree(REPO / "samples", project / "samples")
+    shutil.copy(REPO / "dodo.py", project)
+    env = {**os.environ, "LISPBUILD_STORE": str(tmp / "store-web")}
+    source = project / "samples/webserver/webserver.lisp"
+    url = "http://127.0.0.1:8080/"
+    watch = start_watch(project, env, "run:webserver")
+    try:
+        wait_for(lambda: "hello from" in page(url), timeout=900, step=0.2)
+        time.sleep(2)
+        times = []
+        for i in range(edits):
+            text = source.read_text()
+            marker = f"hello {i} from a static hunchentoot"
+            source.write_text(text.replace("hello from a static hunchentoot", marker, 1))
+            saved = time.perf_counter()
+            times.append(wait_for(lambda: marker in page(url)) - saved)
+            source.write_text(text)
+            wait_for(lambda: "hello from a static hunchentoot" in page(url))
+            time.sleep(1)
+        return times
+    finally:
+        stop_watch(watch)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--edits", type=int, default=7)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="lispbuild-watch-bench-") as tmp:
+        hello = measure_hello(Path(tmp), args.edits)
+        web = measure_webserver(Path(tmp), args.edits)
+    print("| from a saved one-line edit to | median | fastest | slowest | target |")
+    print("|---|---|---|---|---|")
+    print(f"| the new build/bin/hello | {statistics.median(hello):.2f} s | {min(hello):.2f} s "
+          f"| {max(hello):.2f} s | 1.0 s |")
+    print(f"| the restarted webserver answering with the new text "
+          f"| {statistics.median(web):.2f} s | {min(web):.2f} s | {max(web):.2f} s | 1.5 s |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,255 @@
+"""Watch mode: `doit watch [TASK...]` builds, then rebuilds whenever an input
+of the graph changes, keeping the warm workers alive in between; with
+run:NAME it keeps that program running on the newest build.
+
+Each build is doit's own `run`, in the watch's process (no Python to
+start), with dodo.py and the ASDF definitions read again every time, as
+the user's own `doit` would read them; the watch owns the builds
+(LISPBUILD_OWNER), so that the workers they start outlive each build and
+end with the watch. A build tells the watch what it read
+(build/.lispbuild/watch.json): the inputs to watch, and the programs the
+runs start.
+
+Changes come from watchfiles (inotify, through Rust's notify): a burst of
+them (a save-all, a git checkout, an editor's write-then-rename) is one
+batch, hence one rebuild; a batch rebuilds only when the content of an
+input changed (a touch does not). A failed rebuild leaves the last good
+executables where they were, and the watch goes on.
+"""
+import contextlib
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from doit.cmd_base import Command, DodoTaskLoader
+from doit.doit_cmd import DoitMain
+
+from .digest import DigestCache
+from .rebuild import Context
+from .worker import WarmWorkers, become_subreaper
+
+WATCH_FILE = "build/.lispbuild/watch.json"
+OWNER_VARIABLE = "LISPBUILD_OWNER"
+WATCH_VARIABLE = "LISPBUILD_WATCH"
+STOP_GRACE_SECONDS = 3.0
+RUN_EXE_TASK = "_run-exe"   # run-exe:NAME builds the binary of run:NAME
+
+# A diagnostic about a file of the project: "path:line: ...", the path
+# relative (those of Debian's libraries are absolute).
+PROJECT_DIAGNOSTIC = re.compile(r"^[^/\s][^\s:]*:\d+: ")
+
+
+def write_watch_file(root: Path, inputs: list[str], runs: dict):
+    """What the watch needs to know of a build; written by tasks.py when a
+    watch asks for it (LISPBUILD_WATCH)."""
+    path = root / WATCH_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"inputs": sorted(set(inputs)), "runs": runs}))
+    os.replace(tmp, path)
+
+
+def say(line: str):
+    print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)
+
+
+class Program:
+    """A program the watch keeps running: started after each good build,
+    the previous one stopped first (SIGTERM, then SIGKILL after a grace
+    period); one that exits on its own stays ended until the next good
+    build. Its output goes where the watch's goes."""
+
+    def __init__(self, name: str, command: list[str], cwd: Path):
+        self.name, self.command, self.cwd = name, command, cwd
+        self.process: subprocess.Popen | None = None
+        self.told = False
+
+    def restart(self):
+        self.stop()
+        self.process = subprocess.Popen(self.command, cwd=self.cwd)
+        self.told = False
+        say(f"run:{self.name}: started (pid {self.process.pid})")
+
+    def check(self):
+        if self.process is not None and not self.told and self.process.poll() is not None:
+            self.told = True
+            say(f"run:{self.name}: exited with {self.process.returncode}; "
+                f"it starts again after the next good build")
+
+    def stop(self):
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _content(digests: DigestCache, paths) -> dict[str, str | None]:
+    """Each file's sha256 (None if it cannot be read), hashed only when its
+    stat changed."""
+    found = {}
+    for path in paths:
+        try:
+            found[path] = digests.digest(path)
+        except OSError:
+            found[path] = None
+    return found
+
+
+def _summary(ran: list[str]) -> str:
+    """The tasks a build ran, by name when they fit on a line, else counted
+    by kind ("171 fasl, c, core, linkage, runtime, exe")."""
+    if not ran:
+        return "nothing to do"
+    if len(ran) <= 6:
+        return " ".join(ran)
+    kinds: dict[str, int] = {}
+    for name in ran:
+        kind = name.partition(":")[0]
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return ", ".join(f"{n} {kind}" if n > 1 else kind for kind, n in kinds.items())
+
+
+def _interrupt(*_):
+    raise KeyboardInterrupt
+
+
+class Watch(Command):
+    """doit's `watch` command, installed with lispbuild (entry point
+    group doit.COMMAND)."""
+    name = "watch"
+    doc_purpose = "build, then rebuild what changed whenever an input of the graph changes"
+    doc_usage = "[TASK ...] [run:NAME ...]"
+    doc_description = ("TASK defaults to the default tasks. run:NAME keeps that program "
+                       "running on the newest build. Ctrl-C stops the watch, its workers "
+                       "and its programs.")
+    cmd_options = (
+        {"name": "processes", "short": "n", "long": "process", "type": int,
+         "default": max(2, os.cpu_count() or 2),
+         "help": "doit processes each build runs [default: %(default)s]"},
+    )
+
+    def execute(self, params, args):
+        root = Path.cwd()
+        runs = [a.partition(":")[2] for a in args if a.startswith("run:")]
+        tasks = [a for a in args if not a.startswith("run:")]
+        if runs and not tasks:
+            tasks = [f"{RUN_EXE_TASK}:{name}" for name in runs]
+        become_subreaper()
+        ctx = Context(root=root, store_root=root / "cache")
+        workers = WarmWorkers(ctx)
+        programs: dict[str, Program] = {}
+        os.environ.update({OWNER_VARIABLE: str(os.getpid()), WATCH_VARIABLE: "1"})
+        report = root / "build/.lispbuild/watch-report.json"
+        arguments = ["-n", str(params["processes"]), "--reporter", "json", "--verbosity", "0",
+                     "--output-file", str(report), *tasks,
+                     *[f"{RUN_EXE_TASK}:{name}" for name in runs
+                       if f"{RUN_EXE_TASK}:{name}" not in tasks]]
+        signal.signal(signal.SIGTERM, _interrupt)
+        stop = threading.Event()
+        try:
+            changed, inputs = None, []
+            while True:
+                # What the inputs held when the build read them: a save
+                # during the build starts the next one at once.
+                read = _content(ctx.digests, inputs)
+                ok, info = self._build(root, arguments, report, changed)
+                if ok and info:
+                    for name in runs:
+                        if name not in info["runs"]:
+                            say(f"run:{name}: no such run is declared")
+                            continue
+                        run = info["runs"][name]
+                        programs.setdefault(
+                            name, Program(name, [run["executable"], *run["args"]], root)
+                        ).restart()
+                inputs = info["inputs"] if info else [str(root / "dodo.py")]
+                changed = self._wait(root, inputs, read, ctx.digests, programs, stop)
+        except KeyboardInterrupt:
+            say("stopped")
+            return 0
+        finally:
+            for program in programs.values():
+                program.stop()
+            workers.shutdown(wait_for_images=False)
+
+    @staticmethod
+    def _build(root: Path, arguments: list[str], report_file: Path, changed):
+        """One build; prints one line (what changed, what ran, how long,
+        ok or failed) and the project's own diagnostics in full."""
+        start = time.monotonic()
+        report_file.unlink(missing_ok=True)
+        sys.modules.pop("dodo", None)  # read the declarations again
+        errors = io.StringIO()
+        with contextlib.redirect_stderr(errors):
+            returncode = DoitMain(DodoTaskLoader()).run(arguments)
+        os.chdir(root)
+        elapsed = time.monotonic() - start
+        try:
+            report = json.loads(report_file.read_text())["tasks"]
+        except (OSError, ValueError, KeyError):
+            report = []
+        ran = [t["name"] for t in report if t["result"] in ("success", "fail")
+               and t["name"].partition(":")[0] not in ("lib", RUN_EXE_TASK)]
+        failures = [t["error"].strip() for t in report if t["result"] == "fail"]
+        notes = [line for t in report for line in t.get("err", "").splitlines()
+                 if PROJECT_DIAGNOSTIC.match(line)]
+        what = (", ".join(sorted(changed)) + " changed: ") if changed else ""
+        say(f"{what}{_summary(ran)} ({elapsed:.2f} s) "
+            f"{'ok' if returncode == 0 else 'failed'}")
+        for line in dict.fromkeys(notes):
+            print(f"  {line}")
+        for failure in failures:
+            print("  " + failure.replace("\n", "\n  "))
+        if returncode != 0 and not failures:
+            print("  " + errors.getvalue().strip()[-4000:].replace("\n", "\n  "))
+        sys.stdout.flush()
+        try:
+            info = json.loads((root / WATCH_FILE).read_text())
+        except (OSError, ValueError):
+            info = None
+        return returncode == 0, info
+
+    @staticmethod
+    def _wait(root: Path, inputs: list[str], read: dict, digests: DigestCache,
+              programs: dict, stop) -> set[str]:
+        """Block until the content of an input differs from what the last
+        build read; the names (relative to the root) of what changed."""
+        import watchfiles  # here: only the watch needs it
+
+        watched = set(inputs)
+        known = _content(digests, watched)
+        changed = {p for p in watched if p in read and known[p] != read[p]}
+        if changed:
+            return {os.path.relpath(p, root) for p in changed}
+        outside = sorted(p for p in watched if not Path(p).is_relative_to(root))
+        touched: set[str] = set()
+        for batch in watchfiles.watch(root, *outside, stop_event=stop,
+                                      watch_filter=lambda change, path: path in watched,
+                                      step=50, rust_timeout=500, yield_on_timeout=True):
+            for program in programs.values():
+                program.check()
+            touched |= {path for _, path in batch}
+            # An editor that deletes, then creates: wait for the file to
+            # come back (or for half a second of quiet) before building.
+            if batch and not all(os.path.exists(p) for p in touched):
+                continue
+            now = _content(digests, touched)
+            changed = {p for p in touched if now[p] != known[p]}
+            known.update(now)
+            touched.clear()
+            if changed:
+                break
+        else:
+            raise KeyboardInterrupt
+        return {os.path.relpath(p, root) for p in changed}

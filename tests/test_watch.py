@@ -1,0 +1,219 @@
+"""`doit watch`: real edits, as editors make them, in a running watch;
+what it builds, what it prints, what it restarts, and that Ctrl-C leaves
+nothing running."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from conftest import copy_samples, write_project
+
+STATUS = re.compile(r"^\d\d:\d\d:\d\d (.*) \(\d+\.\d\d s\) (ok|failed)$")
+
+GREETER_DODO = """
+import lispbuild
+project = lispbuild.Project()
+project.asdf_system("greeter", registry=["."])
+project.binary("greeter", libraries=["greeter"], entry="greeter:main")
+DOIT_CONFIG = lispbuild.doit_config(project)
+def task_lispbuild():
+    yield from lispbuild.tasks(project)
+"""
+GREETER = {
+    "greeter.asd": '(defsystem "greeter" :components ((:file "package") (:file "main")))\n',
+    "package.lisp": "(defpackage #:greeter (:use #:cl) (:export #:main))\n",
+    "main.lisp": "(in-package #:greeter)\n"
+                 "(defun main (args) (declare (ignore args)) (format t \"v0~%\") 0)\n",
+}
+
+
+def processes_in(project: Path) -> list[str]:
+    """Every process (but this one) working in `project`: the watch, its
+    doit, SBCLs, the programs it runs."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+            comm = Path(f"/proc/{entry}/comm").read_text().strip()
+        except OSError:
+            continue
+        if Path(cwd).is_relative_to(project):
+            found.append(f"{entry} {comm}")
+    return found
+
+
+class Watch:
+    """A `doit watch` in its own session, as a terminal runs it; its
+    output in a file."""
+
+    def __init__(self, project: Path, env: dict, *args):
+        self.log = project.parent / f"{project.name}-watch.txt"
+        with open(self.log, "w") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "doit", "watch", *args], cwd=project, env=env,
+                stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def statuses(self) -> list[tuple[str, str]]:
+        return [m.groups() for m in map(STATUS.match, self.output().splitlines()) if m]
+
+    def wait_for_status(self, count: int, timeout: float = 300) -> tuple[str, str]:
+        """The count-th status line, once it is printed."""
+        deadline = time.monotonic() + timeout
+        while len(self.statuses()) < count:
+            assert self.process.poll() is None, self.output()
+            assert time.monotonic() < deadline, self.output()
+            time.sleep(0.1)
+        return self.statuses()[count - 1]
+
+    def ctrl_c(self):
+        os.killpg(self.process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        assert self.process.wait(timeout=60) == 0, self.output()
+
+
+def output_of(exe: Path) -> str:
+    return subprocess.run([exe], capture_output=True, text=True, timeout=30).stdout
+
+
+def save_by_rename(path: Path, text: str):
+    """What vim and emacs do: write a new file, rename it over the old one."""
+    tmp = path.with_name(path.name + ".swp~")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def test_watch_rebuilds_on_edits_as_editors_make_them(tmp_path, store_env):
+    project = write_project(tmp_path / "greeter", GREETER_DODO, GREETER)
+    exe, main = project / "build/bin/greeter", project / "main.lisp"
+    watch = Watch(project, store_env, "exe:greeter")
+    try:
+        assert watch.wait_for_status(1)[1] == "ok"
+        assert output_of(exe) == "v0\n"
+
+        # An in-place write.
+        main.write_text(GREETER["main.lisp"].replace("v0", "v1"))
+        what, result = watch.wait_for_status(2)
+        assert result == "ok" and what.startswith("main.lisp changed: ")
+        assert "fasl:greeter/main.lisp" in what and "core:greeter" in what
+        assert "fasl:greeter/package.lisp" not in what
+        assert output_of(exe) == "v1\n"
+
+        # Write to a temporary file, then rename it over the source.
+        save_by_rename(main, GREETER["main.lisp"].replace("v0", "v2"))
+        assert watch.wait_for_status(3)[1] == "ok"
+        assert output_of(exe) == "v2\n"
+
+        # A touch changes no content: no rebuild.
+        inode = exe.stat().st_ino
+        os.utime(main)
+        time.sleep(3)
+        assert len(watch.statuses()) == 3, watch.output()
+        assert exe.stat().st_ino == inode
+
+        # A syntax error: the rebuild fails, says where, keeps the last
+        # good executable and the watch going.
+        main.write_text(GREETER["main.lisp"].replace("v0", "v3") + "(defun broken (\n")
+        what, result = watch.wait_for_status(4)
+        assert result == "failed"
+        assert re.search(r"^  main\.lisp:3: ", watch.output(), re.M), watch.output()
+        assert output_of(exe) == "v2\n"
+
+        # Its fix recovers.
+        main.write_text(GREETER["main.lisp"].replace("v0", "v3"))
+        assert watch.wait_for_status(5)[1] == "ok"
+        assert output_of(exe) == "v3\n"
+
+        # A new file in the .asd: ASDF is asked again, and the new file is
+        # watched from then on. Both saved at once: one rebuild.
+        (project / "extra.lisp").write_text(
+            "(in-package #:greeter)\n(defun greeting () \"v4 extra\")\n")
+        (project / "greeter.asd").write_text(GREETER["greeter.asd"].replace(
+            '(:file "main")', '(:file "extra") (:file "main")'))
+        main.write_text(GREETER["main.lisp"].replace('"v0~%"', '"~A~%" (greeting)'))
+        what, result = watch.wait_for_status(6)
+        assert result == "ok", watch.output()
+        assert "fasl:greeter/extra.lisp" in what
+        time.sleep(1)
+        assert len(watch.statuses()) == 6, watch.output()
+        assert output_of(exe) == "v4 extra\n"
+        (project / "extra.lisp").write_text(
+            "(in-package #:greeter)\n(defun greeting () \"v5 extra\")\n")
+        what, result = watch.wait_for_status(7)
+        assert what.startswith("extra.lisp changed: ") and result == "ok"
+        assert output_of(exe) == "v5 extra\n"
+
+        # Deleted, then written again: one build, of the new content.
+        os.remove(main)
+        time.sleep(0.2)
+        main.write_text(GREETER["main.lisp"].replace("v0", "v6"))
+        what, result = watch.wait_for_status(8)
+        assert result == "ok", watch.output()
+        time.sleep(1)
+        assert len(watch.statuses()) == 8, watch.output()
+        assert output_of(exe) == "v6\n"
+    finally:
+        watch.ctrl_c()
+    deadline = time.monotonic() + 5
+    while processes_in(project):
+        assert time.monotonic() < deadline, processes_in(project)
+        time.sleep(0.1)
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def page(url: str) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.read().decode()
+    except OSError:
+        return ""
+
+
+def wait_for_page(url: str, text: str, watch: Watch, timeout: float = 300):
+    deadline = time.monotonic() + timeout
+    while text not in page(url):
+        assert watch.process.poll() is None, watch.output()
+        assert time.monotonic() < deadline, watch.output()
+        time.sleep(0.2)
+
+
+def test_watch_restarts_the_server_on_the_newest_build(samples, tmp_path):
+    """`doit watch run:webserver`: after an edit, the server that answers is
+    the rebuilt one; Ctrl-C stops the watch, its workers and the server."""
+    project = copy_samples(tmp_path / "web")
+    port = str(free_port())
+    dodo = project / "dodo.py"
+    dodo.write_text(dodo.read_text().replace('args=["8080"]', f'args=["{port}"]'))
+    env = {**os.environ, "LISPBUILD_STORE": str(samples / "cache")}
+    watch = Watch(project, env, "run:webserver")
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_for_page(url, "hello from a static hunchentoot", watch)
+        assert f"listening on {url}" in watch.output()  # the program's own output
+        first = re.search(r"run:webserver: started \(pid (\d+)\)", watch.output()).group(1)
+        source = project / "samples/webserver/webserver.lisp"
+        source.write_text(source.read_text().replace("hello from a static hunchentoot",
+                                                     "hello from a watched hunchentoot"))
+        wait_for_page(url, "hello from a watched hunchentoot", watch)
+        pids = re.findall(r"run:webserver: started \(pid (\d+)\)", watch.output())
+        assert len(pids) == 2 and not os.path.exists(f"/proc/{first}/cmdline")
+    finally:
+        watch.ctrl_c()
+    deadline = time.monotonic() + 5
+    while processes_in(project):
+        assert time.monotonic() < deadline, processes_in(project)
+        time.sleep(0.1)
+    assert page(url) == ""
