@@ -7,7 +7,6 @@ the contents of every .asd file it read, so that neither a no-op build nor
 a restore after `rm -rf build` starts SBCL.
 """
 import json
-import tempfile
 from pathlib import Path
 
 from .declare import Library, Project, Source
@@ -15,6 +14,7 @@ from .digest import DigestCache, digest_bytes
 from .driver import FreshSbcl, LispJob
 from .errors import DeclarationError, LispFailure, MissingToolchain
 from .rebuild import Context, package_digest
+from .scratch import scratch_dir
 from .steps import EMPTY
 from .toolchain import find_sbcl
 
@@ -27,9 +27,7 @@ def library_name(system: str) -> str:
 
 
 def _query(ctx: Context, systems: list[str], registry: list[str]) -> str:
-    scratch = ctx.build / ".lispbuild" / "scratch"
-    scratch.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="asdf-", dir=scratch) as tmp:
+    with scratch_dir(ctx.build, "asdf-") as tmp:
         output = Path(tmp) / "graph.tsv"
         try:
             FreshSbcl(ctx).run(LispJob(
@@ -44,7 +42,7 @@ def _query(ctx: Context, systems: list[str], registry: list[str]) -> str:
 def _unchanged(asd: dict, digests: DigestCache) -> bool:
     try:
         return all(digests.digest(Path(path)) == sha for path, sha in asd.items())
-    except FileNotFoundError:
+    except OSError:
         return False
 
 
@@ -53,13 +51,22 @@ def _graph_lines(ctx: Context, systems: list[str], registry: list[str]) -> list[
     request = {"systems": systems, "registry": registry, "lispbuild": package_digest(),
                "sbcl": digests.digest(find_sbcl().core)}
     key = digest_bytes(json.dumps(request, sort_keys=True).encode())
-    cached = store.get_derived("asdf-graph", key)
+    cached = store.get_derived("asdf-graph", key, _graph_record)
     if cached and _unchanged(cached["asd"], digests):
         return cached["lines"]
     lines = [line.split("\t") for line in _query(ctx, systems, registry).splitlines()]
     asd = {fields[2]: digests.digest(Path(fields[2])) for fields in lines if fields[0] == "asd"}
     store.put_derived("asdf-graph", key, {"asd": asd, "lines": lines})
     return lines
+
+
+def _graph_record(value) -> bool:
+    return (isinstance(value, dict) and value.keys() == {"asd", "lines"}
+            and isinstance(value["asd"], dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in value["asd"].items())
+            and isinstance(value["lines"], list)
+            and all(isinstance(line, list) and line and all(isinstance(f, str) for f in line)
+                    for line in value["lines"]))
 
 
 def _directory(path: str, root: Path) -> Path:

@@ -10,6 +10,21 @@ from pathlib import Path
 from .errors import DeclarationError
 
 POLICY_QUALITIES = ("speed", "safety", "debug", "space", "compilation-speed")
+# SBCL reads these in a namestring as a wildcard pattern, and doit a task
+# name holding "*" as a pattern of task names.
+WILDCARDS = "*?["
+
+
+def check_path(what: str, path) -> str:
+    """A source path: relative, inside its directory, no wildcard."""
+    path = str(path)
+    if os.path.isabs(path) or ".." in Path(path).parts:
+        raise DeclarationError(f"{what}: source {path!r} must be a path inside the "
+                               f"library's directory (set directory= for files elsewhere)")
+    if any(c in path for c in WILDCARDS):
+        raise DeclarationError(f"{what}: source {path!r} contains one of {WILDCARDS}, which "
+                               f"SBCL reads as a wildcard; rename the file")
+    return path
 
 
 def shared_store() -> Path:
@@ -74,10 +89,10 @@ def _sources(library: str, sources) -> tuple[Source, ...]:
                     raise DeclarationError(
                         f"library {library}: {path} needs {need}, which is not "
                         f"listed before it in sources")
-            result.append(Source(str(path), tuple(needs)))
+            result.append(Source(check_path(f"library {library}", path), tuple(needs)))
             declared.append(str(path))
         return tuple(result)
-    paths = [str(p) for p in sources]
+    paths = [check_path(f"library {library}", p) for p in sources]
     return tuple(Source(p, tuple(paths[:i])) for i, p in enumerate(paths))
 
 
@@ -101,6 +116,10 @@ class Project:
         self.root = Path(root or os.getcwd()).absolute()
         store = store or os.environ.get("LISPBUILD_STORE") or self.root / "cache"
         self.store = (self.root / store).absolute()
+        if any(c in str(self.root) for c in WILDCARDS):
+            raise DeclarationError(f"the project's path {self.root} contains one of "
+                                   f"{WILDCARDS}, which SBCL reads as a wildcard; build "
+                                   f"it from a directory without them")
         self.libraries: dict[str, Library] = {}
         self.binaries: dict[str, Binary] = {}
         self.runs: dict[str, Run] = {}
@@ -110,8 +129,10 @@ class Project:
         self.asdf_registry: list[str] = []
 
     def _check_name(self, kind: str, name: str, table: dict):
-        if not name or "/" in name or ":" in name:
-            raise DeclarationError(f"{kind} name {name!r} must be non-empty, without / or :")
+        if (not isinstance(name, str) or name in ("", ".", "..")
+                or any(c in name for c in "/:" + WILDCARDS)):
+            raise DeclarationError(f"{kind} name {name!r} must be a file name other than "
+                                   f". and .., without / : or {WILDCARDS}")
         if name in table:
             raise DeclarationError(f"{kind} {name} is declared twice")
 

@@ -44,16 +44,43 @@ class DigestCache:
     def _db(self) -> sqlite3.Connection:
         # A connection must not cross fork(): doit's workers open their own.
         if self._conn is None or self._pid != os.getpid():
+            try:
+                conn = self._open()
+            except sqlite3.DatabaseError:
+                # Not a database (garbage, a half-copied file): it is only a
+                # cache, so start it again.
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{self.db_path}{suffix}").unlink(missing_ok=True)
+                conn = self._open()
+            self._conn, self._pid = conn, os.getpid()
+        return self._conn
+
+    def _open(self) -> sqlite3.Connection:
+        try:
             self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass
+        if not os.access(self.db_path.parent, os.W_OK):
+            # A read-only build directory: read what is there, remember the rest
+            # in this process only.
+            if self.db_path.exists():
+                return sqlite3.connect(f"file:{self.db_path}?immutable=1", uri=True)
+            conn = sqlite3.connect(":memory:", isolation_level=None)
+        else:
             conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
             conn.execute("pragma journal_mode=wal")
             conn.execute("pragma synchronous=off")
-            conn.execute("create table if not exists digest (path text primary key,"
-                         " stat text not null, sha256 text not null)")
-            conn.execute("create table if not exists task (name text primary key,"
-                         " key text not null, outputs text not null)")
-            self._conn, self._pid = conn, os.getpid()
-        return self._conn
+        conn.execute("create table if not exists digest (path text primary key,"
+                     " stat text not null, sha256 text not null)")
+        conn.execute("create table if not exists task (name text primary key,"
+                     " key text not null, outputs text not null)")
+        return conn
+
+    def _write(self, sql: str, values: tuple):
+        try:
+            self._db().execute(sql, values)
+        except sqlite3.OperationalError:  # read-only: remembered in this process only
+            pass
 
     @staticmethod
     def _stat_key(st: os.stat_result) -> str:
@@ -85,8 +112,7 @@ class DigestCache:
         stat_key = stat_key or self._stat_key(os.stat(path))
         if self._known is not None:
             self._known[path] = (stat_key, sha256)
-        self._db().execute("insert or replace into digest values (?, ?, ?)",
-                           (path, stat_key, sha256))
+        self._write("insert or replace into digest values (?, ?, ?)", (path, stat_key, sha256))
 
     def task_key(self, task: str) -> tuple[str, str] | None:
         """The key the task's outputs under build/ were made for, and those
@@ -103,5 +129,4 @@ class DigestCache:
     def record_task(self, task: str, key: str, outputs: str):
         if self._keys is not None:
             self._keys[task] = (key, outputs)
-        self._db().execute("insert or replace into task values (?, ?, ?)",
-                           (task, key, outputs))
+        self._write("insert or replace into task values (?, ?, ?)", (task, key, outputs))

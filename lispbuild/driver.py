@@ -9,14 +9,19 @@ lispbuild's own Lisp is compiled once per SBCL build into one FASL
 import os
 import signal
 import subprocess
-import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import BuildGone, LispFailure
+from .errors import BuildGone, LispFailure, TimeLimit
 from .rebuild import Action, Context, ensure
+from .scratch import process_alive, scratch_dir
 from .steps import LoadState
 from .toolchain import find_sbcl, sbcl_files
+
+TIME_LIMIT_VARIABLE = "LISPBUILD_TIME_LIMIT"
+# Generous: Debian's biggest Lisp files compile in well under a minute.
+DEFAULT_TIME_LIMIT = 1800.0
 
 PACKAGE = Path(__file__).parent
 # Compiled in this order into lispbuild.fasl, main.lisp last; asdf.lisp
@@ -150,19 +155,30 @@ def check_result(job: LispJob, status: str, diagnostics: str, output: str) -> st
 
 # --- the fresh-process strategy ------------------------------------------
 
-def process_alive(pid: int) -> bool:
-    """Whether a process runs (a zombie its parent has yet to reap does not)."""
+def time_limit() -> float:
+    """Seconds a compile or dump may take (LISPBUILD_TIME_LIMIT)."""
+    value = os.environ.get(TIME_LIMIT_VARIABLE, "")
     try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
+        limit = float(value) if value else DEFAULT_TIME_LIMIT
+    except ValueError:
+        limit = 0
+    if limit <= 0:
+        raise LispFailure(f"{TIME_LIMIT_VARIABLE}={value!r}: give a number of seconds")
+    return limit
 
 
-def wait_while_owned(process: subprocess.Popen, owner: int) -> int:
+def over_time(job: LispJob, limit: float) -> TimeLimit:
+    source = job.arguments.get("source")
+    return TimeLimit(f"{job.task}: stopped after {limit:g} s{f' compiling {source}' if source else ''}"
+                     f" (the time limit; set {TIME_LIMIT_VARIABLE} to change it)")
+
+
+def wait_while_owned(process: subprocess.Popen, owner: int, job: LispJob) -> int:
     """Wait for `process`; kill it and stop if the build's owner is gone
     (doit was killed): nothing of lispbuild outlives its build. Ctrl-C
-    kills it too."""
+    and the time limit kill it too."""
+    limit = time_limit()
+    deadline = time.monotonic() + limit
     try:
         while True:
             try:
@@ -170,6 +186,8 @@ def wait_while_owned(process: subprocess.Popen, owner: int) -> int:
             except subprocess.TimeoutExpired:
                 if not process_alive(owner):
                     raise BuildGone("the build was stopped") from None
+                if time.monotonic() > deadline:
+                    raise over_time(job, limit) from None
     except BaseException:
         process.kill()
         process.wait()
@@ -184,9 +202,7 @@ class FreshSbcl:
 
     def run(self, job: LispJob) -> str:
         fasl, asdf_support = support_fasls(self.ctx)
-        scratch = self.ctx.build / ".lispbuild" / "scratch"
-        scratch.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="job-", dir=scratch) as tmp:
+        with scratch_dir(self.ctx.build, "job-") as tmp:
             request, diagnostics = Path(tmp) / "request.lisp", Path(tmp) / "diagnostics.txt"
             request.write_text(f"({job_form(job, job.state.steps(), diagnostics)} "
                                f"{lisp_plist({'asdf_support': asdf_support, 'asdf_cache': asdf_cache(self.ctx)})})\n",
@@ -196,7 +212,7 @@ class FreshSbcl:
                 proc = subprocess.Popen([str(find_sbcl().program), "--script", str(fasl), "run",
                                          str(request)], cwd=self.ctx.root, stdout=out,
                                         stderr=subprocess.STDOUT, env=sbcl_environment())
-                returncode = wait_while_owned(proc, self.ctx.owner)
+                returncode = wait_while_owned(proc, self.ctx.owner, job)
             reported = diagnostics.read_text(encoding="utf-8") if diagnostics.exists() else ""
             printed = output.read_text(encoding="utf-8", errors="replace")
         status = f"signal {-returncode}" if returncode < 0 else f"exit {returncode}"

@@ -46,3 +46,15 @@ class NotStatic(LispbuildError):
 
 class BuildGone(LispbuildError):
     """The process that owns the build (doit's main process) is gone."""
+
+
+class CorruptObject(LispbuildError):
+    """A stored object's bytes do not match its digest (it was removed)."""
+
+
+class InputUnreadable(LispbuildError):
+    """An input file exists but cannot be read (a directory, no permission)."""
+
+
+class TimeLimit(LispbuildError):
+    """A task ran longer than its time limit."""

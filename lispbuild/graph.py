@@ -77,6 +77,8 @@ def check_dependencies(libraries: dict[str, Library], roots):
 
 def _fasl_path(library: Library, source: str) -> str:
     # Strings, not pathlib: a big project has thousands of files.
+    if ".." in source:  # an ASDF component outside its system's directory
+        source = "/".join("up" if part == ".." else part for part in source.split("/"))
     return f"build/fasl/{library.name}/{posixpath.splitext(source)[0]}.fasl"
 
 

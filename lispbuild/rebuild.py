@@ -16,8 +16,7 @@ import hashlib
 import inspect
 import json
 import os
-import shutil
-import tempfile
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -25,9 +24,10 @@ from typing import Callable
 from doit.exceptions import TaskFailed
 
 from .digest import DigestCache
-from .errors import LispbuildError, MissingSource
+from .errors import CorruptObject, InputUnreadable, LispbuildError, MissingSource
+from .scratch import scratch_dir
 from .steps import LoadState, StateDigests
-from .store import Store, copy_atomically
+from .store import Store, copy_atomically, valid_outputs
 
 
 @dataclass(eq=False)
@@ -83,6 +83,8 @@ class Context:
         except FileNotFoundError:
             raise MissingSource(f"{path} does not exist (the task that writes it did "
                                 f"not run, or failed)") from None
+        except OSError as error:
+            raise InputUnreadable(f"cannot read {path}: {error.strerror}") from None
 
 
 @dataclass
@@ -145,6 +147,9 @@ def action_key(action: Action, ctx: Context) -> str:
             inputs.append([name, ctx.digests.digest(path)])
         except FileNotFoundError:
             raise MissingSource(f"{action.task}: input file {name} does not exist") from None
+        except OSError as error:  # a directory, no permission
+            raise InputUnreadable(f"{action.task}: cannot read input file {name}: "
+                                  f"{error.strerror}") from None
     inputs += [entry for find in action.toolchain for entry in ctx.toolchain_digests(find)]
     description = {
         "run": f"{action.run.__module__}.{action.run.__qualname__}",
@@ -162,17 +167,27 @@ def action_key(action: Action, ctx: Context) -> str:
 def is_up_to_date(action: Action, ctx: Context) -> bool:
     """doit's uptodate check: build/ holds the outputs of the action's key,
     as this build directory recorded when it last wrote them (the store
-    is asked only when that record does not say so)."""
+    is asked only when that record does not say so).
+
+    Never raises: whatever goes wrong here (an unreadable input, a broken
+    record) makes the task run, and the task reports it. (doit 0.37 with
+    -n 2 hangs when a check raises.)"""
     try:
-        key = action_key(action, ctx)
-    except LispbuildError:
-        return False  # the action will run and report it
+        return _outputs_current(action, ctx)
+    except Exception:
+        return False
+
+
+def _outputs_current(action: Action, ctx: Context) -> bool:
+    key = action_key(action, ctx)
     recorded = ctx.digests.task_key(action.task)
+    outputs = None
     if recorded is not None and recorded[0] == key:
         outputs = json.loads(recorded[1])
-    else:
-        outputs = ctx.store.get_action(key)
-    if outputs is None or outputs.keys() != action.outputs.keys():
+    local = valid_outputs(outputs, action.outputs)
+    if not local:
+        outputs = ctx.store.get_action(key, action.outputs)
+    if outputs is None:
         return False
     for role, recorded in outputs.items():
         try:
@@ -181,6 +196,8 @@ def is_up_to_date(action: Action, ctx: Context) -> bool:
                 return False
         except FileNotFoundError:
             return False
+    if not local:  # build/ holds them: say so here, and ask the store no more
+        ctx.digests.record_task(action.task, key, json.dumps(outputs, sort_keys=True))
     return True
 
 
@@ -193,28 +210,45 @@ def execute(action: Action, ctx: Context):
     """doit's python-action: restore the outputs from the store, or build them.
 
     On failure nothing under build/ or in the store is touched: outputs are
-    built in a scratch directory and only then stored and copied in place."""
+    built in a scratch directory and only then stored and copied in place.
+    Any error fails the task with a message naming it."""
     try:
         _restore_or_build(action, ctx)
     except LispbuildError as error:
         return TaskFailed(str(error))
+    except Exception as error:
+        return TaskFailed(f"{action.task}: {type(error).__name__}: {error}")
     return None
 
 
 def _restore_or_build(action: Action, ctx: Context, store: Store | None = None):
     store = store or ctx.store
     key = action_key(action, ctx)
-    outputs = store.get_action(key)
+    outputs = store.get_action(key, action.outputs)
+    if outputs is not None:
+        try:
+            _restore(action, ctx, store, outputs)
+            if store is ctx.store:
+                print(f"{action.task}: restored from the store")
+        except CorruptObject as error:
+            print(f"{action.task}: {error}; building it", file=sys.stderr)
+            outputs = None
     if outputs is None:
         outputs = _build(action, ctx, key, store)
-    elif store is ctx.store:
-        print(f"{action.task}: restored from the store")
+        for role, recorded in outputs.items():
+            dest = ctx.root / action.outputs[role]
+            copy_atomically(store.object_path(recorded["sha256"]), dest,
+                            recorded["executable"])
+            ctx.digests.remember(dest, recorded["sha256"])
+    ctx.digests.record_task(action.task, key, json.dumps(outputs, sort_keys=True))
+
+
+def _restore(action: Action, ctx: Context, store: Store, outputs: dict):
+    """Copy each recorded output into place, checking its bytes."""
     for role, recorded in outputs.items():
         dest = ctx.root / action.outputs[role]
-        copy_atomically(store.object_path(recorded["sha256"]), dest,
-                        recorded["executable"])
+        store.restore(recorded["sha256"], dest, recorded["executable"])
         ctx.digests.remember(dest, recorded["sha256"])
-    ctx.digests.record_task(action.task, key, json.dumps(outputs, sort_keys=True))
 
 
 def ensure(action: Action, ctx: Context):
@@ -231,10 +265,8 @@ def ensure(action: Action, ctx: Context):
 
 
 def _build(action: Action, ctx: Context, key: str, store: Store) -> dict:
-    scratch_root = ctx.build / ".lispbuild" / "scratch"
-    scratch_root.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(dir=scratch_root))
-    try:
+    with scratch_dir(ctx.build) as scratch:
+        scratch = Path(scratch)
         paths = {role: scratch / Path(p).name for role, p in action.outputs.items()}
         action.run(action, ctx, paths)
         outputs = {role: {"sha256": store.put_file(path),
@@ -245,5 +277,3 @@ def _build(action: Action, ctx: Context, key: str, store: Store) -> dict:
         if action_key(action, ctx) == key:
             store.put_action(key, outputs)
         return outputs
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)

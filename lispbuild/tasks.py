@@ -13,19 +13,22 @@ import atexit
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path, PurePosixPath
 
 from doit.exceptions import TaskFailed
 
-from . import link, linkage, schedule, watch
+from . import link, linkage, schedule, scratch, watch
 from .asdf import asdf_libraries
 from .declare import Project
+from .digest import digest_bytes
 from .driver import FreshSbcl, LispJob
 from .embed import check_static, embed_core
 from .graph import BinaryNode, FaslNode, library_task, plan
 from .rebuild import Action, Context, execute, is_up_to_date
+from .store_check import STORE_CONFIG
 from .toolchain import find_musl, musl_files, runtime_files, sbcl_files
-from .worker import WarmWorkers
+from .worker import WarmWorkers, die_with_parent
 
 COMPAT_TASK = "lispbuild/compat.c"
 FRESH_VARIABLE = "LISPBUILD_FRESH"
@@ -68,7 +71,8 @@ def compile_c(action: Action, ctx: Context, outputs: dict):
 def _defined_symbols(path: Path, ctx: Context) -> set[str]:
     # Reading libc.a with pyelftools takes seconds: remember it per content.
     sha256 = ctx.digests.digest(path)
-    names = ctx.store.get_derived("symbols", sha256)
+    names = ctx.store.get_derived(
+        "symbols", sha256, lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v))
     if names is None:
         names = linkage.defined_symbols(path)
         ctx.store.put_derived("symbols", sha256, names)
@@ -188,6 +192,17 @@ def lisp_strategy(ctx: Context):
     return WarmWorkers(ctx)
 
 
+_forks_die_with = None
+
+
+def _die_with_this_process():
+    """doit's worker processes, forked from this one, end with it."""
+    global _forks_die_with
+    if _forks_die_with != os.getpid():
+        parent = _forks_die_with = os.getpid()
+        os.register_at_fork(after_in_child=lambda: die_with_parent(parent))
+
+
 def doit_tasks(project: Project):
     """Every task of the project, as doit task dicts; doit runs the ready
     one with the longest chain behind it first (schedule.py)."""
@@ -201,6 +216,11 @@ def _doit_tasks(project: Project):
     ctx = Context(root=project.root, store_root=project.store,
                   owner=int(os.environ.get(watch.OWNER_VARIABLE) or os.getpid()))
     ctx.lisp = lisp_strategy(ctx)
+    if os.getpid() == ctx.owner:
+        for path in scratch.sweep(ctx.build):
+            print(f"removed {path.relative_to(ctx.root)}, left by a stopped build",
+                  file=sys.stderr)
+        _die_with_this_process()
     if not os.environ.get(watch.WATCH_VARIABLE):  # a watch stops its workers itself
         atexit.register(ctx.lisp.shutdown)
     graph = plan(project, asdf_libraries(project, ctx))
@@ -252,6 +272,14 @@ def doit_config(project: Project) -> dict:
     """DOIT_CONFIG: doit's own record kept in SQLite (the default dbm falls
     back to dbm.dumb here), and every executable built by default."""
     state = project.root / "build" / ".lispbuild"
-    state.mkdir(parents=True, exist_ok=True)
-    return {"dep_file": str(state / "doit.sqlite3"), "backend": "sqlite3",
-            "default_tasks": ["exe"]}
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass
+    dep_file = state / "doit.sqlite3"
+    if not os.access(state, os.W_OK):
+        # A read-only build/ (an archived tree): doit's record is only a
+        # cache of what lispbuild's checks decide, so keep it elsewhere.
+        dep_file = Path(tempfile.gettempdir()) / f"lispbuild-doit-{os.getuid()}-{digest_bytes(bytes(state))[:16]}.sqlite3"
+    return {"dep_file": str(dep_file), "backend": "sqlite3",
+            "default_tasks": ["exe"], STORE_CONFIG: str(project.store)}

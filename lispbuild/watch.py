@@ -234,6 +234,7 @@ class Watch(Command):
             return {os.path.relpath(p, root) for p in changed}
         outside = sorted(p for p in watched if not Path(p).is_relative_to(root))
         touched: set[str] = set()
+        started = False
         for batch in watchfiles.watch(root, *outside, stop_event=stop,
                                       watch_filter=lambda change, path: path in watched,
                                       step=50, rust_timeout=500, yield_on_timeout=True):
@@ -244,6 +245,11 @@ class Watch(Command):
             # come back (or for half a second of quiet) before building.
             if batch and not all(os.path.exists(p) for p in touched):
                 continue
+            if not started:
+                # The watcher runs now (its first answer comes within half a
+                # second): a save made before it started is seen here.
+                touched |= watched
+                started = True
             now = _content(digests, touched)
             changed = {p for p in touched if now[p] != known[p]}
             known.update(now)

@@ -130,7 +130,7 @@ around it, and a process with threads of its own cannot fork."
   "DIR/ID.json, written whole and renamed into place: who this worker is,
 what it holds, and which images it is saving."
   (let* ((path (format nil "~A/~A.json" (config :registry) (config :id)))
-         (tmp (format nil "~A.tmp" path)))
+         (tmp (format nil "~A.~D.tmp" path (sb-unix:unix-getpid))))
     (with-open-file (out tmp :direction :output :if-exists :supersede)
       (format out "{\"id\": ~S, \"pid\": ~D, \"pgid\": ~D, \"owner\": ~D, \"fifo\": ~S, ~
                    \"library\": ~S, \"mode\": ~S, \"n\": ~D, \"hash\": ~S, \"images\": [~{~D~^, ~}]}~%"
@@ -225,7 +225,7 @@ client sees a writer."
 
 (defun handle-image (request)
   (destructuring-bind (&key path reply &allow-other-keys) (rest request)
-    (let* ((tmp (format nil "~A.tmp" path))
+    (let* ((tmp (format nil "~A.~D.tmp" path (sb-unix:unix-getpid)))
            (pid (fork-process)))
       (cond ((zerop pid)
              (close-inherited)

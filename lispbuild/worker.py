@@ -27,6 +27,7 @@ fork; the worker died), the job runs in a fresh SBCL and says so.
 """
 import fcntl
 import json
+import math
 import os
 import select
 import signal
@@ -37,8 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import link
+from .scratch import process_alive
 from .driver import (FreshSbcl, LispJob, asdf_cache, check_result, job_form, lisp_literal,
-                     lisp_plist, lisp_steps, process_alive, sbcl_environment, support_fasls)
+                     lisp_plist, lisp_steps, over_time, sbcl_environment, support_fasls,
+                     time_limit)
 from .errors import BuildGone
 from .graph import ASDF_STEP
 from .rebuild import Action, Context, ensure
@@ -96,6 +99,7 @@ class Image:
 
 
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_PDEATHSIG = 1
 
 
 def become_subreaper():
@@ -107,6 +111,20 @@ def become_subreaper():
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
+def die_with_parent(parent: int):
+    """In a process forked from `parent` (doit's worker processes, forked
+    by doit with -n N): be killed when the parent ends, as doit's workers
+    would otherwise wait forever on a pipe after a kill -9 of doit. (A
+    process forked from such a child is left as it is.)"""
+    if os.getppid() != parent:
+        return
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # it ended before prctl took effect
+        os._exit(1)
+
+
 class WarmWorkers:
     def __init__(self, ctx: Context):
         if os.getpid() == ctx.owner:
@@ -115,7 +133,7 @@ class WarmWorkers:
         self.fresh = FreshSbcl(ctx)
         self.dir = ctx.build / ".lispbuild" / "workers"
         self.images = ctx.build / ".lispbuild" / "images"
-        self.requests = self.dir / "requests"
+        self.requests = self.dir / "requests" / str(ctx.owner)
         # A watch owns its builds, and keeps their workers from one to the next.
         self.long_lived = bool(os.environ.get("LISPBUILD_WATCH"))
         self._started: list[subprocess.Popen] = []
@@ -299,8 +317,12 @@ class WarmWorkers:
         text = (f"(:job :job {job_form(job, steps[worker.n:], diagnostics)} :advance {advance} "
                 f":expect ({worker.n} {lisp_literal(worker.hash)}) "
                 f":state ({state} {lisp_literal(prefixes[state])}) :log {lisp_literal(log)})")
+        limit = time_limit()
         try:
-            lines = self._exchange(worker, text)
+            try:
+                lines = self._exchange(worker, text, time.monotonic() + limit)
+            except TimeoutError:
+                raise over_time(job, limit) from None
             if not lines or lines[-1].startswith("started"):
                 raise WorkerUnavailable(f"the worker for {worker.library or 'this image'} "
                                         f"ended during the job")
@@ -314,8 +336,9 @@ class WarmWorkers:
             diagnostics.unlink(missing_ok=True)
             log.unlink(missing_ok=True)
 
-    def _exchange(self, worker: Worker, request: str) -> list[str]:
-        """Send a request to a worker's FIFO; the lines it answers."""
+    def _exchange(self, worker: Worker, request: str, deadline: float = math.inf) -> list[str]:
+        """Send a request to a worker's FIFO; the lines it answers (by the
+        deadline, a time.monotonic(), or TimeoutError)."""
         self.requests.mkdir(parents=True, exist_ok=True)
         name = os.urandom(16).hex()
         request_file = self.requests / f"{name}.lisp"
@@ -333,14 +356,14 @@ class WarmWorkers:
                 os.write(out, f"{request_file}\n".encode())
             finally:
                 os.close(out)
-            return self._read_reply(fd, lambda: process_alive(worker.pid))
+            return self._read_reply(fd, lambda: process_alive(worker.pid), deadline)
         finally:
             os.close(fd)  # a job whose client is gone (Ctrl-C) is stopped
             reply.unlink(missing_ok=True)
             request_file.unlink(missing_ok=True)
 
     @staticmethod
-    def _read_reply(fd: int, alive) -> list[str]:
+    def _read_reply(fd: int, alive, deadline: float = math.inf) -> list[str]:
         """Lines from a reply FIFO until every writer closed it. A writer
         that never came is waited for while `alive()` says so. A job's
         child (announced as "started PID") that has not ended when this
@@ -351,6 +374,8 @@ class WarmWorkers:
         try:
             while True:
                 events = poller.poll(500)
+                if time.monotonic() > deadline:
+                    raise TimeoutError
                 if not events:
                     if not seen_writer and not alive():
                         break

@@ -9,15 +9,17 @@ import sys
 import pytest
 
 from lispbuild.declare import Project
-from lispbuild.digest import DigestCache
+from lispbuild.digest import DigestCache, hash_file
 from lispbuild.embed import CORE_MAGIC, check_static, embed_core
-from lispbuild.errors import DeclarationError, DependencyCycle, NotStatic, UnresolvedSymbols
+from lispbuild.errors import (CorruptObject, DeclarationError, DependencyCycle, NotStatic,
+                              UnresolvedSymbols)
 from lispbuild.graph import plan
 from lispbuild.steps import EMPTY, StateDigests
 from lispbuild.worker import worth_an_image
 from lispbuild.errors import UndeclaredForeignLibrary
 from lispbuild.linkage import (Entry, check_foreign_libraries, defined_symbols, read_linkage,
                                resolve_symbols, symbol_table_source)
+from lispbuild.scratch import sweep
 from lispbuild.store import Store
 
 
@@ -211,13 +213,119 @@ def test_store_round_trip_and_missing_objects(tmp_path):
     store = Store(tmp_path / "store")
     (tmp_path / "f").write_bytes(b"content")
     sha = store.put_file(tmp_path / "f")
-    store.put_action("k" * 64, {"out": {"sha256": sha, "executable": False}})
-    assert store.get_action("k" * 64) == {"out": {"sha256": sha, "executable": False}}
+    store.put_action(KEY, {"out": {"sha256": sha, "executable": False}})
+    assert store.get_action(KEY) == {"out": {"sha256": sha, "executable": False}}
     assert store.object_path(sha).read_bytes() == b"content"
     assert not list(store.root.rglob(".tmp-*"))
     os.chmod(store.object_path(sha), 0o644)
     os.unlink(store.object_path(sha))
-    assert store.get_action("k" * 64) is None  # an action whose output is gone is no hit
+    assert store.get_action(KEY) is None  # an action whose output is gone is no hit
+
+
+KEY = "ab" * 32
+
+
+@pytest.mark.parametrize("record", [
+    "[]", "{}", '{"outputs": null}', '{"outputs": {}}', "not json", "",
+    '{"outputs": {"other": {"sha256": "%s", "executable": false}}}',     # a wrong role
+    '{"outputs": {"out": {"sha256": "/bin/ls", "executable": false}}}',
+    '{"outputs": {"out": {"sha256": "../../x/secret.txt", "executable": false}}}',
+    '{"outputs": {"out": {"sha256": "%s", "executable": "yes"}}}',
+    '{"outputs": {"out": {"sha256": "%s"}}}',
+])
+def test_a_record_of_the_wrong_shape_is_no_record(tmp_path, record):
+    store = Store(tmp_path / "store")
+    (tmp_path / "f").write_bytes(b"content")
+    sha = store.put_file(tmp_path / "f")
+    path = store.root / "actions" / KEY[:2] / f"{KEY}.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(record.replace("%s", sha))
+    assert store.get_action(KEY, ["out"]) is None
+
+
+def test_put_file_replaces_an_object_whose_bytes_do_not_match(tmp_path):
+    store = Store(tmp_path / "store")
+    (tmp_path / "f").write_bytes(b"content")
+    sha = store.put_file(tmp_path / "f")
+    os.chmod(store.object_path(sha), 0o644)
+    store.object_path(sha).write_bytes(b"cantent")
+    (tmp_path / "g").write_bytes(b"content")
+    assert store.put_file(tmp_path / "g") == sha
+    assert store.object_path(sha).read_bytes() == b"content"
+
+
+@pytest.mark.parametrize("damage", [
+    lambda b: bytes([b[0] ^ 1]) + b[1:], lambda b: b[:-1], lambda b: b"", lambda b: b + b"x"])
+def test_a_restore_checks_the_bytes_and_removes_a_bad_object(tmp_path, damage):
+    store = Store(tmp_path / "store")
+    (tmp_path / "f").write_bytes(b"some bytes of a fasl")
+    sha = store.put_file(tmp_path / "f")
+    os.chmod(store.object_path(sha), 0o644)
+    store.object_path(sha).write_bytes(damage(b"some bytes of a fasl"))
+    (tmp_path / "out").write_bytes(b"the earlier output")
+    with pytest.raises(CorruptObject, match=sha[:12]):
+        store.restore(sha, tmp_path / "out", executable=False)
+    assert (tmp_path / "out").read_bytes() == b"the earlier output"
+    assert not store.has_object(sha)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "store"]  # no temporary file
+
+
+def test_a_derived_record_is_checked_and_validated(tmp_path):
+    store = Store(tmp_path / "store")
+    store.put_derived("symbols", KEY, ["malloc", "free"])
+    is_names = lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v)
+    assert store.get_derived("symbols", KEY, is_names) == ["malloc", "free"]
+    path = store.root / "derived/symbols" / KEY[:2] / f"{KEY}.json"
+    os.chmod(path, 0o644)
+    path.write_text(path.read_text().replace("malloc", "mallox"))
+    assert store.get_derived("symbols", KEY, is_names) is None
+    path.write_text("[]")
+    assert store.get_derived("symbols", KEY, is_names) is None
+
+
+def test_store_check_removes_bad_objects_and_records_and_says_so(tmp_path):
+    store = Store(tmp_path / "store")
+    (tmp_path / "good").write_bytes(b"good")
+    (tmp_path / "bad").write_bytes(b"bad")
+    good, bad = store.put_file(tmp_path / "good"), store.put_file(tmp_path / "bad")
+    store.put_action(KEY, {"out": {"sha256": good, "executable": False}})
+    store.put_action("cd" * 32, {"out": {"sha256": bad, "executable": False}})
+    store.put_derived("symbols", KEY, ["x"])
+    os.chmod(store.object_path(bad), 0o644)
+    store.object_path(bad).write_bytes(b"bat")
+    (store.root / "actions/ef").mkdir()
+    (store.root / "actions/ef" / ("ef" * 32 + ".json")).write_text('{"outputs": []}')
+    (store.root / "objects/ab").mkdir(exist_ok=True)
+    (store.root / f"objects/ab/.tmp-{2**22 + 7}-x").write_bytes(b"half")  # a dead writer
+    lines = []
+    counts = store.check(lines.append)
+    assert counts == {"objects": 2, "records": 3, "derived": 1, "removed": 4}, lines
+    assert any(bad in line and "do not match" in line for line in lines)
+    assert store.get_action(KEY) is not None and store.has_object(good)
+    assert store.check(lines.append)["removed"] == 0
+
+
+def test_a_digest_database_of_garbage_is_started_again(tmp_path):
+    db = tmp_path / "digests.sqlite3"
+    db.write_bytes(b"this is not a database" * 100)
+    (tmp_path / "f").write_text("x")
+    assert DigestCache(db).digest(tmp_path / "f") == hash_file(tmp_path / "f")
+    assert DigestCache(db).task_key("t") is None
+
+
+def test_sweep_removes_what_dead_builds_left_and_keeps_live_work(tmp_path):
+    dead, live = 2**22 + 7, os.getppid()
+    build = tmp_path / "build"
+    for path in (f"bin/.tmp-{dead}-x", f"bin/.tmp-{live}-x", f".lispbuild/scratch/{dead}-job-1/f",
+                 f".lispbuild/scratch/{live}-job-1/f", f".lispbuild/images/a.core.{dead}.tmp",
+                 f".lispbuild/workers/requests/{dead}/x.lisp", "bin/123-not-scratch"):
+        (build / path).parent.mkdir(parents=True, exist_ok=True)
+        (build / path).write_text("x")
+    removed = sorted(str(p.relative_to(build)) for p in sweep(build))
+    assert removed == sorted([f"bin/.tmp-{dead}-x", f".lispbuild/scratch/{dead}-job-1",
+                              f".lispbuild/images/a.core.{dead}.tmp",
+                              f".lispbuild/workers/requests/{dead}"])
+    assert (build / f"bin/.tmp-{live}-x").exists() and (build / "bin/123-not-scratch").exists()
 
 
 def test_digest_cache_sees_an_edit_that_restores_the_mtime(tmp_path):
