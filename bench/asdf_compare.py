@@ -182,15 +182,29 @@ def sbcl_processes(setup: Setup, tmp: Path) -> str:
     trace = tmp / "trace.log"
     run(["strace", "-f", "-qq", "-s", "200", "-e", "trace=execve,fork,vfork,clone,clone3",
          "-o", str(trace), *setup.doit], setup.ours / "project", setup.ours_env)
-    lisp, execs, forks = set(), 0, 0
+    lisp, execs, forks, pending, threads = set(), 0, 0, {}, {}
     for line in trace.read_text().splitlines():
         pid, _, rest = line.partition(" ")
-        if rest.startswith("execve(") and "= 0" in rest and ("sbcl" in rest.split('"')[1]):
-            lisp.add(pid)
-            execs += 1
-        elif pid in lisp and rest.startswith(("clone", "fork")) and "CLONE_THREAD" not in rest:
+        rest = rest.lstrip()
+        # A call another process interrupted is split: "execve(...
+        # <unfinished ...>", later "<... execve resumed>) = 0".
+        if rest.startswith("execve("):
+            pending[pid] = rest.split('"')[1]
+            if "<unfinished" in rest:
+                continue
+        if rest.startswith(("execve(", "<... execve resumed>")):
+            program = pending.pop(pid, "")
+            if rest.rstrip().endswith("= 0") and "sbcl" in os.path.basename(program):
+                lisp.add(pid)
+                execs += 1
+            continue
+        if rest.startswith(("clone", "fork", "vfork")):
+            threads[pid] = "CLONE_THREAD" in rest
+            if "<unfinished" in rest:
+                continue
+        if rest.startswith(("clone", "fork", "vfork", "<... clone", "<... fork", "<... vfork")):
             child = rest.rsplit("=", 1)[-1].strip()
-            if child.isdigit():
+            if pid in lisp and not threads.pop(pid, False) and child.isdigit():
                 lisp.add(child)
                 forks += 1
     return (f"A cold `doit -n 2 exe:webserver` starts {execs + forks} SBCL processes: "
@@ -198,10 +212,11 @@ def sbcl_processes(setup: Setup, tmp: Path) -> str:
             f"worker) and {forks} forked by workers (workers, compiles, the dump).")
 
 
-def where_an_edit_goes(setup: Setup) -> str:
-    setup.edit(setup.project.own, 99)
+def where_an_edit_goes(setup: Setup, i: int) -> str:
+    """The i-th edit of the project's own file (measure() made 0..i-1)."""
+    setup.edit(setup.project.own, i)
     start = time.time()
-    proc = run([*setup.doit[:4], "--reporter", "json", *setup.doit[4:]],
+    proc = run([*setup.doit[:-1], "--reporter", "json", setup.doit[-1]],
                setup.ours / "project", setup.ours_env)
     end = time.time()
     tasks = [t for t in json.loads(proc.stdout)["tasks"] if t["result"] == "success"
@@ -222,18 +237,27 @@ def main():
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--synthetic-files", type=int, default=1000)
     parser.add_argument("--projects", nargs="+", default=list(PROJECTS))
+    parser.add_argument("--notes-only", action="store_true",
+                        help="only where a webserver edit's time goes, and the processes")
     args = parser.parse_args()
     rows, notes = [], []
     with tempfile.TemporaryDirectory(prefix="lispbuild-asdf-bench-") as tmp:
         for name in args.projects:
             setup = Setup(PROJECTS[name](args.synthetic_files), Path(tmp))
+            if args.notes_only:
+                setup.clean()
+                setup.lispbuild()
+                notes.append(where_an_edit_goes(setup, 0))
+                notes.append(sbcl_processes(setup, Path(tmp)))
+                continue
             results = measure(setup, args.runs)
             for kind in ("cold", "no-op", "edit, own file", "edit, early file of a dependency"):
                 (aw, ac), (lw, lc) = results[f"asdf {kind}"], results[f"lispbuild {kind}"]
                 rows.append(f"| {name} | {kind} | {aw:.2f} s ({ac:.2f} s CPU) "
                             f"| {lw:.2f} s ({lc:.2f} s CPU) | {aw / lw:.2f}x |")
+            print(f"{name} measured", file=sys.stderr, flush=True)
             if name == "webserver":
-                notes.append(where_an_edit_goes(setup))
+                notes.append(where_an_edit_goes(setup, args.runs))
                 notes.append(sbcl_processes(setup, Path(tmp)))
     print("| project | build | ASDF + save-lisp-and-die | lispbuild `doit -n 2` | ratio |")
     print("|---|---|---|---|---|")

@@ -48,16 +48,45 @@ def _unchanged(asd: dict, digests: DigestCache) -> bool:
 
 def _graph_lines(ctx: Context, systems: list[str], registry: list[str]) -> list[list[str]]:
     digests, store = ctx.digests, ctx.store
-    request = {"systems": systems, "registry": registry, "lispbuild": package_digest(),
+    # Kept with the project's root as ROOT/, so that another checkout (or a
+    # machine sharing a remote store) finds it.
+    root = str(ctx.root) + "/"
+    request = {"systems": systems, "lispbuild": package_digest(),
+               "registry": [_portable(r, root) for r in registry],
                "sbcl": digests.digest(find_sbcl().core)}
     key = digest_bytes(json.dumps(request, sort_keys=True).encode())
-    cached = store.get_derived("asdf-graph", key, _graph_record)
-    if cached and _unchanged(cached["asd"], digests):
-        return cached["lines"]
+    cached, remote = store.get_derived("asdf-graph", key, _graph_record), ctx.remote
+    if cached is None and remote is not None:
+        cached = remote.fetch_derived("asdf-graph", key, _graph_record, store)
+        remote = None  # it came from there
+    if cached:
+        local = _local(cached, root)
+        if _unchanged(local["asd"], digests):
+            if remote is not None:  # uploads, when the project does
+                remote.push_derived("asdf-graph", key, cached, store)
+            return local["lines"]
     lines = [line.split("\t") for line in _query(ctx, systems, registry).splitlines()]
     asd = {fields[2]: digests.digest(Path(fields[2])) for fields in lines if fields[0] == "asd"}
-    store.put_derived("asdf-graph", key, {"asd": asd, "lines": lines})
+    record = {"asd": {_portable(p, root): d for p, d in asd.items()},
+              "lines": [line[:2] + [_portable(line[2], root)] + line[3:]
+                        if line[0] in ("asd", "system") else line for line in lines]}
+    store.put_derived("asdf-graph", key, record)
+    if ctx.remote is not None:
+        ctx.remote.push_derived("asdf-graph", key, record, store)
     return lines
+
+
+def _portable(path: str, root: str) -> str:
+    return "ROOT/" + path[len(root):] if path.startswith(root) else path
+
+
+def _local(record: dict, root: str) -> dict:
+    def local(path: str) -> str:
+        return root + path[len("ROOT/"):] if path.startswith("ROOT/") else path
+    return {"asd": {local(p): d for p, d in record["asd"].items()},
+            "lines": [line[:2] + [local(line[2])] + line[3:]
+                      if line[0] in ("asd", "system") and len(line) > 2 else line
+                      for line in record["lines"]]}
 
 
 def _graph_record(value) -> bool:

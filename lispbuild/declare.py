@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DeclarationError
+from .remote import (DEFAULT_TIMEOUT, REMOTE_VARIABLE, SIGNING_KEY_VARIABLE, TIMEOUT_VARIABLE,
+                     TRUSTED_KEYS_VARIABLE, UPLOAD_VARIABLE, RemoteConfig)
 
 POLICY_QUALITIES = ("speed", "safety", "debug", "space", "compilation-speed")
 # SBCL reads these in a namestring as a wildcard pattern, and doit a task
@@ -107,15 +109,38 @@ def _policy(library: str, policy: dict) -> tuple[tuple[str, int], ...]:
     return tuple(sorted(policy.items()))
 
 
+def _remote_config(root: Path, url, upload, trusted_keys) -> RemoteConfig | None:
+    url = url or os.environ.get(REMOTE_VARIABLE)
+    if not url:
+        return None
+    if upload is None:
+        upload = os.environ.get(UPLOAD_VARIABLE, "") not in ("", "0")
+    if trusted_keys is None:
+        trusted_keys = [k for k in os.environ.get(TRUSTED_KEYS_VARIABLE, "").split(":") if k]
+    timeout = os.environ.get(TIMEOUT_VARIABLE) or DEFAULT_TIMEOUT
+    try:
+        timeout = float(timeout)
+    except ValueError:
+        raise DeclarationError(f"{TIMEOUT_VARIABLE}={timeout!r}: give a number of seconds")
+    signing_key = os.environ.get(SIGNING_KEY_VARIABLE) or None
+    return RemoteConfig(url=str(url), upload=bool(upload), timeout=timeout,
+                        signing_key=signing_key and str(root / signing_key),
+                        trusted_keys=tuple(str(root / k) for k in trusted_keys))
+
+
 class Project:
     """A project's declarations. `root` defaults to the current directory,
     which doit sets to the directory of dodo.py; `store` defaults to the
-    LISPBUILD_STORE environment variable, else ROOT/cache."""
+    LISPBUILD_STORE environment variable, else ROOT/cache. `remote`,
+    `remote_upload` and `trusted_keys` set up a remote store (remote.py);
+    each defaults to its environment variable."""
 
-    def __init__(self, root=None, store=None):
+    def __init__(self, root=None, store=None, *, remote=None, remote_upload=None,
+                 trusted_keys=None):
         self.root = Path(root or os.getcwd()).absolute()
         store = store or os.environ.get("LISPBUILD_STORE") or self.root / "cache"
         self.store = (self.root / store).absolute()
+        self.remote = _remote_config(self.root, remote, remote_upload, trusted_keys)
         if any(c in str(self.root) for c in WILDCARDS):
             raise DeclarationError(f"the project's path {self.root} contains one of "
                                    f"{WILDCARDS}, which SBCL reads as a wildcard; build "

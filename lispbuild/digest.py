@@ -107,6 +107,13 @@ class DigestCache:
             self.remember(path, value, key)
         return value
 
+    def recorded(self, path) -> str | None:
+        """The sha256 last recorded for the file, whatever it holds now: what
+        the last build that hashed it read (its processes share the table)."""
+        row = self._db().execute("select sha256 from digest where path=?",
+                                 (os.path.abspath(path),)).fetchone()
+        return row[0] if row else None
+
     def remember(self, path, sha256: str, stat_key: str | None = None):
         path = os.path.abspath(path)
         stat_key = stat_key or self._stat_key(os.stat(path))

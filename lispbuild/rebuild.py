@@ -32,7 +32,8 @@ from .store import Store, copy_atomically, valid_outputs
 
 @dataclass(eq=False)
 class Context:
-    """Where a project's files, build directory and store are; the process
+    """Where a project's files, build directory and store are, and the
+    remote store behind it; the process
     that owns the build (doit's main process: warm workers end with it);
     and how Lisp jobs run (`lisp`, a strategy: driver.FreshSbcl or
     worker.WarmWorkers, set by whoever makes the context)."""
@@ -40,6 +41,7 @@ class Context:
     store_root: Path
     owner: int = field(default_factory=os.getpid)
     lisp: object = None
+    remote: object = None  # a remote.RemoteStore behind the store, or None
 
     @property
     def build(self) -> Path:
@@ -223,24 +225,32 @@ def execute(action: Action, ctx: Context):
 
 def _restore_or_build(action: Action, ctx: Context, store: Store | None = None):
     store = store or ctx.store
+    remote = ctx.remote if store is ctx.store else None
     key = action_key(action, ctx)
-    outputs = store.get_action(key, action.outputs)
+    outputs, whence = store.get_action(key, action.outputs), "the store"
+    if outputs is None and remote is not None:
+        outputs, whence = remote.fetch(key, action.outputs, store), "the remote store"
     if outputs is not None:
         try:
             _restore(action, ctx, store, outputs)
             if store is ctx.store:
-                print(f"{action.task}: restored from the store")
+                print(f"{action.task}: restored from {whence}")
         except CorruptObject as error:
             print(f"{action.task}: {error}; building it", file=sys.stderr)
             outputs = None
     if outputs is None:
-        outputs = _build(action, ctx, key, store)
+        outputs, whence = _build(action, ctx, key, store), "built"
         for role, recorded in outputs.items():
             dest = ctx.root / action.outputs[role]
             copy_atomically(store.object_path(recorded["sha256"]), dest,
                             recorded["executable"])
             ctx.digests.remember(dest, recorded["sha256"])
     ctx.digests.record_task(action.task, key, json.dumps(outputs, sort_keys=True))
+    # What this machine has (and _build recorded: no input changed meanwhile)
+    # goes to the remote store, when the project uploads.
+    if remote is not None and whence != "the remote store" \
+            and store.get_action(key, action.outputs) is not None:
+        remote.push(key, outputs, store)
 
 
 def _restore(action: Action, ctx: Context, store: Store, outputs: dict):

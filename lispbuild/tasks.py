@@ -26,6 +26,7 @@ from .driver import FreshSbcl, LispJob
 from .embed import check_static, embed_core
 from .graph import BinaryNode, FaslNode, library_task, plan
 from .rebuild import Action, Context, execute, is_up_to_date
+from .remote import remote_from
 from .store_check import STORE_CONFIG
 from .toolchain import find_musl, musl_files, runtime_files, sbcl_files
 from .worker import WarmWorkers, die_with_parent
@@ -216,6 +217,7 @@ def _doit_tasks(project: Project):
     ctx = Context(root=project.root, store_root=project.store,
                   owner=int(os.environ.get(watch.OWNER_VARIABLE) or os.getpid()))
     ctx.lisp = lisp_strategy(ctx)
+    ctx.remote = remote_from(project.remote, ctx.build, ctx.owner)
     if os.getpid() == ctx.owner:
         for path in scratch.sweep(ctx.build):
             print(f"removed {path.relative_to(ctx.root)}, left by a stopped build",

@@ -120,7 +120,14 @@ def _summary(ran: list[str]) -> str:
     return ", ".join(f"{n} {kind}" if n > 1 else kind for kind, n in kinds.items())
 
 
+_interrupted = threading.Event()
+
+
 def _interrupt(*_):
+    """Ctrl-C and SIGTERM. Remembered as well as raised: doit, interrupted
+    while a task runs, can turn the KeyboardInterrupt into an error of its
+    own (its JSON reporter fails on the unfinished task) and return."""
+    _interrupted.set()
     raise KeyboardInterrupt
 
 
@@ -156,9 +163,10 @@ class Watch(Command):
                      *[f"{RUN_EXE_TASK}:{name}" for name in runs
                        if f"{RUN_EXE_TASK}:{name}" not in tasks]]
         signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGINT, _interrupt)
         stop = threading.Event()
         try:
-            changed, inputs = None, []
+            changed, inputs = None, [str(root / "dodo.py")]
             while True:
                 # What the inputs held when the build read them: a save
                 # during the build starts the next one at once.
@@ -174,6 +182,9 @@ class Watch(Command):
                             name, Program(name, [run["executable"], *run["args"]], root)
                         ).restart()
                 inputs = info["inputs"] if info else [str(root / "dodo.py")]
+                # An input the build read for the first time (all of them, the
+                # first time round): what it read is what its processes hashed.
+                read.update({p: ctx.digests.recorded(p) for p in inputs if p not in read})
                 changed = self._wait(root, inputs, read, ctx.digests, programs, stop)
         except KeyboardInterrupt:
             say("stopped")
@@ -194,6 +205,8 @@ class Watch(Command):
         with contextlib.redirect_stderr(errors):
             returncode = DoitMain(DodoTaskLoader()).run(arguments)
         os.chdir(root)
+        if _interrupted.is_set():
+            raise KeyboardInterrupt
         elapsed = time.monotonic() - start
         try:
             report = json.loads(report_file.read_text())["tasks"]
@@ -229,7 +242,7 @@ class Watch(Command):
 
         watched = set(inputs)
         known = _content(digests, watched)
-        changed = {p for p in watched if p in read and known[p] != read[p]}
+        changed = {p for p in watched if read.get(p) and known[p] != read[p]}
         if changed:
             return {os.path.relpath(p, root) for p in changed}
         outside = sorted(p for p in watched if not Path(p).is_relative_to(root))

@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from conftest import copy_samples, write_project
+from nginx import free_port
 
 STATUS = re.compile(r"^\d\d:\d\d:\d\d (.*) \(\d+\.\d\d s\) (ok|failed)$")
 
@@ -161,17 +162,25 @@ def test_watch_rebuilds_on_edits_as_editors_make_them(tmp_path, store_env):
         assert output_of(exe) == "v6\n"
     finally:
         watch.ctrl_c()
-    deadline = time.monotonic() + 5
+    none_left_within(project, 5)
+
+
+def none_left_within(project: Path, seconds: float):
+    deadline = time.monotonic() + seconds
     while processes_in(project):
         assert time.monotonic() < deadline, processes_in(project)
         time.sleep(0.1)
 
 
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def test_ctrl_c_during_a_rebuild_ends_the_watch(tmp_path, store_env):
+    project = write_project(tmp_path / "greeter", GREETER_DODO, GREETER)
+    watch = Watch(project, store_env, "exe:greeter")
+    assert watch.wait_for_status(1)[1] == "ok"
+    (project / "main.lisp").write_text(GREETER["main.lisp"].replace("v0", "v1"))
+    time.sleep(0.15)  # the rebuild (compile, dump, embed: about half a second) runs
+    watch.ctrl_c()
+    assert watch.output().rstrip().endswith("stopped"), watch.output()
+    none_left_within(project, 5)
 
 
 def page(url: str) -> str:
@@ -212,8 +221,5 @@ def test_watch_restarts_the_server_on_the_newest_build(samples, tmp_path):
         assert len(pids) == 2 and not os.path.exists(f"/proc/{first}/cmdline")
     finally:
         watch.ctrl_c()
-    deadline = time.monotonic() + 5
-    while processes_in(project):
-        assert time.monotonic() < deadline, processes_in(project)
-        time.sleep(0.1)
+    none_left_within(project, 5)
     assert page(url) == ""
