@@ -22,8 +22,9 @@ from . import link, linkage, schedule, scratch, watch
 from .asdf import asdf_libraries
 from .declare import Project
 from .digest import digest_bytes
-from .driver import FreshSbcl, LispJob
+from .driver import TIME_LIMIT_VARIABLE, FreshSbcl, LispJob, signal_name, time_limit
 from .embed import check_static, embed_core
+from .errors import LispFailure
 from .graph import BinaryNode, FaslNode, library_task, plan
 from .rebuild import Action, Context, execute, is_up_to_date
 from .remote import remote_from
@@ -111,10 +112,34 @@ def embed_executable(action: Action, ctx: Context, outputs: dict):
     check_static(outputs["exe"])
 
 
-def run_executable(path: Path, args: list, exit_code: int):
-    proc = subprocess.run([str(path), *args])
-    if proc.returncode != exit_code:
-        return TaskFailed(f"{path} exited with {proc.returncode}, expected {exit_code}")
+def run_executable(path: Path, args: list, exit_code: int, limited: bool):
+    """Run a built program; fail unless it exits with exit_code. A test
+    (limited) is stopped after the time limit: SIGTERM, then SIGKILL."""
+    try:
+        limit = time_limit() if limited else None
+    except LispFailure as error:
+        return TaskFailed(str(error))
+    shown = f"build/bin/{path.name}"
+    process = subprocess.Popen([str(path), *args])
+    try:
+        returncode = process.wait(timeout=limit)
+    except subprocess.TimeoutExpired:
+        process.terminate()
+        try:
+            process.wait(watch.STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        return TaskFailed(f"{shown} was stopped after {limit:g} s"
+                          f" (the time limit; set {TIME_LIMIT_VARIABLE} to change it)")
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    if returncode < 0:
+        return TaskFailed(f"{shown} was killed by {signal_name(-returncode)}")
+    if returncode != exit_code:
+        return TaskFailed(f"{shown} exited with {returncode}, expected {exit_code}")
     return None
 
 
@@ -265,7 +290,8 @@ def _doit_tasks(project: Project):
         for run in runs.values():
             yield {"basename": kind, "name": run.name,
                    "actions": [(run_executable, [ctx.root / "build/bin" / run.binary,
-                                                 list(run.args), run.exit_code])],
+                                                 list(run.args), run.exit_code,
+                                                 kind == "test"])],
                    "task_dep": [f"exe:{run.binary}"], "uptodate": [False], "verbosity": 2,
                    "doc": f"{kind} build/bin/{run.binary} {' '.join(run.args)}"}
 
