@@ -52,6 +52,17 @@ an SBCL contrib, or ASDF and UIOP, which come with SBCL."
     (cond ((typep system 'asdf:require-system) name)
           ((member name '("asdf" "uiop") :test #'string=) "asdf"))))
 
+(defun action-key (operation component)
+  "An action by names, not objects: ASDF may load an .asd file again while
+it plans (a system defined in another system's .asd, such as
+flexi-streams-test), and the components it then makes are new objects
+for the same files."
+  (cons (type-of operation) (asdf:component-find-path component)))
+
+(defun same-system-p (component system)
+  (equal (asdf:component-name (asdf:component-system component))
+         (asdf:component-name system)))
+
 (defun system-actions (system)
   "The (operation . component) pairs that ACTION needs, transitively,
 without walking into other systems: those are dependencies as a whole."
@@ -59,11 +70,11 @@ without walking into other systems: those are dependencies as a whole."
     (let ((seen (make-hash-table :test 'equal))
           (found '()))
       (labels ((visit (op c)
-                 (let ((key (cons (type-of op) c)))
+                 (let ((key (action-key op c)))
                    (unless (gethash key seen)
                      (setf (gethash key seen) t)
                      (push (cons op c) found)
-                     (when (eq (asdf:component-system c) system)
+                     (when (same-system-p c system)
                        (loop for (dop . dc) in (asdf::direct-dependencies op c)
                              do (visit dop dc)))))))
         (visit operation component))
@@ -82,7 +93,7 @@ reading .asd files loaded, for :defsystem-depends-on.)"
   (let ((state (make-hash-table :test 'equal))
         (order '()))
     (labels ((visit (op c path)
-               (let ((key (cons (type-of op) c))
+               (let ((key (action-key op c))
                      (path (cons c path)))
                  (case (gethash key state)
                    (:done)
@@ -90,7 +101,9 @@ reading .asd files loaded, for :defsystem-depends-on.)"
                     ;; Several actions per component: name each one once.
                     (let ((cycle (remove-duplicates
                                   (mapcar #'asdf:component-name
-                                          (reverse (subseq path 0 (1+ (position c path :start 1)))))
+                                          (reverse (subseq path 0 (1+ (position (asdf:component-find-path c) path
+                                                                                :start 1 :test #'equal
+                                                                                :key #'asdf:component-find-path)))))
                                   :test #'equal :from-end t)))
                       (error 'dependency-cycle
                              :names (append cycle (list (first cycle))))))
@@ -121,17 +134,18 @@ reading .asd files loaded, for :defsystem-depends-on.)"
     (tsv out "system" name (namestring (asdf:component-pathname system)))
     (tsv out "asd" name (namestring (asdf:system-source-file system)))
     (loop for (op . c) in (funcall closure prepare-op system)
-          when (and (typep op 'asdf:load-op) (typep c 'asdf:system) (not (eq c system)))
+          when (and (typep op 'asdf:load-op) (typep c 'asdf:system)
+                    (not (equal (asdf:component-name c) name)))
             do (tsv out "depends" name (asdf:component-name c)))
     ;; A file needs every file of its system that ASDF's plan loads before
     ;; it, as LOAD-SYSTEM does in one image: systems rely on that order
     ;; beyond what they declare (alexandria-2 uses alexandria-1's package).
     (let ((earlier '()))
       (loop for (op . c) in order
-            when (and (typep op 'asdf:compile-op) (eq (asdf:component-system c) system))
+            when (and (typep op 'asdf:compile-op) (same-system-p c system))
               do (check-component c)
             when (and (typep op 'asdf:compile-op) (typep c 'asdf:cl-source-file)
-                      (eq (asdf:component-system c) system))
+                      (same-system-p c system))
               do (apply #'tsv out "file" name (relative-name c system)
                         (let ((format (asdf:component-external-format c)))
                           (if (keywordp format) format :utf-8))
@@ -142,42 +156,81 @@ reading .asd files loaded, for :defsystem-depends-on.)"
   (enough-namestring (asdf:component-pathname component)
                      (asdf:component-pathname system)))
 
+(defun defines-system-p (text name)
+  "Whether TEXT, an .asd file, has a DEFSYSTEM form for NAME (written
+name, :name, #:name or \"name\", in any case)."
+  (loop for start = (search "defsystem" text :test #'char-equal)
+          then (search "defsystem" text :test #'char-equal :start2 (1+ start))
+        while start
+        thereis (let* ((from (position-if-not (lambda (c) (member c '(#\Space #\Tab #\Newline #\Return)))
+                                              text :start (+ start (length "defsystem"))))
+                       (to (and from (position-if (lambda (c) (member c '(#\Space #\Tab #\Newline #\Return #\( #\))))
+                                                  text :start from))))
+                  (and from to (> start 0) (member (char text (1- start)) '(#\( #\:))
+                       (string-equal name (string-trim "#:\"" (subseq text from to)))))))
+
+(defun load-asd-defining (name registry)
+  "Load the .asd file under REGISTRY that defines system NAME, when its
+file is not named after it (flexi-streams-test is in flexi-streams.asd):
+ASDF looks a system up by its primary name only. True if one was found."
+  (dolist (directory registry)
+    (dolist (asd (sort (mapcar #'namestring
+                               (directory (merge-pathnames "**/*.asd" directory)))
+                       #'string<))
+      (unless (some (lambda (part) (search part asd)) '("/build/" "/cache/" "/.venv/"))
+        (let ((text (uiop:read-file-string asd :external-format :utf-8)))
+          (when (defines-system-p text name)
+            (asdf:load-asd asd)
+            (return-from load-asd-defining t)))))))
+
+(defun find-asked-system (name registry)
+  (or (asdf:find-system name nil)
+      (and (load-asd-defining name registry)
+           (asdf:find-system name nil))
+      (asdf:find-system name)))
+
+(defun failure-message (condition registry)
+  "What to tell the user when ASDF cannot give a system."
+  (typecase condition
+    (asdf:missing-dependency
+     (let ((by (asdf::missing-required-by condition)))
+       (format nil "system ~A depends on ~A, which ASDF cannot find~%searched: ~{~A~^, ~}"
+               (if (typep by 'asdf:component) (asdf:component-name by) by)
+               (asdf::missing-requires condition) registry)))
+    (asdf:missing-component
+     (format nil "ASDF cannot find system ~A~%searched: ~{~A~^, ~}"
+             (asdf::missing-requires condition) registry))
+    (t (remove #\Return (princ-to-string condition)))))
+
 (defun asdf-graph (&key systems registry output &allow-other-keys)
+  "Write the records of SYSTEMS. A system ASDF cannot give gets one record
+instead, \"error NAME LINE...\", and spoils only what needs it: each
+asked system's records are written whole or not at all."
   (asdf:initialize-source-registry
    `(:source-registry ,@(loop for dir in registry collect `(:tree ,dir))
                       (:also-exclude "build" "cache" ".venv")
                       :ignore-inherited-configuration))
   (keep-asdf-output *asdf-cache*)
-  (handler-case
-      (with-open-file (out output :direction :output :if-exists :supersede
-                                  :external-format :utf-8)
-        (let ((seen '()))
-          (dolist (name systems t)
-            (let ((order (action-order (asdf:find-system name))))
-              (loop for (op . c) in order
-                    when (and (typep op 'asdf:load-op) (typep c 'asdf:system)
-                              (not (member c seen)))
-                      do (push c seen)
-                         (let ((module (preloaded-module c)))
-                           (if module
-                               (tsv out "module" (asdf:component-name c) module)
-                               (describe-system c order out))))))))
-    (asdf:missing-dependency (c)
-      (let ((by (asdf::missing-required-by c)))
-        (note "asdf" nil "ERROR"
-              (format nil "system ~A depends on ~A, which ASDF cannot find~%searched: ~{~A~^, ~}"
-                      (if (typep by 'asdf:component) (asdf:component-name by) by)
-                      (asdf::missing-requires c) registry)))
-      nil)
-    (asdf:missing-component (c)
-      (note "asdf" nil "ERROR"
-            (format nil "ASDF cannot find system ~A~%searched: ~{~A~^, ~}"
-                    (asdf::missing-requires c) registry))
-      nil)
-    (dependency-cycle (c)
-      (note "asdf" nil "ERROR" c)
-      nil)
-    (error (c)
-      (note "asdf" nil "ERROR" c)
-      nil)))
-
+  (with-open-file (out output :direction :output :if-exists :supersede
+                              :external-format :utf-8)
+    (let ((seen '()))
+      (dolist (name systems t)
+        (let ((seen-before seen))
+          (handler-case
+              (write-string
+               (with-output-to-string (records)
+                 (let ((order (action-order (find-asked-system name registry))))
+                   (loop for (op . c) in order
+                         when (and (typep op 'asdf:load-op) (typep c 'asdf:system)
+                                   (not (member (asdf:component-name c) seen :test #'equal)))
+                           do (push (asdf:component-name c) seen)
+                              (let ((module (preloaded-module c)))
+                                (if module
+                                    (tsv records "module" (asdf:component-name c) module)
+                                    (describe-system c order records))))))
+               out)
+            (error (c)
+              (setf seen seen-before)
+              (apply #'tsv out "error" name
+                     (uiop:split-string (substitute #\Space #\Tab (failure-message c registry))
+                                        :separator (string #\Newline))))))))))

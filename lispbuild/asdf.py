@@ -66,6 +66,8 @@ def _graph_lines(ctx: Context, systems: list[str], registry: list[str]) -> list[
                 remote.push_derived("asdf-graph", key, cached, store)
             return local["lines"]
     lines = [line.split("\t") for line in _query(ctx, systems, registry).splitlines()]
+    if any(line[0] == "error" for line in lines):
+        return lines  # asked again next time: the fix may be a new .asd anywhere
     asd = {fields[2]: digests.digest(Path(fields[2])) for fields in lines if fields[0] == "asd"}
     record = {"asd": {_portable(p, root): d for p, d in asd.items()},
               "lines": [line[:2] + [_portable(line[2], root)] + line[3:]
@@ -114,7 +116,12 @@ def asdf_libraries(project: Project, ctx: Context) -> dict[str, Library]:
     systems: dict[str, dict] = {}
     for kind, name, *rest in lines:
         lib = library_name(name)
-        if kind == "module":
+        if kind == "error":
+            systems[lib] = {"directory": ".", "sources": [], "depends": [], "requires": [],
+                            "system": name, "unavailable": "\n".join(
+                                f"asdf: ERROR: {line}" if i == 0 else line
+                                for i, line in enumerate(rest))}
+        elif kind == "module":
             systems[lib] = {"directory": ".", "sources": [], "depends": [], "requires": rest}
         elif kind == "system":
             systems[lib] = {"directory": _directory(rest[0], project.root), "sources": [],
@@ -131,5 +138,6 @@ def asdf_libraries(project: Project, ctx: Context) -> dict[str, Library]:
                           sources=tuple(s["sources"]), depends_on=tuple(s["depends"]),
                           features=(), policy=(), requires=tuple(s["requires"]),
                           fail_on_warning=fail_on_warning.get(name, True),
-                          asdf_system=s.get("system"), asd=s.get("asd"))
+                          asdf_system=s.get("system"), asd=s.get("asd"),
+                          unavailable=s.get("unavailable", ""))
             for name, s in systems.items()}

@@ -54,6 +54,7 @@ class Library:
     requires: tuple[str, ...] = ()   # SBCL modules (contribs) to REQUIRE first
     asdf_system: str | None = None   # the ASDF system it was derived from
     asd: str | None = None           # that system's .asd file
+    unavailable: str = ""            # why ASDF could not give it: what needs it fails
 
 
 @dataclass(frozen=True)

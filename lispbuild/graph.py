@@ -37,6 +37,7 @@ class BinaryNode:
     after: tuple[str, ...]
     state: LoadState          # every library the binary needs, loaded
     features: tuple[str, ...]
+    unavailable: str = ""     # why it cannot be built (a system ASDF could not give)
 
 
 @dataclass(frozen=True)
@@ -216,10 +217,14 @@ def plan(project: Project, derived: dict[str, Library]) -> Graph:
             raise DeclarationError(f"binary {binary.name} names no library")
         check_dependencies(libraries, [(f"binary {binary.name}", n) for n in binary.libraries])
         order = orders.merged(binary.libraries)
+        broken = next((libraries[n] for n in order if libraries[n].unavailable), None)
         binaries[binary.name] = BinaryNode(
             binary=binary, after=tuple(library_task(n) for n in binary.libraries),
             state=orders.state_of(binary.libraries),
-            features=tuple(sorted({f for n in order for f in libraries[n].features})))
+            features=tuple(sorted({f for n in order for f in libraries[n].features})),
+            unavailable=broken and f"binary {binary.name} needs ASDF system "
+                                   f"{broken.asdf_system}, which ASDF cannot give:\n"
+                                   f"{broken.unavailable}" or "")
     for run in project.runs.values():
         if run.binary not in binaries:
             raise DeclarationError(f"run {run.name} names binary {run.binary}, "

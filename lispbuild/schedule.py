@@ -31,6 +31,7 @@ def set_priorities(tasks: list[dict]):
         for dep in task.get("task_dep", ()):
             waiting.setdefault(dep, []).append(name)
     memo: dict[str, float] = {}
+    visiting: set[str] = set()  # a cycle (doit reports it) must not loop here
     for start in names:  # dependents before what they wait for, without recursion
         stack = [(start, False)]
         while stack:
@@ -38,11 +39,14 @@ def set_priorities(tasks: list[dict]):
             if name in memo:
                 continue
             if expanded:
+                visiting.discard(name)
                 memo[name] = COSTS.get(name.partition(":")[0], 0.0) + max(
-                    (memo[w] for w in waiting.get(name, ())), default=0.0)
-            else:
+                    (memo.get(w, 0.0) for w in waiting.get(name, ())), default=0.0)
+            elif name not in visiting:
+                visiting.add(name)
                 stack.append((name, True))
-                stack.extend((w, False) for w in waiting.get(name, ()) if w not in memo)
+                stack.extend((w, False) for w in waiting.get(name, ())
+                             if w not in memo and w not in visiting)
     _priorities.clear()
     _priorities.update(memo)
 

@@ -112,6 +112,10 @@ def embed_executable(action: Action, ctx: Context, outputs: dict):
     check_static(outputs["exe"])
 
 
+def fail(message: str):
+    return TaskFailed(message)
+
+
 def run_executable(path: Path, args: list, exit_code: int, limited: bool):
     """Run a built program; fail unless it exits with exit_code. A test
     (limited) is stopped after the time limit: SIGTERM, then SIGKILL."""
@@ -260,7 +264,8 @@ def _doit_tasks(project: Project):
         yield _doit_task(action, ctx, list(node.after))
     for library in graph.libraries.values():
         basename, _, name = library_task(library.name).partition(":")
-        yield {"basename": basename, "name": name, "actions": [],
+        yield {"basename": basename, "name": name,
+               "actions": [(fail, [library.unavailable])] if library.unavailable else [],
                "task_dep": [f"fasl:{library.name}/{s.path}" for s in library.sources]
                + [library_task(d) for d in library.depends_on],
                "doc": f"every FASL of {library.name}"}
@@ -271,6 +276,12 @@ def _doit_tasks(project: Project):
         yield _doit_task(action, ctx, [])
     for node in graph.binaries.values():
         b = node.binary
+        if node.unavailable:  # its tasks fail, saying why; the others build
+            yield {"basename": "core", "name": b.name, "actions": [(fail, [node.unavailable])],
+                   "doc": f"core {b.name}"}
+            yield {"basename": "exe", "name": b.name, "actions": [],
+                   "task_dep": [f"core:{b.name}"], "doc": f"exe {b.name}"}
+            continue
         core, table, runtime, exe = binary_actions(node)
         c_tasks = [f"c:{s}" for s in b.c_sources] + [f"c:{COMPAT_TASK}"]
         yield _doit_task(core, ctx, list(node.after))

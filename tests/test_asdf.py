@@ -184,35 +184,98 @@ APP = "(defpackage #:app (:use #:cl) (:export #:main))\n(in-package #:app)\n(def
 
 
 def asdf_failure(tmp_path, asd: str, system="app") -> str:
-    project = write_project(tmp_path / "bad", asdf_dodo(system),
+    """What `doit` says of a binary that needs a system ASDF cannot give;
+    the tasks are still there to list."""
+    project = write_project(tmp_path / "bad", asdf_dodo(system, library=system),
                             {"app.asd": asd, "app.lisp": APP})
+    listed = doit(project, "list", "--all")
+    assert listed.returncode == 0 and "exe:app" in listed.output, listed.output
     result = doit(project)
     assert result.returncode != 0
     assert "Traceback" not in result.output
     return result.output
 
 
+def cannot_give(system: str) -> str:
+    return f"binary app needs ASDF system {system}, which ASDF cannot give:\nasdf: ERROR: "
+
+
+TWO_SYSTEMS_DODO = """
+import lispbuild
+project = lispbuild.Project()
+project.asdf_system("app")
+project.asdf_system("broken")
+project.binary("app", libraries=["app"], entry="app:main")
+project.binary("other", libraries=["broken"], entry="app:main")
+DOIT_CONFIG = lispbuild.doit_config(project)
+def task_lispbuild():
+    yield from lispbuild.tasks(project)
+"""
+
+
+def test_a_system_asdf_cannot_give_spoils_only_what_needs_it(tmp_path):
+    project = write_project(tmp_path / "two", TWO_SYSTEMS_DODO, {
+        "app.asd": '(defsystem "app" :components ((:file "app")))',
+        "broken.asd": '(defsystem "broken" :depends-on ("no-such-system"))',
+        "app.lisp": APP})
+    result = doit(project, "-c", "-n", "2")
+    assert result.returncode != 0
+    assert ("binary other needs ASDF system broken, which ASDF cannot give:\n"
+            "asdf: ERROR: system broken depends on no-such-system, which ASDF cannot find"
+            in result.output), result.output
+    run = subprocess.run([project / "build/bin/app", "x"], capture_output=True)
+    assert run.returncode == 1 and not (project / "build/bin/other").exists()
+    # Fixed: the next build asks ASDF again and builds it.
+    (project / "broken.asd").write_text('(defsystem "broken" :depends-on ("app"))')
+    built(project, "-n", "2")
+    assert subprocess.run([project / "build/bin/other", "x", "y"]).returncode == 2
+
+
+FLEXI_TEST_DODO = """
+import lispbuild
+project = lispbuild.Project()
+project.asdf_system("flexi-streams-test")
+project.test("flexi", libraries=["flexi-streams-test"],
+             function="flexi-streams-test:run-all-tests")
+DOIT_CONFIG = lispbuild.doit_config(project)
+def task_lispbuild():
+    yield from lispbuild.tasks(project)
+"""
+
+
+def test_a_test_system_defined_in_another_systems_asd(tmp_path, store_env):
+    """Debian's flexi-streams-test is defined in flexi-streams.asd: ASDF
+    alone finds it only once flexi-streams was looked up, and loads that
+    .asd again while it plans."""
+    project = write_project(tmp_path / "flexi", FLEXI_TEST_DODO, {})
+    result = built(project, "-n", "2", "test", env=store_env)
+    assert "All tests passed." in result.output, result.output[-3000:]
+    run = subprocess.run([project / "build/bin/flexi"], capture_output=True, text=True)
+    assert run.returncode == 0 and "All tests passed." in run.stdout
+
+
 def test_system_asdf_cannot_find_is_named_with_where_it_looked(tmp_path):
     output = asdf_failure(tmp_path, '(defsystem "app" :components ((:file "app")))', "nowhere")
-    assert "ASDF cannot find system nowhere" in output
+    assert cannot_give("nowhere") + "ASDF cannot find system nowhere" in output
     assert "searched: " in output and "/usr/share/common-lisp/source/" in output
 
 
 def test_missing_dependency_is_named(tmp_path):
     output = asdf_failure(tmp_path, '(defsystem "app" :depends-on ("no-such-system")'
                                     ' :components ((:file "app")))')
-    assert "system app depends on no-such-system, which ASDF cannot find" in output
+    assert cannot_give("app") + "system app depends on no-such-system, which ASDF cannot find" \
+        in output
 
 
 def test_circular_depends_on_is_named(tmp_path):
     output = asdf_failure(tmp_path, '(defsystem "app" :depends-on ("app-b") :components'
                                     ' ((:file "app")))\n(defsystem "app-b" :depends-on ("app"))')
-    assert "circular dependency: app -> app-b -> app" in output
+    assert cannot_give("app") + "circular dependency: app -> app-b -> app" in output
 
 
 def test_asd_that_fails_to_load_shows_the_condition(tmp_path):
     output = asdf_failure(tmp_path, '(defsystem "app" :componentz ((:file "app")))')
-    assert "app.asd" in output and ":COMPONENTZ" in output
+    assert cannot_give("app") in output and "app.asd" in output and ":COMPONENTZ" in output
 
 
 def test_missing_component_file_is_named(tmp_path):

@@ -346,3 +346,17 @@ def test_every_loaded_shared_library_needs_declared_archives():
     with pytest.raises(UndeclaredForeignLibrary, match="the image loads libz.so.1") as error:
         check_foreign_libraries("web", ["libssl.so.3", "libz.so.1"], ["libssl"])
     assert "'libz': ['/usr/lib/x86_64-linux-gnu/libz.a']" in str(error.value)
+
+
+def test_priorities_follow_the_longest_chain_and_survive_a_cycle():
+    from lispbuild import schedule
+    tasks = [{"basename": "fasl", "name": "a", "task_dep": []},
+             {"basename": "fasl", "name": "b", "task_dep": ["fasl:a"]},
+             {"basename": "core", "name": "x", "task_dep": ["fasl:b"]},
+             {"basename": "fasl", "name": "c", "task_dep": []}]
+    schedule.set_priorities(tasks)
+    assert schedule._priorities == {"fasl:a": 12.0, "fasl:b": 11.0, "core:x": 10.0, "fasl:c": 1.0}
+    # A cycle is doit's to report: priorities are still given, at once.
+    tasks[0]["task_dep"] = ["core:x"]
+    schedule.set_priorities(tasks)
+    assert set(schedule._priorities) == {"fasl:a", "fasl:b", "core:x", "fasl:c"}
