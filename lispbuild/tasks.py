@@ -26,6 +26,7 @@ from .driver import TIME_LIMIT_VARIABLE, FreshSbcl, LispJob, signal_name, time_l
 from .embed import check_static, embed_core
 from .errors import LispFailure
 from .graph import BinaryNode, FaslNode, library_task, plan
+from .progress import ProgressReporter
 from .rebuild import Action, Context, execute, is_up_to_date
 from .remote import remote_from
 from .store_check import STORE_CONFIG
@@ -308,7 +309,7 @@ def _doit_tasks(project: Project):
 
 
 def doit_config(project: Project) -> dict:
-    """DOIT_CONFIG: doit's own record kept in SQLite (the default dbm falls
+    """DOIT_CONFIG: lispbuild's progress reporter; doit's own record kept in SQLite (the default dbm falls
     back to dbm.dumb here), and every executable built by default."""
     state = project.root / "build" / ".lispbuild"
     try:
@@ -321,4 +322,7 @@ def doit_config(project: Project) -> dict:
         # cache of what lispbuild's checks decide, so keep it elsewhere.
         dep_file = Path(tempfile.gettempdir()) / f"lispbuild-doit-{os.getuid()}-{digest_bytes(bytes(state))[:16]}.sqlite3"
     return {"dep_file": str(dep_file), "backend": "sqlite3",
-            "default_tasks": ["exe"], STORE_CONFIG: str(project.store)}
+            "default_tasks": ["exe"], STORE_CONFIG: str(project.store),
+            # Each task's words are kept and written when it ends, above
+            # the status line (progress.py).
+            "reporter": ProgressReporter, "verbosity": 0}

@@ -1,0 +1,81 @@
+"""The status line on a terminal: [done/total] counting only the tasks
+that run, the elapsed time, and what tasks said written above it."""
+import os
+import pty
+import re
+import subprocess
+import sys
+
+from conftest import write_project
+
+DODO = """
+import lispbuild
+project = lispbuild.Project()
+project.library("greeter", ["package.lisp", "main.lisp"])
+project.binary("greeter", libraries=["greeter"], entry="greeter:main")
+DOIT_CONFIG = lispbuild.doit_config(project)
+def task_lispbuild():
+    yield from lispbuild.tasks(project)
+"""
+FILES = {
+    "package.lisp": "(defpackage #:greeter (:use #:cl) (:export #:main))\n",
+    "main.lisp": "(in-package #:greeter)\n(defun main () (helper) 0)\n",
+}
+STATUS = re.compile(r"\x1b\[K\[(\d+)/(\d+)\] (\d+\.\d) s ([^\r\n\x1b]*)")
+
+
+def on_a_terminal(project, env, *args) -> tuple[int, str]:
+    """doit run with a pseudo-terminal as its output, and what it wrote."""
+    main, terminal = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "doit", *args], cwd=project, env=env,
+                               stdout=terminal, stderr=terminal, stdin=subprocess.DEVNULL)
+    os.close(terminal)
+    written = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the other end closed
+            break
+        if not chunk:
+            break
+        written += chunk
+    os.close(main)
+    return process.wait(), written.decode(errors="replace")
+
+
+def test_a_terminal_sees_done_over_total_and_the_words_of_tasks(tmp_path, store_env):
+    project = write_project(tmp_path / "greeter", DODO, FILES)
+    code, written = on_a_terminal(project, store_env, "-n", "2")
+    assert code == 0, written
+    statuses = STATUS.findall(written)
+    # package.lisp, main.lisp, compat.c, core, linkage, runtime, exe.
+    assert statuses[-1][:2] == ("7", "7") and statuses[-1][3] == "done", written
+    assert {total for _, total, _, _ in statuses} == {"7"}, written
+    assert [int(done) for done, *_ in statuses] == sorted(int(done) for done, *_ in statuses)
+    # A diagnostic is written above the status line, on lines of its own.
+    warning = re.search(r"\x1b\[K(main\.lisp:2: STYLE-WARNING: undefined function: "
+                        r"GREETER::HELPER)\r?\n", written)
+    assert warning, written
+
+    # An edit: only what it changes is counted.
+    (project / "main.lisp").write_text("(in-package #:greeter)\n(defun main () 1)\n")
+    code, written = on_a_terminal(project, store_env, "-n", "2")
+    assert code == 0, written
+    final = STATUS.findall(written)[-1]
+    assert final[0] == final[1] and final[3] == "done", written
+    assert int(final[1]) == 3  # main.lisp, the core, the exe: no relink
+    assert "helper" not in written.lower()
+
+
+def test_a_log_gets_doits_own_lines(tmp_path):
+    project = write_project(tmp_path / "greeter", DODO, FILES)
+    own_store = {k: v for k, v in os.environ.items() if k != "LISPBUILD_STORE"}
+    result = subprocess.run([sys.executable, "-m", "doit"], cwd=project, env=own_store,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "\x1b" not in result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert ".  fasl:greeter/main.lisp" in lines and ".  exe:greeter" in lines
+    # What the task said follows its line.
+    assert re.search(r"main\.lisp:2: STYLE-WARNING: undefined function: GREETER::HELPER",
+                     result.stdout), result.stdout
