@@ -74,6 +74,11 @@ class DigestCache:
                      " stat text not null, sha256 text not null)")
         conn.execute("create table if not exists task (name text primary key,"
                      " key text not null, outputs text not null)")
+        # For `doit why`: what each task read when it last ran, and when it
+        # last ran to the end; which build ran a task last.
+        conn.execute("create table if not exists ran (name text primary key, build text,"
+                     " previous text, current text not null, ok integer not null)")
+        conn.execute("create table if not exists last (what text primary key, value text)")
         return conn
 
     def _write(self, sql: str, values: tuple):
@@ -132,6 +137,29 @@ class DigestCache:
             found = self._db().execute("select key, outputs from task where name=?",
                                        (task,)).fetchone()
         return found
+
+    def record_run(self, task: str, build: str, read: str):
+        """The task runs in `build`, having read `read` (JSON); what it read
+        when it last ran to the end becomes the previous."""
+        row = self._db().execute("select previous, current, ok from ran where name=?",
+                                 (task,)).fetchone()
+        previous = (row[1] if row[2] else row[0]) if row else None
+        self._write("insert or replace into ran values (?, ?, ?, ?, 0)",
+                    (task, build, previous, read))
+        self._write("insert or replace into last values ('build', ?)", (build,))
+
+    def finish_run(self, task: str):
+        self._write("update ran set ok=1 where name=?", (task,))
+
+    def last_run(self, task: str) -> tuple[bool, str | None, str, bool] | None:
+        """Whether the task ran in the last build that ran any, what it read
+        the time before and this time (JSON), and whether it ran to the end."""
+        row = self._db().execute("select build, previous, current, ok from ran where name=?",
+                                 (task,)).fetchone()
+        if row is None:
+            return None
+        last = self._db().execute("select value from last where what='build'").fetchone()
+        return (last is not None and row[0] == last[0]), row[1], row[2], bool(row[3])
 
     def record_task(self, task: str, key: str, outputs: str):
         if self._keys is not None:

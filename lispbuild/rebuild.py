@@ -17,6 +17,7 @@ import inspect
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -26,7 +27,7 @@ from doit.exceptions import TaskFailed
 from .digest import DigestCache
 from .errors import CorruptObject, InputUnreadable, LispbuildError, MissingSource
 from .scratch import scratch_dir
-from .steps import LoadState, StateDigests
+from .steps import LoadState, StateDigests, step_files
 from .store import Store, copy_atomically, valid_outputs
 
 
@@ -40,6 +41,9 @@ class Context:
     root: Path
     store_root: Path
     owner: int = field(default_factory=os.getpid)
+    # Which build this is, for `doit why` (doit's processes fork from the one
+    # that made the context, and share it).
+    build_id: str = field(default_factory=lambda: f"{os.getpid()}-{time.time_ns()}")
     lisp: object = None
     remote: object = None  # a remote.RemoteStore behind the store, or None
 
@@ -143,6 +147,17 @@ def _named_inputs(paths: list, root: str) -> list[tuple[str, str]]:
 
 
 def action_key(action: Action, ctx: Context) -> str:
+    return key_of(key_description(action, ctx))
+
+
+def key_of(description: dict) -> str:
+    blob = json.dumps(description, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def key_description(action: Action, ctx: Context) -> dict:
+    """What the action's key is the digest of: how it runs, its parameters,
+    the digests of its inputs and toolchain, its load state."""
     inputs = []
     for name, path in _named_inputs(action.inputs, str(ctx.root)):
         try:
@@ -162,8 +177,17 @@ def action_key(action: Action, ctx: Context) -> str:
     }
     if action.state is not None:
         description["state"] = ctx.states.digest(action.state)
-    blob = json.dumps(description, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()
+    return description
+
+
+def what_it_read(action: Action, ctx: Context, description: dict) -> dict:
+    """The key's description, with the files the load state loads (its
+    digest alone cannot say which changed): kept for `doit why`."""
+    if action.state is None:
+        return description
+    files = [f for step in action.state.steps() for f in step_files(step)]
+    return {**description, "loads": [[name, ctx.file_digest(path)] for name, path
+                                     in _named_inputs(files, str(ctx.root))]}
 
 
 def is_up_to_date(action: Action, ctx: Context) -> bool:
@@ -226,7 +250,11 @@ def execute(action: Action, ctx: Context):
 def _restore_or_build(action: Action, ctx: Context, store: Store | None = None):
     store = store or ctx.store
     remote = ctx.remote if store is ctx.store else None
-    key = action_key(action, ctx)
+    description = key_description(action, ctx)
+    key = key_of(description)
+    if store is ctx.store:  # a task of the build: `doit why` can say why it ran
+        ctx.digests.record_run(action.task, ctx.build_id,
+                               json.dumps(what_it_read(action, ctx, description), sort_keys=True))
     outputs, whence = store.get_action(key, action.outputs), "the store"
     if outputs is None and remote is not None:
         outputs, whence = remote.fetch(key, action.outputs, store), "the remote store"
@@ -246,6 +274,8 @@ def _restore_or_build(action: Action, ctx: Context, store: Store | None = None):
                             recorded["executable"])
             ctx.digests.remember(dest, recorded["sha256"])
     ctx.digests.record_task(action.task, key, json.dumps(outputs, sort_keys=True))
+    if store is ctx.store:
+        ctx.digests.finish_run(action.task)
     # What this machine has (and _build recorded: no input changed meanwhile)
     # goes to the remote store, when the project uploads.
     if remote is not None and whence != "the remote store" \

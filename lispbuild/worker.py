@@ -431,6 +431,10 @@ class WarmWorkers:
                 path.unlink(missing_ok=True)
         for path in self.requests.glob("*") if self.requests.exists() else ():
             path.unlink(missing_ok=True)
+        try:  # empty now; left, the next build would call it a stopped build's
+            self.requests.rmdir()
+        except OSError:
+            pass
 
 
 class _FileLock:
