@@ -10,10 +10,20 @@ task writes to the terminal itself, after a line naming it. Elsewhere (a
 log, a pipe) the lines are doit's own (". task", "-- task"), each task's
 words after its line, and nothing is rewritten.
 """
+import re
 import shutil
 import time
 
 from doit.reporter import ConsoleReporter
+
+# A compile of code outside the project (Debian's libraries) says only how
+# many warnings it had, in this form; the reporter adds them up per library.
+OUTSIDE_WARNINGS = re.compile(r"^(\d+) warnings? outside the project in (\S+)$")
+SHOW_ALL_VARIABLE = "LISPBUILD_WARNINGS"
+
+
+def outside_warnings(count: int, library: str) -> str:
+    return f"{count} warning{'s' if count != 1 else ''} outside the project in {library}"
 
 
 class ProgressReporter(ConsoleReporter):
@@ -28,6 +38,7 @@ class ProgressReporter(ConsoleReporter):
         self.done = 0
         self.current = ""
         self.shown = False
+        self.outside: dict[str, int] = {}  # library: warnings in its code
 
     def initialize(self, tasks, selected_tasks):
         todo, seen = list(selected_tasks), set()
@@ -78,8 +89,16 @@ class ProgressReporter(ConsoleReporter):
         verbosity = task.verbosity if task.verbosity is not None else 1
         said = "".join((a.out or "" if failed and verbosity < 2 else "")
                        + (a.err or "" if verbosity < 1 else "") for a in task.actions)
-        if said.strip():
-            self.write(said.rstrip("\n") + "\n")
+        kept = []
+        for line in said.splitlines():
+            counted = OUTSIDE_WARNINGS.match(line)
+            if counted:
+                library = counted.group(2)
+                self.outside[library] = self.outside.get(library, 0) + int(counted.group(1))
+            else:
+                kept.append(line)
+        if "".join(kept).strip():
+            self.write("\n".join(kept) + "\n")
 
     def add_success(self, task):
         self._finished(task, failed=False)
@@ -105,6 +124,10 @@ class ProgressReporter(ConsoleReporter):
 
     def complete_run(self):
         # What failed tasks said is written already, as they ended.
+        if self.outside:
+            self.write("warnings in code outside the project (" + ", ".join(
+                f"{library} {count}" for library, count in sorted(self.outside.items()))
+                + f"); {SHOW_ALL_VARIABLE}=all shows them\n")
         if self.live and self.shown:
             self.current = "failed" if self.failures or self.runtime_errors else "done"
             self.write(self.status() + "\n")

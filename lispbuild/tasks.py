@@ -11,6 +11,7 @@ rebuilder. Task names are stable:
 """
 import atexit
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -26,7 +27,7 @@ from .driver import TIME_LIMIT_VARIABLE, FreshSbcl, LispJob, signal_name, time_l
 from .embed import check_static, embed_core
 from .errors import LispFailure
 from .graph import BinaryNode, FaslNode, library_task, plan
-from .progress import ProgressReporter
+from .progress import SHOW_ALL_VARIABLE, ProgressReporter, outside_warnings
 from .rebuild import Action, Context, execute, is_up_to_date
 from .remote import remote_from
 from .store_check import STORE_CONFIG
@@ -44,16 +45,28 @@ def _print_notes(notes: str):
 
 # --- what each task does: plain functions of (action, ctx, outputs) ------
 
+# The first line of a diagnostic: "FILE:LINE: KIND: text".
+DIAGNOSTIC = re.compile(r"^\S[^:]*:\d*:? (STYLE-WARNING|WARNING|ERROR|read error)")
+
+
 def compile_fasl(action: Action, ctx: Context, outputs: dict):
+    """The project's own warnings in full; code outside it (Debian's
+    libraries) only counted, unless LISPBUILD_WARNINGS=all."""
     p = action.params
-    _print_notes(ctx.lisp.run(LispJob(
+    notes = ctx.lisp.run(LispJob(
         task=action.task, command="compile", state=action.state, product=outputs["fasl"],
         arguments={"source": p["source"], "output": outputs["fasl"],
                    "external_format": p["external_format"], "features": p["features"],
                    "policy": p["policy"], "fail_on_warning": p["fail_on_warning"]},
         library=p["library"], base=action.means["base"],
         hints={"project": action.means["project"],
-               "built_before": (ctx.root / action.outputs["fasl"]).exists()})))
+               "built_before": (ctx.root / action.outputs["fasl"]).exists()}))
+    if action.means["project"] or os.environ.get(SHOW_ALL_VARIABLE) == "all":
+        _print_notes(notes)
+    else:
+        count = sum(1 for line in notes.splitlines() if DIAGNOSTIC.match(line))
+        if count:
+            print(outside_warnings(count, p["library"]), file=sys.stderr)
 
 
 def dump_core(action: Action, ctx: Context, outputs: dict):

@@ -79,3 +79,42 @@ def test_a_log_gets_doits_own_lines(tmp_path):
     # What the task said follows its line.
     assert re.search(r"main\.lisp:2: STYLE-WARNING: undefined function: GREETER::HELPER",
                      result.stdout), result.stdout
+
+
+FLEXI_DODO = """
+import lispbuild
+project = lispbuild.Project()
+project.asdf_system("app")
+project.binary("app", libraries=["app"], entry="app:main")
+DOIT_CONFIG = lispbuild.doit_config(project)
+def task_lispbuild():
+    yield from lispbuild.tasks(project)
+"""
+FLEXI_APP = {
+    "app.asd": '(defsystem "app" :depends-on ("flexi-streams") :components ((:file "app")))\n',
+    "app.lisp": "(defpackage #:app (:use #:cl))\n(in-package #:app)\n"
+                "(defun main () (print (flexi-streams:octets-to-string #(104 105))) (helper) 0)\n",
+}
+
+
+def test_warnings_outside_the_project_are_counted_per_library(tmp_path):
+    own_store = {k: v for k, v in os.environ.items() if k != "LISPBUILD_STORE"}
+    project = write_project(tmp_path / "quiet", FLEXI_DODO, FLEXI_APP)
+    result = subprocess.run([sys.executable, "-m", "doit", "-n", "2"], cwd=project,
+                            env=own_store, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "/usr/share/common-lisp" not in result.stdout + result.stderr
+    summary = re.search(r"^warnings in code outside the project \(flexi-streams (\d+)\); "
+                        r"LISPBUILD_WARNINGS=all shows them$", result.stdout, re.MULTILINE)
+    assert summary and int(summary.group(1)) > 0, result.stdout
+    # The project's own, in full.
+    assert "app.lisp:3: STYLE-WARNING: undefined function: APP::HELPER" in result.stdout
+
+    everything = write_project(tmp_path / "loud", FLEXI_DODO, FLEXI_APP)
+    result = subprocess.run([sys.executable, "-m", "doit", "-n", "2"], cwd=everything,
+                            env={**own_store, "LISPBUILD_WARNINGS": "all"},
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    shown = re.findall(r"^/usr/share/common-lisp/source/cl-flexi-streams/\S+:\d+: "
+                       r"(?:STYLE-)?WARNING", result.stdout, re.MULTILINE)
+    assert len(shown) == int(summary.group(1)), result.stdout
