@@ -116,12 +116,25 @@ reading .asd files loaded, for :defsystem-depends-on.)"
       (visit (asdf:make-operation 'asdf:load-op) system '()))
     (nreverse order)))
 
+(defun cffi-class-p (component name)
+  "Whether COMPONENT is of CFFI-GROVEL's class NAME (when CFFI-GROVEL is loaded)."
+  (let* ((package (find-package "CFFI-GROVEL"))
+         (class (and package (find-class (find-symbol name package) nil))))
+    (and class (typep component class))))
+
+(defun grovel-file-p (component)
+  "A :cffi-grovel-file: lispbuild runs its groveller, then compiles the Lisp it writes."
+  (cffi-class-p component "GROVEL-FILE"))
+
 (defun check-component (component)
-  (when (and (typep component 'asdf:source-file)
-             (not (typep component 'asdf:cl-source-file))
-             (not (typep component 'asdf:static-file)))
+  (when (or (and (typep component 'asdf:source-file)
+                 (not (typep component 'asdf:cl-source-file))
+                 (not (typep component 'asdf:static-file)))
+            ;; A C wrapper library (:cffi-wrapper-file): processed, not compiled.
+            (and (cffi-class-p component "PROCESS-OP-INPUT")
+                 (not (grovel-file-p component))))
     (error "component ~A of system ~A is a ~(~A~); lispbuild compiles Lisp ~
-            source files only"
+            source files and CFFI grovel files only"
            (asdf:component-name component)
            (asdf:component-name (asdf:component-system component))
            (type-of component))))
@@ -146,7 +159,8 @@ reading .asd files loaded, for :defsystem-depends-on.)"
               do (check-component c)
             when (and (typep op 'asdf:compile-op) (typep c 'asdf:cl-source-file)
                       (same-system-p c system))
-              do (apply #'tsv out "file" name (relative-name c system)
+              do (apply #'tsv out (if (grovel-file-p c) "grovel" "file") name
+                        (relative-name c system)
                         (let ((format (asdf:component-external-format c)))
                           (if (keywordp format) format :utf-8))
                         (mapcar (lambda (n) (relative-name n system)) (reverse earlier)))

@@ -130,9 +130,10 @@ def asdf_libraries(project: Project, ctx: Context) -> dict[str, Library]:
             systems[lib]["asd"] = str(_directory(rest[0], project.root))
         elif kind == "depends":
             systems[lib]["depends"].append(library_name(rest[0]))
-        elif kind == "file":
+        elif kind in ("file", "grovel"):
             path, external_format, *needs = rest
-            systems[lib]["sources"].append(Source(path, tuple(needs), external_format.lower()))
+            systems[lib]["sources"].append(Source(path, tuple(needs), external_format.lower(),
+                                                  grovel=kind == "grovel"))
     fail_on_warning = {library_name(n): f for n, f in project.asdf_systems_by_name.items()}
     return {name: Library(name=name, directory=Path(s["directory"]),
                           sources=tuple(s["sources"]), depends_on=tuple(s["depends"]),

@@ -40,6 +40,7 @@ class Source:
     path: str                 # relative to the library's directory
     needs: tuple[str, ...]    # files of the same library loaded before compiling it
     external_format: str = "utf-8"
+    grovel: bool = False      # a CFFI grovel file: its groveller writes the Lisp compiled
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,11 @@
 ;;;; (with worker.lisp) into the FASL that every lispbuild SBCL loads.
 ;;;;
 ;;;; A job is a plist:
-;;;;   (:compile :steps STEPS :source S :output O :external-format E
+;;;;   (:compile :steps STEPS :source S :output O :undefined U :external-format E
 ;;;;    :features (X...) :policy ((Q . N)...) :fail-on-warning B :diagnostics D)
+;;;;   (:check-undefined :steps STEPS :references (U...) :output O
+;;;;    :fail-on-warning B :diagnostics D)
+;;;;   (:grovel :steps STEPS :source S :output O :cc CC :features (X...) :diagnostics D)
 ;;;;   (:dump :steps STEPS :features (X...) :entry "pkg:fn" :core C :linkage L
 ;;;;    :shared-objects SO :compression B :test B :diagnostics D)
 ;;;;   (:asdf-graph :systems (S...) :registry (DIR...) :output O :diagnostics D)
@@ -181,8 +184,9 @@ it writes no such line, and the FASL is the same whoever compiles it."
   "Full WARNINGs seen. Counted here because inside WITH-COMPILATION-UNIT,
 COMPILE-FILE's own FAILURE-P misses the warnings deferred to the unit's end.")
 
-(defun compile-reporting (source output external-format)
-  "COMPILE-FILE SOURCE to OUTPUT, noting every problem with its line.
+(defun compile-reporting (source output undefined external-format)
+  "COMPILE-FILE SOURCE to OUTPUT, noting every problem with its line, but
+for references to what is undefined, written to UNDEFINED (see below).
 Returns the FASL's pathname, or NIL."
   (handler-case
       (handler-bind
@@ -206,23 +210,25 @@ Returns the FASL's pathname, or NIL."
         ;; location out of the FASL.
         (let ((*package* (find-package "CL-USER")))
           (with-compilation-unit (:source-namestring source)
-            (compile-file source :output-file (merge-pathnames output)
-                                 :external-format external-format
-                                 :verbose nil :print nil))))
+            (multiple-value-prog1
+                (compile-file source :output-file (merge-pathnames output)
+                                     :external-format external-format
+                                     :verbose nil :print nil)
+              (write-deferred source undefined)))))
     ;; An error the compiler does not handle, e.g. in EVAL-WHEN or IN-PACKAGE.
     ((and error (not sb-c:compiler-error)) (c)
       (incf *errors*)
       (note source (compiler-context-line source) "ERROR" c)
       nil)))
 
-(defun compile-job (&key source output external-format features policy fail-on-warning
-                    &allow-other-keys)
+(defun compile-job (&key source output undefined external-format features policy
+                      fail-on-warning &allow-other-keys)
   (push-features features)
   (proclaim-policy policy)
   (fixed-write-date source)
   (forget-runtime-path)
   (clear-pathname-table)
-  (let ((fasl (compile-reporting source output
+  (let ((fasl (compile-reporting source output undefined
                                  (intern (string-upcase external-format) :keyword))))
     (cond ((or (null fasl) (plusp *errors*))
            (unless *diagnostics*
@@ -230,6 +236,150 @@ Returns the FASL's pathname, or NIL."
            nil)
           ((and fail-on-warning (plusp *warnings*)) nil)
           (t t))))
+
+;;; Undefined functions, variables and types. Compiled alone, a file
+;;; refers to functions that later files of its library define; ASDF,
+;;; compiling a system in one compilation unit, does not warn of those.
+;;; So the references still undefined at a file's end are written down
+;;; (its .undefined file, stored with its FASL) instead of reported, and
+;;; the library's check, with every FASL of the library loaded, reports
+;;; those still undefined there, as UIOP's deferred warnings do.
+
+(defun readable-string (string)
+  "STRING as a string of characters: printed readably, a base string
+would be written #A((1) BASE-CHAR . \"G\")."
+  (coerce string '(simple-array character (*))))
+
+(defun name-record (name)
+  "NAME as data that reads back in any image: (\"PKG\" \"NAME\") or
+(:setf \"PKG\" \"NAME\"); NIL for a name no other file can define (an
+uninterned symbol, a compound type)."
+  (flet ((of-symbol (symbol)
+           (and (symbolp symbol) (symbol-package symbol)
+                (list (readable-string (package-name (symbol-package symbol)))
+                      (readable-string (symbol-name symbol))))))
+    (cond ((symbolp name) (of-symbol name))
+          ((and (consp name) (eq (first name) 'setf) (consp (rest name))
+                (null (cddr name)) (of-symbol (second name)))
+           (cons :setf (of-symbol (second name)))))))
+
+(defun deferred-records (source undef)
+  "The records of one undefined name: one per use SBCL kept (it keeps a
+few), each the diagnostic it would have printed."
+  (let* ((kind (sb-c::undefined-warning-kind undef))
+         (name (sb-c::undefined-warning-name undef))
+         (severity (if (eq kind :variable) "WARNING" "STYLE-WARNING"))
+         (uses (sb-c::undefined-warning-warnings undef))
+         (more (- (sb-c::undefined-warning-count undef) (length uses)))
+         (*package* (find-package "CL-USER")))
+    (append
+     (loop for context in uses
+           for position = (sb-c::compiler-error-context-file-position context)
+           collect (format nil "~A:~@[~D:~] ~A: undefined ~(~A~): ~
+                                ~/sb-ext:print-symbol-with-prefix/"
+                           source (and position (line-at source position)) severity kind name))
+     (when (plusp more)
+       (list (format nil "~A: ~A: ~D more use~:P of undefined ~(~A~) ~
+                          ~/sb-ext:print-symbol-with-prefix/"
+                     source severity more kind name))))))
+
+(defun deferrable-p (undef)
+  "Whether another file may define UNDEF's name: not a name reserved by
+ANSI CL, which no portable file defines (SBCL reports those at once)."
+  (let ((kind (sb-c::undefined-warning-kind undef))
+        (name (sb-c::undefined-warning-name undef)))
+    (and (name-record name)
+         (not (and (member kind '(:function :type))
+                   (sb-c::name-reserved-by-ansi-p name kind))))))
+
+(defun write-deferred (source path)
+  "Write the undefined references another file may define to PATH, in
+SBCL's order (by name), and leave SBCL only the others to report at the
+compilation unit's end."
+  (let ((deferred (sort (remove-if-not #'deferrable-p sb-c::*undefined-warnings*)
+                        #'string< :key (lambda (undef)
+                                         (prin1-to-string (sb-c::undefined-warning-name undef))))))
+    (setf sb-c::*undefined-warnings*
+          (remove-if #'deferrable-p sb-c::*undefined-warnings*))
+    (let ((records (loop for undef in deferred
+                         for kind = (sb-c::undefined-warning-kind undef)
+                         for record = (name-record (sb-c::undefined-warning-name undef))
+                         append (loop for text in (deferred-records source undef)
+                                      collect (list kind record (readable-string text))))))
+      (with-open-file (out path :direction :output :if-exists :supersede
+                                :external-format :utf-8)
+        (with-standard-io-syntax
+          (dolist (record records)
+            (prin1 record out)
+            (terpri out)))))))
+
+(defun named (record)
+  "The name RECORD stands for in this image, or NIL if it has none."
+  (destructuring-bind (first &rest rest) record
+    (let* ((setf (eq first :setf))
+           (package (find-package (if setf (first rest) first)))
+           (symbol (and package (find-symbol (if setf (second rest) (first rest)) package))))
+      (and symbol (if setf (list 'setf symbol) symbol)))))
+
+(defun defined-p (kind name)
+  (ecase kind
+    (:function (fboundp name))
+    (:variable (or (boundp name) (not (eq (sb-int:info :variable :kind name) :unknown))))
+    (:type (or (find-class name nil) (sb-int:info :type :kind name)))))
+
+(defun check-undefined-job (&key references output fail-on-warning &allow-other-keys)
+  "Report the references of the library's files (their .undefined files)
+that are still undefined with the whole library loaded; they are written
+to OUTPUT too. Fails on an undefined variable if FAIL-ON-WARNING."
+  (let ((warned nil))
+    (with-open-file (out output :direction :output :if-exists :supersede
+                                :external-format :utf-8)
+      (dolist (file references)
+        (with-open-file (in file :external-format :utf-8)
+          (loop for (kind record text) = (with-standard-io-syntax
+                                           (let ((*read-eval* nil))
+                                             (read in nil nil)))
+                while kind
+                do (let ((name (named record)))
+                     (unless (and name (defined-p kind name))
+                       (when (eq kind :variable)
+                         (setf warned t))
+                       (push text *diagnostics*)
+                       (write-line text out)))))))
+    (not (and fail-on-warning warned))))
+
+;;; CFFI grovel files: a specification of C types and constants that
+;;; CFFI-GROVEL turns into a C program, whose output is the Lisp to
+;;; compile. The program is built with CC (musl-gcc): the sizes and
+;;; constants are those of the C library the executable links.
+
+(defun grovel-job (&key source output cc features &allow-other-keys)
+  "Run SOURCE's groveller, built with CC, and write the Lisp it writes to OUTPUT."
+  (push-features features)
+  (let ((process (and (find-package "CFFI-GROVEL")
+                      (find-symbol "PROCESS-GROVEL-FILE" "CFFI-GROVEL"))))
+    (unless process
+      (note source nil "ERROR" "CFFI-GROVEL is not loaded: a system with a grovel file ~
+                                names it in :defsystem-depends-on")
+      (return-from grovel-job nil))
+    (handler-case
+        (progv (list (find-symbol "*CC*" "CFFI-TOOLCHAIN") (find-symbol "*LD*" "CFFI-TOOLCHAIN"))
+            (list cc cc)
+          (let* ((output (merge-pathnames output))
+                 (written (funcall process source
+                                   (make-pathname :name (pathname-name source) :type "lisp"
+                                                  :defaults output))))
+            (rename-file written output)
+            t))
+      (error (c)
+        ;; A C compiler or program that failed: CFFI's message is mostly
+        ;; the command line; the compiler's own words follow in the job's
+        ;; output, which the message includes.
+        (note source nil "ERROR"
+              (if (search "Subprocess" (princ-to-string c))
+                  "the grovel file's C program failed to build or run (output below)"
+                  c))
+        nil))))
 
 ;;; Dumping the image of a binary.
 
@@ -343,6 +493,8 @@ them): the static executable must have an archive for each."
   (ecase (first job)
     (:compile (apply #'compile-job (rest job)))
     (:dump (apply #'dump-job (rest job)))
+    (:check-undefined (apply #'check-undefined-job (rest job)))
+    (:grovel (apply #'grovel-job (rest job)))
     (:asdf-graph
      (ensure-asdf)
      (apply #'call-asdf-support "ASDF-GRAPH" (rest job)))))

@@ -42,6 +42,9 @@ class LispJob:
     library: str | None = None       # the library whose file it compiles
     base: LoadState | None = None    # that library's dependencies
     hints: dict = field(default_factory=dict)
+    # A failure's message ends with what SBCL printed (where a grovel
+    # file's C compiler writes its errors).
+    output_on_failure: bool = False
 
 
 def lisp_literal(value) -> str:
@@ -143,7 +146,8 @@ def check_result(job: LispJob, status: str, diagnostics: str, output: str) -> st
                           f"{job.product.name} (does the code call exit while it is "
                           f"compiled or loaded?)" + (f"\n{tail}" if tail else ""))
     if kind == "exit" and number == "1" and diagnostics.strip():
-        raise LispFailure(f"{what} failed:\n{diagnostics.strip()}")
+        raise LispFailure(f"{what} failed:\n{diagnostics.strip()}"
+                          + (f"\n{tail}" if tail and job.output_on_failure else ""))
     if kind == "signal":
         happened = f"SBCL was killed by {signal_name(int(number))}"
     else:

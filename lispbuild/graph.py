@@ -25,6 +25,8 @@ class FaslNode:
     library: Library
     source: str               # relative to the project root
     fasl: str                 # relative to the project root
+    grovel: str               # a CFFI grovel file whose groveller writes `source`, or ""
+    undefined: str            # what it refers to undefined (driver.lisp), beside the FASL
     after: tuple[str, ...]    # tasks that write what `state` loads
     base: LoadState           # the library's dependencies and prologue
     state: LoadState          # base, then the library's files this one needs
@@ -45,10 +47,12 @@ class Graph:
     fasls: dict[str, FaslNode]
     binaries: dict[str, BinaryNode]
     libraries: dict[str, Library]
+    complete: dict[str, LoadState]   # each library's state with all of it loaded
 
 
 def library_task(name: str) -> str:
-    """The task that stands for all the FASLs of a library."""
+    """The task that stands for all the FASLs of a library: it checks what
+    they refer to that the whole library leaves undefined."""
     return f"lib:{name}"
 
 
@@ -81,6 +85,11 @@ def _fasl_path(library: Library, source: str) -> str:
     if ".." in source:  # an ASDF component outside its system's directory
         source = "/".join("up" if part == ".." else part for part in source.split("/"))
     return f"build/fasl/{library.name}/{posixpath.splitext(source)[0]}.fasl"
+
+
+def grovel_output(fasl: str) -> str:
+    """Where the Lisp that a grovel file's groveller writes goes."""
+    return "build/grovel/" + fasl.removeprefix("build/fasl/").removesuffix(".fasl") + ".lisp"
 
 
 ASDF_STEP = ("require", "ASDF")
@@ -188,10 +197,14 @@ def _library_fasls(library: Library, base: LoadState, after_deps: tuple) -> list
             state = base.extend(("load", _fasl_path(library, p)) for p in paths if p in needed)
         needed_by[source.path] = needed
         loaded = loaded.extend([("load", _fasl_path(library, source.path))])
+        name = f"{library.name}/{source.path}"
+        written = posixpath.normpath(posixpath.join(str(library.directory), source.path))
+        fasl = _fasl_path(library, source.path)
         nodes.append(FaslNode(
-            name=f"{library.name}/{source.path}", library=library,
-            source=posixpath.normpath(posixpath.join(str(library.directory), source.path)),
-            fasl=_fasl_path(library, source.path),
+            name=name, library=library,
+            source=grovel_output(fasl) if source.grovel else written,
+            grovel=written if source.grovel else "",
+            fasl=fasl, undefined=fasl.removesuffix(".fasl") + ".undefined",
             after=after_deps + tuple(f"fasl:{library.name}/{n}" for n in direct),
             base=base, state=state, external_format=source.external_format))
     return nodes
@@ -229,4 +242,5 @@ def plan(project: Project, derived: dict[str, Library]) -> Graph:
         if run.binary not in binaries:
             raise DeclarationError(f"run {run.name} names binary {run.binary}, "
                                    f"which is not declared")
-    return Graph(fasls=fasls, binaries=binaries, libraries=libraries)
+    return Graph(fasls=fasls, binaries=binaries, libraries=libraries,
+                 complete={name: orders.complete(name) for name in libraries})

@@ -1,7 +1,9 @@
 """The doit tasks of a project: one Action per task, each run through the
 rebuilder. Task names are stable:
 
+    grovel:LIB/FILE run a CFFI grovel file's groveller: the Lisp its fasl: compiles
     fasl:LIB/FILE   compile one Lisp file
+    lib:LIB         report what the library's files refer to that it leaves undefined
     c:PATH          compile one C source with musl-gcc
     core:NAME       load the FASLs and dump the image, with its linkage record
     linkage:NAME    resolve the image's foreign symbols; write the symbol table
@@ -49,24 +51,56 @@ def _print_notes(notes: str):
 DIAGNOSTIC = re.compile(r"^\S[^:]*:\d*:? (STYLE-WARNING|WARNING|ERROR|read error)")
 
 
-def compile_fasl(action: Action, ctx: Context, outputs: dict):
+def _report_warnings(notes: str, action: Action):
     """The project's own warnings in full; code outside it (Debian's
     libraries) only counted, unless LISPBUILD_WARNINGS=all."""
-    p = action.params
-    notes = ctx.lisp.run(LispJob(
-        task=action.task, command="compile", state=action.state, product=outputs["fasl"],
-        arguments={"source": p["source"], "output": outputs["fasl"],
-                   "external_format": p["external_format"], "features": p["features"],
-                   "policy": p["policy"], "fail_on_warning": p["fail_on_warning"]},
-        library=p["library"], base=action.means["base"],
-        hints={"project": action.means["project"],
-               "built_before": (ctx.root / action.outputs["fasl"]).exists()}))
     if action.means["project"] or os.environ.get(SHOW_ALL_VARIABLE) == "all":
         _print_notes(notes)
     else:
         count = sum(1 for line in notes.splitlines() if DIAGNOSTIC.match(line))
         if count:
-            print(outside_warnings(count, p["library"]), file=sys.stderr)
+            print(outside_warnings(count, action.params["library"]), file=sys.stderr)
+
+
+def compile_fasl(action: Action, ctx: Context, outputs: dict):
+    p = action.params
+    _report_warnings(ctx.lisp.run(LispJob(
+        task=action.task, command="compile", state=action.state, product=outputs["fasl"],
+        arguments={"source": p["source"], "output": outputs["fasl"],
+                   "undefined": outputs["undefined"],
+                   "external_format": p["external_format"], "features": p["features"],
+                   "policy": p["policy"], "fail_on_warning": p["fail_on_warning"]},
+        library=p["library"], base=action.means["base"],
+        hints={"project": action.means["project"],
+               "built_before": (ctx.root / action.outputs["fasl"]).exists()})), action)
+
+
+def grovel(action: Action, ctx: Context, outputs: dict):
+    p = action.params
+    _report_warnings(ctx.lisp.run(LispJob(
+        task=action.task, command="grovel", state=action.state, product=outputs["lisp"],
+        arguments={"source": p["source"], "output": outputs["lisp"],
+                   "cc": str(find_musl().gcc), "features": p["features"]},
+        output_on_failure=True)), action)
+
+
+def check_undefined(action: Action, ctx: Context, outputs: dict):
+    """What the library's files refer to undefined, checked with the whole
+    library loaded: reported as compile_fasl reports (a function defined
+    in a later file of the library is not). SBCL runs only when a file
+    refers to something undefined."""
+    p = action.params
+    references = [path for path in action.inputs
+                  if (ctx.root / path).stat().st_size > 0]
+    if not references:
+        outputs["report"].write_bytes(b"")
+        return
+    _report_warnings(ctx.lisp.run(LispJob(
+        task=action.task, command="check-undefined", state=action.state,
+        product=outputs["report"],
+        arguments={"references": [str(ctx.root / r) for r in references],
+                   "output": outputs["report"], "fail_on_warning": p["fail_on_warning"]})),
+        action)
 
 
 def dump_core(action: Action, ctx: Context, outputs: dict):
@@ -175,8 +209,31 @@ def fasl_action(node: FaslNode) -> Action:
                 "external_format": node.external_format, "features": list(library.features),
                 "policy": [list(q) for q in library.policy],
                 "fail_on_warning": library.fail_on_warning},
-        outputs={"fasl": node.fasl}, toolchain=(sbcl_files,), state=node.state,
-        means={"base": node.base, "project": not library.directory.is_absolute()})
+        outputs={"fasl": node.fasl, "undefined": node.undefined}, toolchain=(sbcl_files,),
+        state=node.state, means={"base": node.base, "project": _in_project(library)})
+
+
+def grovel_action(node: FaslNode) -> Action:
+    library = node.library
+    return Action(
+        task=f"grovel:{node.name}", run=grovel, inputs=[node.grovel],
+        params={"source": node.grovel, "library": library.name,
+                "features": list(library.features)},
+        outputs={"lisp": node.source}, toolchain=(sbcl_files, musl_files), state=node.state,
+        means={"project": _in_project(library)})
+
+
+def _in_project(library) -> bool:
+    return not library.directory.is_absolute()
+
+
+def library_action(library, nodes: list[FaslNode], complete) -> Action:
+    return Action(
+        task=library_task(library.name), run=check_undefined,
+        inputs=[node.undefined for node in nodes],
+        params={"library": library.name, "fail_on_warning": library.fail_on_warning},
+        outputs={"report": f"build/undefined/{library.name}.txt"}, toolchain=(sbcl_files,),
+        state=complete, means={"project": _in_project(library)})
 
 
 def c_action(source: str) -> Action:
@@ -273,16 +330,30 @@ def _doit_tasks(project: Project):
     inputs = [str(project.root / "dodo.py")] + [
         str(project.root / library.asd) for library in graph.libraries.values() if library.asd]
     for node in graph.fasls.values():
-        action = fasl_action(node)
-        inputs += [os.path.join(ctx.root, i) for i in action.inputs]
-        yield _doit_task(action, ctx, list(node.after))
+        after = list(node.after)
+        if node.grovel:
+            action = grovel_action(node)
+            yield _doit_task(action, ctx, list(node.after))
+            after.append(action.task)
+            inputs.append(os.path.join(ctx.root, node.grovel))
+        else:
+            inputs.append(os.path.join(ctx.root, node.source))
+        yield _doit_task(fasl_action(node), ctx, after)
+    by_library = {}
+    for node in graph.fasls.values():
+        by_library.setdefault(node.library.name, []).append(node)
     for library in graph.libraries.values():
-        basename, _, name = library_task(library.name).partition(":")
-        yield {"basename": basename, "name": name,
-               "actions": [(fail, [library.unavailable])] if library.unavailable else [],
-               "task_dep": [f"fasl:{library.name}/{s.path}" for s in library.sources]
-               + [library_task(d) for d in library.depends_on],
-               "doc": f"every FASL of {library.name}"}
+        task_dep = [f"fasl:{library.name}/{s.path}" for s in library.sources] \
+            + [library_task(d) for d in library.depends_on]
+        if library.unavailable:
+            basename, _, name = library_task(library.name).partition(":")
+            yield {"basename": basename, "name": name,
+                   "actions": [(fail, [library.unavailable])], "task_dep": task_dep,
+                   "doc": f"every FASL of {library.name}"}
+        else:
+            action = library_action(library, by_library.get(library.name, []),
+                                    graph.complete[library.name])
+            yield _doit_task(action, ctx, task_dep)
     c_sources = {str(s) for b in project.binaries.values() for s in b.c_sources}
     for source in sorted(c_sources | {COMPAT_TASK}):
         action = c_action(source)

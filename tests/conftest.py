@@ -2,6 +2,7 @@
 built by running the real doit, SBCL and musl-gcc."""
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -34,6 +35,14 @@ def built(project: Path, *args, env=None) -> DoitRun:
     result = doit(project, *args, env=env)
     assert result.returncode == 0, result.output
     return result
+
+
+def terminal_session():
+    """preexec_fn of a build the test stops as Ctrl-C does: a session of
+    its own whose processes take SIGINT as a terminal's do, even when the
+    tests run with SIGINT ignored (a background job of a script)."""
+    os.setsid()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def copy_samples(dest: Path) -> Path:

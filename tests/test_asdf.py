@@ -328,3 +328,67 @@ def test_asdf_component_features_and_contribs(tmp_path, store_env):
     assert "runtime:app" not in again.executed
     run = subprocess.run([project / "build/bin/app"], capture_output=True, text=True)
     assert run.stdout == "STATIC sbcl static, pid\n", run.stderr
+
+
+GROVEL_FILES = {
+    "app.asd": '(defsystem "app" :defsystem-depends-on ("cffi-grovel") :depends-on ("cffi")\n'
+               '  :serial t :components ((:file "package") (:cffi-grovel-file "constants")'
+               ' (:file "main")))\n',
+    "package.lisp": "(defpackage #:app (:use #:cl) (:export #:main))\n",
+    "constants.lisp": '(in-package #:app)\n(include "errno.h" "sys/utsname.h")\n'
+                      '(constant (+eagain+ "EAGAIN"))\n'
+                      '(cstruct utsname "struct utsname" (machine "machine" :type :char))\n',
+    "main.lisp": '(in-package #:app)\n(defun main () (format t "~D ~D~%" +eagain+'
+                 " (cffi:foreign-type-size '(:struct utsname))) 0)\n",
+}
+
+
+def test_a_grovel_file_is_groveled_with_musl_then_compiled(tmp_path, store_env):
+    project = write_project(tmp_path / "grovel", asdf_dodo("app"), GROVEL_FILES)
+    result = built(project, "-n", "2", env=store_env)
+    assert "grovel:app/constants.lisp" in result.executed
+    assert "(cl:defconstant +eagain+ 11)" in \
+        (project / "build/grovel/app/constants.lisp").read_text()
+    run = run_in_empty_root(project / "build/bin/app", tmp_path)
+    assert run.returncode == 0 and run.stdout == "11 390\n", run
+
+    # A C program that does not build: the file, the compiler's words; the
+    # executable stays.
+    constants = project / "constants.lisp"
+    constants.write_text(GROVEL_FILES["constants.lisp"].replace("errno.h", "no-such-header.h"))
+    result = doit(project, env=store_env)
+    assert result.returncode != 0
+    assert "TaskFailed - taskid:grovel:app/constants.lisp" in result.output
+    assert "constants.lisp: ERROR: the grovel file's C program failed to build or run" \
+        in result.output
+    assert "no-such-header.h: No such file or directory" in result.output
+    assert subprocess.run([project / "build/bin/app"], capture_output=True,
+                          text=True).stdout == "11 390\n"
+
+
+TRIVIAL_FEATURES_DODO = """
+import lispbuild
+project = lispbuild.Project()
+project.asdf_system("trivial-features-tests")
+project.test("trivial-features", libraries=["trivial-features-tests"],
+             function="regression-test:do-tests")
+DOIT_CONFIG = lispbuild.doit_config(project)
+def task_lispbuild():
+    yield from lispbuild.tasks(project)
+"""
+
+
+def test_trivial_features_test_suite_with_its_grovel_file_passes_static(tmp_path, store_env):
+    project = write_project(tmp_path / "tf", TRIVIAL_FEATURES_DODO, {})
+    result = built(project, "-n", "2", "test", env=store_env)
+    assert "grovel:trivial-features-tests/tests/utsname.lisp" in result.executed
+    assert "No tests failed." in result.output, result.output[-3000:]
+    run = run_in_empty_root(project / "build/bin/trivial-features", tmp_path)
+    assert run.returncode == 0 and "No tests failed." in run.stdout, run
+
+
+def test_a_c_wrapper_file_is_reported_by_name(tmp_path):
+    output = asdf_failure(tmp_path, '(defsystem "app" :defsystem-depends-on ("cffi-grovel")'
+                                    ' :components ((:file "app") (:cffi-wrapper-file "wrap")))')
+    assert cannot_give("app") + "component wrap of system app is a wrapper-file; lispbuild " \
+        "compiles Lisp source files and CFFI grovel files only" in output, output

@@ -27,7 +27,8 @@ def test_editing_one_file_recompiles_it_and_its_dependents_only(hello, store_env
     text.write_text(text.read_text().replace('"~D: ~A~%"', '"~D) ~A~%"'))
     result = built(hello, HELLO, env=store_env)
     assert result.executed == {"fasl:hello-util/text.lisp", "fasl:hello/package.lisp",
-                               "fasl:hello/main.lisp", "core:hello", "exe:hello"}
+                               "fasl:hello/main.lisp", "lib:hello-util", "lib:hello",
+                               "core:hello", "exe:hello"}
     # Same foreign symbols: the runtime is neither relinked nor re-resolved.
     assert "runtime:hello" not in result.executed
     assert "linkage:hello" not in result.executed
@@ -38,7 +39,7 @@ def test_a_file_nothing_depends_on_recompiles_alone(hello, store_env):
     main = hello / "samples/hello/app/main.lisp"
     main.write_text(main.read_text().replace("argument~:P", "arg~:P"))
     result = built(hello, HELLO, env=store_env)
-    assert result.executed == {"fasl:hello/main.lisp", "core:hello", "exe:hello"}
+    assert result.executed == {"fasl:hello/main.lisp", "lib:hello", "core:hello", "exe:hello"}
     assert output_of(hello, "a").startswith("hello from a static SBCL: 1 arg\n")
 
 
@@ -62,7 +63,7 @@ def test_changing_features_recompiles_what_they_affect(hello, store_env):
         'depends_on=["hello-util"])', 'depends_on=["hello-util"], features=["hello-shout"])'))
     result = built(hello, HELLO, env=store_env)
     assert result.executed == {"fasl:hello/package.lisp", "fasl:hello/main.lisp",
-                               "core:hello", "exe:hello"}
+                               "lib:hello", "core:hello", "exe:hello"}
     assert output_of(hello).startswith("HELLO FROM A STATIC SBCL: 0 arguments")
 
 

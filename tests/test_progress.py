@@ -48,9 +48,9 @@ def test_a_terminal_sees_done_over_total_and_the_words_of_tasks(tmp_path, store_
     code, written = on_a_terminal(project, store_env, "-n", "2")
     assert code == 0, written
     statuses = STATUS.findall(written)
-    # package.lisp, main.lisp, compat.c, core, linkage, runtime, exe.
-    assert statuses[-1][:2] == ("7", "7") and statuses[-1][3] == "done", written
-    assert {total for _, total, _, _ in statuses} == {"7"}, written
+    # package.lisp, main.lisp, the library's check, compat.c, core, linkage, runtime, exe.
+    assert statuses[-1][:2] == ("8", "8") and statuses[-1][3] == "done", written
+    assert {total for _, total, _, _ in statuses} == {"8"}, written
     assert [int(done) for done, *_ in statuses] == sorted(int(done) for done, *_ in statuses)
     # A diagnostic is written above the status line, on lines of its own.
     warning = re.search(r"\x1b\[K(main\.lisp:2: STYLE-WARNING: undefined function: "
@@ -63,7 +63,7 @@ def test_a_terminal_sees_done_over_total_and_the_words_of_tasks(tmp_path, store_
     assert code == 0, written
     final = STATUS.findall(written)[-1]
     assert final[0] == final[1] and final[3] == "done", written
-    assert int(final[1]) == 3  # main.lisp, the core, the exe: no relink
+    assert int(final[1]) == 4  # main.lisp, the library's check, the core, the exe: no relink
     assert "helper" not in written.lower()
 
 

@@ -10,7 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from conftest import copy_samples, write_project
+from conftest import copy_samples, terminal_session, write_project
 from nginx import free_port
 
 STATUS = re.compile(r"^\d\d:\d\d:\d\d (.*) \(\d+\.\d\d s\) (ok|failed)$")
@@ -58,7 +58,7 @@ class Watch:
         with open(self.log, "w") as output:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "doit", "watch", *args], cwd=project, env=env,
-                stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+                stdout=output, stderr=subprocess.STDOUT, preexec_fn=terminal_session)
 
     def output(self) -> str:
         return self.log.read_text()
