@@ -76,9 +76,10 @@ class ProgressReporter(ConsoleReporter):
         self.current = task.name
         if not self.live:
             self.write(f".  {task.title()}\n")
-        elif task.verbosity >= 2:  # it writes to the terminal itself
+        elif task.verbosity >= 2:  # it writes to the terminal itself, below its line
             self.write(self.status() + "\n")
-        self._draw()
+        else:
+            self._draw()
 
     def _finished(self, task, failed: bool):
         """Count it, and write what it said that was kept from the terminal
@@ -100,11 +101,19 @@ class ProgressReporter(ConsoleReporter):
         if "".join(kept).strip():
             self.write("\n".join(kept) + "\n")
 
+    def _ended_on_terminal(self, task):
+        # A program's last line may lack its newline (rt's "No tests
+        # failed."): end it, or the status line would write over it.
+        if self.live and task.verbosity is not None and task.verbosity >= 2:
+            self.outstream.write("\n")
+
     def add_success(self, task):
+        self._ended_on_terminal(task)
         self._finished(task, failed=False)
         self._draw()
 
     def add_failure(self, task, fail):
+        self._ended_on_terminal(task)
         self._finished(task, failed=True)
         if fail.report:
             self.failures.append({"task": task, "exception": fail})
@@ -124,11 +133,12 @@ class ProgressReporter(ConsoleReporter):
 
     def complete_run(self):
         # What failed tasks said is written already, as they ended.
+        shown = self.shown
         if self.outside:
             self.write("warnings in code outside the project (" + ", ".join(
                 f"{library} {count}" for library, count in sorted(self.outside.items()))
                 + f"); {SHOW_ALL_VARIABLE}=all shows them\n")
-        if self.live and self.shown:
+        if self.live and shown:
             self.current = "failed" if self.failures or self.runtime_errors else "done"
             self.write(self.status() + "\n")
         if self.runtime_errors:

@@ -118,3 +118,21 @@ def test_warnings_outside_the_project_are_counted_per_library(tmp_path):
     shown = re.findall(r"^/usr/share/common-lisp/source/cl-flexi-streams/\S+:\d+: "
                        r"(?:STYLE-)?WARNING", result.stdout, re.MULTILINE)
     assert len(shown) == int(summary.group(1)), result.stdout
+
+
+RUN_DODO = DODO.replace('entry="greeter:main")', 'entry="greeter:main")\n'
+                        'project.run("greeter", binary="greeter")')
+
+
+def test_a_programs_words_are_not_written_over(tmp_path, store_env):
+    """A run task writes to the terminal itself, below its status line;
+    its last line, even without a newline, stays, and the build ends with
+    its final status."""
+    project = write_project(tmp_path / "greeter", RUN_DODO, {
+        **FILES, "main.lisp": '(in-package #:greeter)\n'
+                              '(defun main () (princ "no newline at the end") 0)\n'})
+    code, written = on_a_terminal(project, store_env, "-n", "2", "run:greeter")
+    assert code == 0, written
+    assert re.search(r"\[\d+/\d+\] [\d.]+ s run:greeter\r?\nno newline at the end\r?\n",
+                     written), written
+    assert STATUS.findall(written)[-1][3] == "done", written
