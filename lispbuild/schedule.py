@@ -17,7 +17,8 @@ from collections import deque
 from doit import control
 
 # Rough relative cost of each kind of task (a FASL is 1).
-COSTS = {"fasl": 1.0, "core": 10.0, "linkage": 1.0, "runtime": 3.0, "exe": 1.0, "c": 1.0}
+COSTS = {"fasl": 1.0, "grovel": 3.0, "lib": 0.2, "core": 10.0, "linkage": 1.0, "runtime": 3.0,
+         "exe": 1.0, "c": 1.0}
 
 _priorities: dict[str, float] = {}
 

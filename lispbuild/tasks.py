@@ -12,6 +12,7 @@ rebuilder. Task names are stable:
     run:NAME        run a built executable (declared with Project.run)
 """
 import atexit
+import importlib
 import os
 import re
 import subprocess
@@ -302,6 +303,21 @@ def _die_with_this_process():
     if _forks_die_with != os.getpid():
         parent = _forks_die_with = os.getpid()
         os.register_at_fork(after_in_child=lambda: die_with_parent(parent))
+        # Registered after multiprocessing's own exit hook, so run before it.
+        importlib.import_module("multiprocessing.util")
+        atexit.register(_end_forks_left_waiting)
+
+
+def _end_forks_left_waiting():
+    """A Ctrl-C that reaches doit while it starts its processes (-n 2)
+    interrupts it before it can tell them to stop, and a process forked
+    just after the signal never got it: it waits for a job for ever, and
+    multiprocessing's exit hook would wait for it. After a build that
+    ended normally there is none."""
+    import multiprocessing
+    for child in multiprocessing.active_children():
+        child.kill()
+        child.join()
 
 
 def doit_tasks(project: Project):

@@ -226,3 +226,19 @@ def test_a_library_that_starts_a_thread_compiles_in_fresh_sbcl(tmp_path, store_e
     run = subprocess.run([project / "build/bin/ticker", "a"], capture_output=True, text=True)
     assert run.stdout == "ticked 1\n"
     assert none_left_within(project, 5)
+
+
+LEFT_WAITING = """
+import importlib, multiprocessing, sys
+importlib.import_module("lispbuild.tasks")._die_with_this_process()
+jobs = multiprocessing.Queue()
+multiprocessing.Process(target=jobs.get).start()  # waits for a job that never comes
+sys.exit(3)
+"""
+
+
+def test_a_doit_process_left_waiting_for_a_job_does_not_hold_the_exit():
+    """What a Ctrl-C that comes while doit starts its processes leaves: one
+    that never got the signal waits for a job; doit still exits."""
+    result = subprocess.run([sys.executable, "-c", LEFT_WAITING], timeout=30)
+    assert result.returncode == 3
