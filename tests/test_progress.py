@@ -116,8 +116,11 @@ def test_warnings_outside_the_project_are_counted_per_library(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     shown = re.findall(r"^/usr/share/common-lisp/source/cl-flexi-streams/\S+:\d+: "
-                       r"(?:STYLE-)?WARNING", result.stdout, re.MULTILINE)
+                       r"(?:STYLE-)?WARNING.*", result.stdout, re.MULTILINE)
     assert len(shown) == int(summary.group(1)), result.stdout
+    # Compiled file by file, flexi-streams calls functions its later files
+    # define; at the library's end none of them is undefined.
+    assert not [line for line in shown if "undefined" in line], shown
 
 
 RUN_DODO = DODO.replace('entry="greeter:main")', 'entry="greeter:main")\n'
