@@ -231,24 +231,31 @@ def test_a_system_asdf_cannot_give_spoils_only_what_needs_it(tmp_path):
     assert subprocess.run([project / "build/bin/other", "x", "y"]).returncode == 2
 
 
-FLEXI_TEST_DODO = """
+SUITE_DODO = """
 import lispbuild
 project = lispbuild.Project()
-project.asdf_system("flexi-streams-test")
-project.test("flexi", libraries=["flexi-streams-test"],
-             function="flexi-streams-test:run-all-tests")
+project.asdf_system("{system}")
+project.test("{name}", libraries=["{system}"], function="{function}")
 DOIT_CONFIG = lispbuild.doit_config(project)
 def task_lispbuild():
     yield from lispbuild.tasks(project)
 """
 
 
+def debian_suite(tmp_path, store_env, system: str, name: str, function: str):
+    """A project of nothing but a Debian library's test system, its tests
+    built and run; the project's path and doit's run."""
+    project = write_project(tmp_path / name, SUITE_DODO.format(
+        system=system, name=name, function=function), {})
+    return project, built(project, "-n", "2", "test", env=store_env)
+
+
 def test_a_test_system_defined_in_another_systems_asd(tmp_path, store_env):
     """Debian's flexi-streams-test is defined in flexi-streams.asd: ASDF
     alone finds it only once flexi-streams was looked up, and loads that
     .asd again while it plans."""
-    project = write_project(tmp_path / "flexi", FLEXI_TEST_DODO, {})
-    result = built(project, "-n", "2", "test", env=store_env)
+    project, result = debian_suite(tmp_path, store_env, "flexi-streams-test", "flexi",
+                                   "flexi-streams-test:run-all-tests")
     assert "All tests passed." in result.output, result.output[-3000:]
     run = subprocess.run([project / "build/bin/flexi"], capture_output=True, text=True)
     assert run.returncode == 0 and "All tests passed." in run.stdout
@@ -366,21 +373,9 @@ def test_a_grovel_file_is_groveled_with_musl_then_compiled(tmp_path, store_env):
                           text=True).stdout == "11 390\n"
 
 
-TRIVIAL_FEATURES_DODO = """
-import lispbuild
-project = lispbuild.Project()
-project.asdf_system("trivial-features-tests")
-project.test("trivial-features", libraries=["trivial-features-tests"],
-             function="regression-test:do-tests")
-DOIT_CONFIG = lispbuild.doit_config(project)
-def task_lispbuild():
-    yield from lispbuild.tasks(project)
-"""
-
-
 def test_trivial_features_test_suite_with_its_grovel_file_passes_static(tmp_path, store_env):
-    project = write_project(tmp_path / "tf", TRIVIAL_FEATURES_DODO, {})
-    result = built(project, "-n", "2", "test", env=store_env)
+    project, result = debian_suite(tmp_path, store_env, "trivial-features-tests",
+                                   "trivial-features", "regression-test:do-tests")
     assert "grovel:trivial-features-tests/tests/utsname.lisp" in result.executed
     assert "No tests failed." in result.output, result.output[-3000:]
     run = run_in_empty_root(project / "build/bin/trivial-features", tmp_path)
