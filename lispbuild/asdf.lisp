@@ -8,6 +8,7 @@
 ;;;; ASDF-GRAPH writes what ASDF itself says of the systems asked for, one
 ;;;; tab-separated record a line:
 ;;;;   system NAME DIRECTORY      asd NAME FILE      depends NAME SYSTEM
+;;;;   version NAME VERSION       (when the system declares one)
 ;;;;   module NAME MODULE         (a system that is an SBCL module to REQUIRE)
 ;;;;   file NAME PATH EXTERNAL-FORMAT NEEDED-PATH...
 ;;;; PATHs are relative to the system's directory; a file's NEEDED-PATHs are
@@ -146,6 +147,8 @@ reading .asd files loaded, for :defsystem-depends-on.)"
          (prepare-op (asdf:make-operation 'asdf:prepare-op)))
     (tsv out "system" name (namestring (asdf:component-pathname system)))
     (tsv out "asd" name (namestring (asdf:system-source-file system)))
+    (when (asdf:component-version system)
+      (tsv out "version" name (asdf:component-version system)))
     (loop for (op . c) in (funcall closure prepare-op system)
           when (and (typep op 'asdf:load-op) (typep c 'asdf:system)
                     (not (equal (asdf:component-name c) name)))

@@ -128,6 +128,8 @@ def asdf_libraries(project: Project, ctx: Context) -> dict[str, Library]:
                             "depends": [], "requires": [], "system": name}
         elif kind == "asd":
             systems[lib]["asd"] = str(_directory(rest[0], project.root))
+        elif kind == "version":
+            systems[lib]["version"] = rest[0]
         elif kind == "depends":
             systems[lib]["depends"].append(library_name(rest[0]))
         elif kind in ("file", "grovel"):
@@ -140,5 +142,6 @@ def asdf_libraries(project: Project, ctx: Context) -> dict[str, Library]:
                           features=(), policy=(), requires=tuple(s["requires"]),
                           fail_on_warning=fail_on_warning.get(name, True),
                           asdf_system=s.get("system"), asd=s.get("asd"),
+                          version=s.get("version"),
                           unavailable=s.get("unavailable", ""))
             for name, s in systems.items()}

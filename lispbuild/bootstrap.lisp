@@ -6,9 +6,19 @@
 ;;;; concatenated FASLs. ASDF.lisp is compiled with ASDF loaded, into
 ;;;; ASDF-OUT.fasl.
 
+;;; lispbuild.fasl is loaded into every image lispbuild dumps, so it must be
+;;; the same bytes wherever lispbuild is installed and whenever its files
+;;; were written: each source is named lispbuild/NAME (driver.py runs this
+;;; from the package's parent), its write date is 0, and the FASL starts
+;;; without the "#!RUNTIME --script" line.
+(setf sb-ext:*runtime-pathname* nil)
+(sb-int:encapsulate 'file-write-date 'bootstrap
+                    (lambda (real file) (declare (ignore real file)) 0))
+
 (defun compile-quietly (source output)
   (multiple-value-bind (fasl warnings-p failure-p)
-      (compile-file source :output-file output :verbose nil :print nil)
+      (with-compilation-unit (:source-namestring source)
+        (compile-file source :output-file output :verbose nil :print nil))
     (declare (ignore warnings-p))
     (when (or (null fasl) failure-p)
       (format *error-output* "~&compiling ~A failed~%" source)

@@ -4,6 +4,7 @@ and the tasks that run the binaries, as plain data.
 This is the API a project's dodo.py uses; see the README.
 """
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,7 @@ class Library:
     requires: tuple[str, ...] = ()   # SBCL modules (contribs) to REQUIRE first
     asdf_system: str | None = None   # the ASDF system it was derived from
     asd: str | None = None           # that system's .asd file
+    version: str | None = None       # that system's :version
     unavailable: str = ""            # why ASDF could not give it: what needs it fails
 
 
@@ -69,6 +71,8 @@ class Binary:
     # shared-object name (as the image loads it, up to ".so") -> archives
     foreign_libraries: tuple[tuple[str, tuple[Path, ...]], ...] = ()
     test: bool = False        # entry is a test function: true means pass
+    version: str | None = None       # of its release archive (else its system's)
+    smoke_args: tuple[str, ...] | None = None  # a release's smoke run; None: none
 
 
 @dataclass(frozen=True)
@@ -192,34 +196,47 @@ class Project:
                 self.asdf_registry.append(str(directory))
 
     def binary(self, name, *, libraries, entry, c_sources=(), archives=(),
-               foreign_libraries=None, compression=False, test=False) -> Binary:
+               foreign_libraries=None, compression=False, version=None, smoke_args=None,
+               test=False) -> Binary:
         """Declare a static executable, build/bin/NAME. `entry` names the
         function (\"package:function\") called with the command-line
         arguments; an integer it returns is the exit code.
         `foreign_libraries` maps each shared library the image loads at
         build time (CFFI's use-foreign-library, load-shared-object), named
-        as its file is up to ".so", to the static archives that replace it."""
+        as its file is up to ".so", to the static archives that replace it.
+        `version` names its release archive (default: the :version of the
+        ASDF system of its first library that has one); `smoke_args`, if
+        given, are the arguments of one run of the release executable,
+        which must exit with 0 (release.py)."""
         self._check_name("binary", name, self.binaries)
         if ":" not in entry:
             raise DeclarationError(f"binary {name}: entry {entry!r} must be package:function")
+        if version is not None and (not isinstance(version, str)
+                                    or not re.fullmatch(r"[0-9A-Za-z][0-9A-Za-z.+~_-]*", version)):
+            raise DeclarationError(f"binary {name}: version {version!r} must be a string of "
+                                   f"letters, digits and . + ~ _ - (it names a file)")
         binary = Binary(name=name, libraries=tuple(libraries), entry=entry,
                         c_sources=tuple(Path(p) for p in c_sources),
                         archives=tuple(Path(p) for p in archives),
                         foreign_libraries=tuple(
                             (str(lib), tuple(Path(p) for p in paths))
                             for lib, paths in (foreign_libraries or {}).items()),
-                        compression=bool(compression), test=bool(test))
+                        compression=bool(compression), test=bool(test), version=version,
+                        smoke_args=None if smoke_args is None
+                        else tuple(str(a) for a in smoke_args))
         self.binaries[name] = binary
         return binary
 
     def test(self, name, *, libraries, function, c_sources=(), archives=(),
-             foreign_libraries=None) -> Binary:
+             foreign_libraries=None, version=None) -> Binary:
         """Declare a test suite: a static executable build/bin/NAME that
         calls `function` ("package:function") with no arguments and exits 0
         if it returns true, 1 if false; and a task test:NAME that runs it,
-        shows its output and fails unless it passed."""
+        shows its output and fails unless it passed. Its release's smoke
+        run is the suite itself."""
         binary = self.binary(name, libraries=libraries, entry=function, c_sources=c_sources,
-                             archives=archives, foreign_libraries=foreign_libraries, test=True)
+                             archives=archives, foreign_libraries=foreign_libraries,
+                             version=version, smoke_args=(), test=True)
         self.tests[name] = Run(name=name, binary=name, args=(), exit_code=0)
         return binary
 

@@ -14,7 +14,8 @@
 ;;;;   (:require "MODULE")   (:asdf "system" "file.asd")   (:load "file.fasl")
 ;;;;
 ;;;; A fresh SBCL runs `sbcl --script lispbuild.fasl run REQUEST`, REQUEST
-;;;; being a file that holds (JOB :asdf-support FASL :asdf-cache DIR).
+;;;; being a file that holds (JOB :asdf-support FASL :asdf-cache DIR
+;;;; [:canonical T]), T for a release dump (driver.py, CanonicalSbcl).
 ;;;; A warm worker (worker.lisp) performs the first steps once and forks a
 ;;;; child for the rest and the job. Both perform the same steps in the
 ;;;; same order after loading the same FASL, so the FASLs are the same bytes.
@@ -467,6 +468,32 @@ them): the static executable must have an archive for each."
     (dolist (object sb-sys:*shared-objects*)
       (write-line (sb-alien::shared-object-namestring object) out))))
 
+(defun reset-gc-counters ()
+  "The CPU time this process spent collecting garbage, and the bytes it
+freed: the saved image sets both to 0 when it starts (SBCL's GC-REINIT),
+but the values in the file would be this build's timing."
+  (setf sb-ext:*gc-run-time* 0
+        sb-kernel::*n-bytes-freed-or-purified* 0))
+
+(defun forget-build-state ()
+  "What the dumping process knew of this build and of this machine, none of
+which the program needs: lispbuild's own paths and diagnostics, ASDF's
+configuration (UIOP's image-dump hook clears it, as UIOP:DUMP-IMAGE does;
+the program computes it again if it uses ASDF), and its GC counters."
+  (setf *asdf-support* nil
+        *asdf-cache* nil
+        *asd-files* '()
+        *diagnostics* nil)
+  (clrhash *source-texts*)
+  (when (find-package "UIOP")
+    (funcall (find-symbol "CALL-IMAGE-DUMP-HOOK" "UIOP")))
+  ;; After the last collection SAVE-LISP-AND-DIE makes in Lisp (in
+  ;; TUNE-IMAGE-FOR-DUMP; the one in C after it counts nothing).
+  (sb-int:encapsulate 'sb-impl::tune-image-for-dump 'reset-gc-counters
+                      (lambda (real)
+                        (funcall real)
+                        (reset-gc-counters))))
+
 (defvar *before-save* nil
   "Called just before SAVE-LISP-AND-DIE: a worker's faster dump (worker.lisp).")
 
@@ -482,8 +509,10 @@ them): the static executable must have an archive for each."
     (write-linkage linkage)
     (write-shared-objects shared-objects)
     (write-diagnostics diagnostics)
+    (forget-build-state)
     (sb-ext:disable-debugger)
     (when *before-save* (funcall *before-save*))
+    (resume-finalizer-thread)
     (sb-ext:save-lisp-and-die core :toplevel (toplevel-for function with-arguments test)
                                    :save-runtime-options t
                                    :compression (and compression t))))
@@ -505,9 +534,32 @@ them): the static executable must have an archive for each."
       (let ((*read-eval* nil))
         (read in)))))
 
+(defvar *finalizer-thread-paused* nil)
+
+(defun pause-finalizer-thread ()
+  "SBCL runs finalizers in a thread of its own, woken after each garbage
+collection: when it runs and what it allocates moves what the main thread
+allocates next, and with it the hash codes SBCL derives from allocation
+addresses (of types, of generic functions), so that two dumps of the same
+image differ. A canonical process runs without it until it saves."
+  (sb-thread::with-system-mutex (sb-thread::*make-thread-lock*)
+    (sb-impl::finalizer-thread-stop))
+  (setf *finalizer-thread-paused* t))
+
+(defun resume-finalizer-thread ()
+  "SAVE-LISP-AND-DIE stops the finalizer thread first thing: start it
+again, with nothing left for it to do (the finalizers due run here)."
+  (when *finalizer-thread-paused*
+    (sb-impl::run-pending-finalizers)
+    (sb-impl::finalizer-thread-start)))
+
 (defun run-request (file)
-  "A fresh SBCL's whole life: the steps, then the job; exits."
-  (destructuring-bind (job &key asdf-support asdf-cache) (read-request file)
+  "A fresh SBCL's whole life: the steps, then the job; exits. A canonical
+request (a release dump) first stops what would make its allocation depend
+on timing."
+  (destructuring-bind (job &key asdf-support asdf-cache canonical) (read-request file)
+    (when canonical
+      (pause-finalizer-thread))
     (setf *asdf-support* asdf-support
           *asdf-cache* asdf-cache)
     (let ((ok (and (perform-steps (getf (rest job) :steps))

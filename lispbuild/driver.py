@@ -6,13 +6,16 @@ the same FASLs.
 lispbuild's own Lisp is compiled once per SBCL build into one FASL
 (`support_fasls`), which every lispbuild SBCL loads.
 """
+import fcntl
 import os
+import shutil
 import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .digest import digest_bytes
 from .errors import BuildGone, LispFailure, TimeLimit
 from .rebuild import Action, Context, ensure
 from .scratch import process_alive, scratch_dir
@@ -84,13 +87,15 @@ def job_form(job: LispJob, steps, diagnostics: Path) -> str:
 # --- lispbuild's own Lisp, compiled once -------------------------------
 
 def _compile_support(action: Action, ctx: Context, outputs: dict):
-    sources = [PACKAGE / name for name in SUPPORT_SOURCES]
+    # Sources named lispbuild/NAME, from the package's parent: the FASL
+    # header says "compiled from" the name it is given.
+    sources = [f"{PACKAGE.name}/{name}" for name in SUPPORT_SOURCES]
     proc = subprocess.run([str(find_sbcl().program), "--script",
                            str(PACKAGE / "bootstrap.lisp"),
                            str(outputs["fasl"]), str(outputs["asdf"]),
-                           str(PACKAGE / ASDF_SUPPORT_SOURCE), str(PACKAGE / MAIN_SOURCE),
-                           *map(str, sources)],
-                          capture_output=True, text=True, errors="replace",
+                           f"{PACKAGE.name}/{ASDF_SUPPORT_SOURCE}",
+                           f"{PACKAGE.name}/{MAIN_SOURCE}", *sources],
+                          cwd=PACKAGE.parent, capture_output=True, text=True, errors="replace",
                           env=sbcl_environment())
     if proc.returncode != 0:
         raise LispFailure(f"compiling lispbuild's own Lisp failed:\n"
@@ -224,3 +229,120 @@ class FreshSbcl:
 
     def shutdown(self):
         pass
+
+
+# personality(2) flag: no address-space randomisation (setarch -R).
+ADDR_NO_RANDOMIZE = 0x0040000
+CANONICAL_STACK_LIMIT = 8 << 20
+
+
+def canonical_environment() -> dict:
+    """All a release dump's SBCL sees of the environment: the same for
+    every user, shell and machine."""
+    return {"PATH": "/usr/bin:/bin", "SBCL_HOME": str(find_sbcl().core.parent),
+            "HOME": "/nonexistent", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TZ": "UTC"}
+
+
+def _canonical_process():
+    """In the child, before exec: fixed addresses (shared libraries, the
+    C heap and the stack, which foreign pointers in the image point
+    into), a fixed stack limit (it moves where the kernel maps memory),
+    a fixed umask."""
+    import ctypes
+    import resource
+    libc = ctypes.CDLL(None, use_errno=True)
+    current = libc.personality(0xFFFFFFFF)
+    if current == -1 or libc.personality(current | ADDR_NO_RANDOMIZE) == -1:
+        raise OSError(ctypes.get_errno(), "personality(ADDR_NO_RANDOMIZE)")
+    resource.setrlimit(resource.RLIMIT_STACK, (CANONICAL_STACK_LIMIT, CANONICAL_STACK_LIMIT))
+    os.umask(0o022)
+
+
+# Where release dumps run: the same path on every machine (not $TMPDIR).
+CANONICAL_PARENT = Path("/tmp/lispbuild-release")
+# Not copied with an .asd file's directory.
+_NOT_SOURCES = ("build", "cache", "dist")
+
+
+class CanonicalSbcl:
+    """Release dumps: a fresh SBCL in a process that is the same whoever
+    starts it, wherever, whenever, so the image it saves is the same bytes.
+
+    SBCL allocates strings for its working directory and for every path it
+    loads, and hash codes (of types, of generic functions) mix in the next
+    allocation address: a longer project path moves them all. So the dump
+    runs in /tmp/lispbuild-release/ID, ID a digest of the request, holding
+    copies of what it loads at their paths relative to the project root;
+    every path it is given is relative, or inside that directory. The
+    environment, arguments, umask, stack limit and addresses (randomisation
+    off) are fixed too."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+
+    def run(self, job: LispJob) -> str:
+        fasl, asdf_support = support_fasls(self.ctx)
+        steps = job.state.steps()
+        outputs = {name: value for name, value in job.arguments.items()
+                   if isinstance(value, Path)}
+        arguments = {**job.arguments, **{name: Path("out", value.name)
+                                         for name, value in outputs.items()}}
+        form = job_form(LispJob(job.task, job.command, job.state, arguments, job.product),
+                        steps, Path("out/diagnostics.txt"))
+        identity = digest_bytes(form.encode())[:16]
+        if not CANONICAL_PARENT.exists():
+            CANONICAL_PARENT.mkdir(exist_ok=True)
+            CANONICAL_PARENT.chmod(0o1777)  # shared by every user, as /tmp is
+        here = CANONICAL_PARENT / identity
+        with open(f"{here}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            shutil.rmtree(here, ignore_errors=True)
+            try:
+                self._copy_inputs(steps, fasl, asdf_support, here)
+                (here / "out/request.lisp").write_text(
+                    f"({form} {lisp_plist({'asdf_support': 'lispbuild/asdf-support.fasl', 'asdf_cache': f'{here}/asdf-cache/', 'canonical': True})})\n",
+                    encoding="utf-8")
+                with open(here / "out/output.txt", "wb") as out:
+                    proc = subprocess.Popen(
+                        [str(find_sbcl().program), "--script", "lispbuild/lispbuild.fasl", "run",
+                         "out/request.lisp"], cwd=here, stdout=out, stderr=subprocess.STDOUT,
+                        env=canonical_environment(), preexec_fn=_canonical_process)
+                    returncode = wait_while_owned(proc, self.ctx.owner, job)
+                for name, value in outputs.items():
+                    if (here / arguments[name]).exists():
+                        shutil.move(here / arguments[name], value)
+                diagnostics = here / "out" / "diagnostics.txt"
+                reported = diagnostics.read_text(encoding="utf-8") if diagnostics.exists() else ""
+                printed = (here / "out" / "output.txt").read_text(encoding="utf-8",
+                                                                  errors="replace")
+            finally:
+                shutil.rmtree(here, ignore_errors=True)
+        status = f"signal {-returncode}" if returncode < 0 else f"exit {returncode}"
+        return check_result(job, status, reported, printed)
+
+    def _copy_inputs(self, steps, fasl: Path, asdf_support: Path, here: Path):
+        """lispbuild's FASLs, the project's FASLs and .asd files (with the
+        rest of their directory, which an .asd may read), at their relative
+        paths; what lies outside the project is read where it is."""
+        (here / "out").mkdir(parents=True)
+        (here / "lispbuild").mkdir()
+        shutil.copyfile(fasl, here / "lispbuild/lispbuild.fasl")
+        shutil.copyfile(asdf_support, here / "lispbuild/asdf-support.fasl")
+        for kind, *rest in steps:
+            path = rest[0] if kind == "load" else rest[1] if kind == "asdf" else None
+            if path is None or os.path.isabs(path):
+                continue
+            if kind == "load":
+                (here / path).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(self.ctx.root / path, here / path)
+            else:
+                directory = Path(path).parent
+                shutil.copytree(self.ctx.root / directory, here / directory, dirs_exist_ok=True,
+                                ignore=lambda d, names: [
+                                    n for n in names if n.startswith(".")
+                                    or (Path(d) == self.ctx.root and n in _NOT_SOURCES)])
+        # ASDF keeps each .asd file's write date, and the dates move what
+        # the image allocates after them: every copy is dated 1970.
+        for directory, _, names in os.walk(here):
+            for name in names:
+                os.utime(os.path.join(directory, name), (0, 0))

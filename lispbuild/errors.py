@@ -58,3 +58,8 @@ class InputUnreadable(LispbuildError):
 
 class TimeLimit(LispbuildError):
     """A task ran longer than its time limit."""
+
+
+class ReleaseFailure(LispbuildError):
+    """A release cannot be made or checked: no version, a failed smoke run,
+    an archive that is not one, sources or toolchain other than recorded."""

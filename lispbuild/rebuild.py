@@ -80,7 +80,7 @@ class Context:
         cache = self.__dict__.setdefault("_toolchain", {})
         if find not in cache:
             cache[find] = [[name, self.digests.digest(path)]
-                           for name, path in _named_inputs(find(), str(self.root))]
+                           for name, path in named_inputs(find(), str(self.root))]
         return cache[find]
 
     def file_digest(self, path) -> str:
@@ -131,7 +131,7 @@ def package_digest() -> str:
     return h.hexdigest()
 
 
-def _named_inputs(paths: list, root: str) -> list[tuple[str, str]]:
+def named_inputs(paths: list, root: str) -> list[tuple[str, str]]:
     """(name, absolute path) of each input. Inputs are named as the project
     or lispbuild sees them, not where this machine keeps them, so that keys
     hold across checkouts. (Strings, not pathlib: a big ASDF graph has ten
@@ -159,7 +159,7 @@ def key_description(action: Action, ctx: Context) -> dict:
     """What the action's key is the digest of: how it runs, its parameters,
     the digests of its inputs and toolchain, its load state."""
     inputs = []
-    for name, path in _named_inputs(action.inputs, str(ctx.root)):
+    for name, path in named_inputs(action.inputs, str(ctx.root)):
         try:
             inputs.append([name, ctx.digests.digest(path)])
         except FileNotFoundError:
@@ -187,7 +187,7 @@ def what_it_read(action: Action, ctx: Context, description: dict) -> dict:
         return description
     files = [f for step in action.state.steps() for f in step_files(step)]
     return {**description, "loads": [[name, ctx.file_digest(path)] for name, path
-                                     in _named_inputs(files, str(ctx.root))]}
+                                     in named_inputs(files, str(ctx.root))]}
 
 
 def is_up_to_date(action: Action, ctx: Context) -> bool:

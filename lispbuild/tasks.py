@@ -10,6 +10,9 @@ rebuilder. Task names are stable:
     runtime:NAME    link the static runtime
     exe:NAME        embed the core: build/bin/NAME
     run:NAME        run a built executable (declared with Project.run)
+    release-core:NAME, release-linkage:NAME, release-runtime:NAME,
+    release-exe:NAME  the same in release mode (a canonical dump), under build/release/NAME/
+    release:NAME    smoke-run the release executable; write dist/NAME-VERSION-x86_64-linux.tar.gz
 """
 import atexit
 import importlib
@@ -22,19 +25,20 @@ from pathlib import Path, PurePosixPath
 
 from doit.exceptions import TaskFailed
 
-from . import link, linkage, schedule, scratch, watch
+from . import link, linkage, release, schedule, scratch, watch
 from .asdf import asdf_libraries
 from .declare import Project
 from .digest import digest_bytes
-from .driver import TIME_LIMIT_VARIABLE, FreshSbcl, LispJob, signal_name, time_limit
+from .driver import (TIME_LIMIT_VARIABLE, CanonicalSbcl, FreshSbcl, LispJob, signal_name,
+                     time_limit)
 from .embed import check_static, embed_core
-from .errors import LispFailure
+from .errors import LispFailure, ReleaseFailure
 from .graph import BinaryNode, FaslNode, library_task, plan
 from .progress import SHOW_ALL_VARIABLE, ProgressReporter, outside_warnings
-from .rebuild import Action, Context, execute, is_up_to_date
+from .rebuild import Action, Context, named_inputs, action_key, execute, is_up_to_date
 from .remote import remote_from
 from .store_check import STORE_CONFIG
-from .toolchain import find_musl, musl_files, runtime_files, sbcl_files
+from .toolchain import find_musl, find_sbcl, musl_files, runtime_files, sbcl_files
 from .worker import WarmWorkers, die_with_parent
 
 COMPAT_TASK = "lispbuild/compat.c"
@@ -105,8 +109,18 @@ def check_undefined(action: Action, ctx: Context, outputs: dict):
 
 
 def dump_core(action: Action, ctx: Context, outputs: dict):
+    _dump(action, ctx.lisp, outputs)
+
+
+def dump_release_core(action: Action, ctx: Context, outputs: dict):
+    """A fresh SBCL in a canonical process: the same image whoever dumps
+    it, wherever, whenever (driver.CanonicalSbcl)."""
+    _dump(action, CanonicalSbcl(ctx), outputs)
+
+
+def _dump(action: Action, lisp, outputs: dict):
     p = action.params
-    _print_notes(ctx.lisp.run(LispJob(
+    _print_notes(lisp.run(LispJob(
         task=action.task, command="dump", state=action.state, product=outputs["core"],
         arguments={"features": p["features"], "entry": p["entry"], "core": outputs["core"],
                    "linkage": outputs["linkage"], "shared_objects": outputs["shared_objects"],
@@ -159,6 +173,31 @@ def embed_executable(action: Action, ctx: Context, outputs: dict):
     p = action.params
     embed_core(ctx.root / p["runtime"], ctx.root / p["core"], outputs["exe"])
     check_static(outputs["exe"])
+
+
+def make_release(action: Action, ctx: Context, outputs: dict):
+    """The smoke run, then the archive with its manifest (release.py)."""
+    p = action.params
+    exe = ctx.root / p["exe"]
+    if p["smoke_args"] is not None:
+        print(release.smoke_run(exe, p["smoke_args"], ctx.root, time_limit()))
+    stages = [{"task": stage.task, "key": action_key(stage, ctx),
+               "outputs": {role: {"path": str(path), "sha256": ctx.file_digest(path)}
+                           for role, path in sorted(stage.outputs.items())}}
+              for stage in action.means["stages"]]
+    sources = [{"path": name, "sha256": ctx.digests.digest(path)}
+               for name, path in sorted(named_inputs(action.inputs[1:], str(ctx.root)))]
+    manifest = {
+        "format": release.FORMAT, "name": p["binary"], "version": p["version"],
+        "platform": release.PLATFORM, "source_date_epoch": p["epoch"],
+        "smoke_args": p["smoke_args"], "lispbuild": release.lispbuild_identity(),
+        "toolchain": release.toolchain_identity(
+            release.toolchain_files(find_sbcl(), find_musl(), p["archives"])),
+        "sources": sources, "stages": stages,
+        "executable": {"name": p["binary"], "sha256": ctx.file_digest(p["exe"])},
+    }
+    release.write_archive(outputs["archive"], f"{p['binary']}-{p['version']}", p["binary"],
+                          exe, manifest, p["epoch"])
 
 
 def fail(message: str):
@@ -244,37 +283,70 @@ def c_action(source: str) -> Action:
                   outputs={"object": Path(_object_path(source))}, toolchain=(musl_files,))
 
 
-def binary_actions(node: BinaryNode) -> list[Action]:
+def _archives(b) -> list[str]:
+    return [str(a) for a in b.archives] + [str(a) for _, paths in b.foreign_libraries
+                                           for a in paths]
+
+
+def binary_actions(node: BinaryNode, release_mode: bool = False) -> list[Action]:
+    """core:, linkage:, runtime: and exe:NAME; in release mode
+    release-core: (a canonical dump) and the rest, under build/release/NAME/."""
     b = node.binary
-    core, record = f"build/core/{b.name}.core", f"build/core/{b.name}.linkage"
-    shared = f"build/core/{b.name}.shared-objects"
-    archives = [str(a) for a in b.archives] + [str(a) for _, paths in b.foreign_libraries
-                                               for a in paths]
-    table, runtime = f"build/linkage/{b.name}-symbols.c", f"build/runtime/{b.name}"
+    if release_mode:
+        prefix, here = "release-", f"build/release/{b.name}"
+        core, record = f"{here}/{b.name}.core", f"{here}/{b.name}.linkage"
+        shared = f"{here}/{b.name}.shared-objects"
+        table, runtime, exe = f"{here}/symbols.c", f"{here}/runtime", f"{here}/{b.name}"
+    else:
+        prefix = ""
+        core, record = f"build/core/{b.name}.core", f"build/core/{b.name}.linkage"
+        shared = f"build/core/{b.name}.shared-objects"
+        table, runtime = f"build/linkage/{b.name}-symbols.c", f"build/runtime/{b.name}"
+        exe = f"build/bin/{b.name}"
+    archives = _archives(b)
     objects = [_object_path(str(s)) for s in b.c_sources] + [_object_path(COMPAT_TASK)]
     return [
-        Action(task=f"core:{b.name}", run=dump_core, inputs=[],
+        Action(task=f"{prefix}core:{b.name}", run=dump_release_core if release_mode else dump_core,
+               inputs=[],
                params={"binary": b.name, "features": list(node.features),
                        "entry": b.entry, "compression": b.compression, "test": b.test},
                outputs={"core": Path(core), "linkage": Path(record),
                         "shared_objects": Path(shared)},
                toolchain=(sbcl_files,), state=node.state),
-        Action(task=f"linkage:{b.name}", run=resolve_linkage,
+        Action(task=f"{prefix}linkage:{b.name}", run=resolve_linkage,
                inputs=[Path(record), Path(shared), *map(Path, objects), *map(Path, archives)],
                params={"binary": b.name, "record": record, "shared_objects": shared,
                        "objects": objects, "archives": archives,
                        "foreign_libraries": [name for name, _ in b.foreign_libraries]},
                outputs={"table": Path(table)}, toolchain=(runtime_files, musl_files)),
-        Action(task=f"runtime:{b.name}", run=link_runtime,
+        Action(task=f"{prefix}runtime:{b.name}", run=link_runtime,
                inputs=[Path(table), *map(Path, objects), *map(Path, archives)],
                params={"table": table, "objects": objects, "archives": archives,
                        "cflags": list(link.CFLAGS)},
                outputs={"runtime": Path(runtime)}, toolchain=(runtime_files, musl_files),
                executable=frozenset({"runtime"})),
-        Action(task=f"exe:{b.name}", run=embed_executable, inputs=[Path(runtime), Path(core)],
-               params={"runtime": runtime, "core": core},
-               outputs={"exe": Path(f"build/bin/{b.name}")}, executable=frozenset({"exe"})),
+        Action(task=f"{prefix}exe:{b.name}", run=embed_executable,
+               inputs=[Path(runtime), Path(core)], params={"runtime": runtime, "core": core},
+               outputs={"exe": Path(exe)}, executable=frozenset({"exe"})),
     ]
+
+
+def release_action(node: BinaryNode, stages: list[Action], version: str, epoch: int,
+                   sources: list[str]) -> Action:
+    """release:NAME: the archive of the release executable (the last of
+    `stages`, every action its bytes come from, whose keys and outputs
+    the manifest records), checked by a smoke run."""
+    b = node.binary
+    exe = stages[-1].outputs["exe"]
+    return Action(
+        task=f"release:{b.name}", run=make_release, inputs=[exe, *sources],
+        params={"binary": b.name, "version": version, "epoch": epoch, "exe": str(exe),
+                "archives": _archives(b),
+                "smoke_args": None if b.smoke_args is None else list(b.smoke_args)},
+        outputs={"archive": Path("dist", release.archive_name(b.name, version))},
+        toolchain=(sbcl_files, runtime_files, musl_files),
+        # The stages' keys and outputs follow from the inputs and toolchain.
+        means={"stages": stages})
 
 
 def _doit_task(action: Action, ctx: Context, task_dep: list[str]) -> dict:
@@ -345,16 +417,21 @@ def _doit_tasks(project: Project):
     # What a watch watches (watch.py): every input of the graph.
     inputs = [str(project.root / "dodo.py")] + [
         str(project.root / library.asd) for library in graph.libraries.values() if library.asd]
+    # The actions that write each FASL, for the manifests of releases.
+    writers: dict[str, list[Action]] = {}
     for node in graph.fasls.values():
         after = list(node.after)
+        fasl = fasl_action(node)
         if node.grovel:
             action = grovel_action(node)
             yield _doit_task(action, ctx, list(node.after))
             after.append(action.task)
             inputs.append(os.path.join(ctx.root, node.grovel))
+            writers[node.fasl] = [action, fasl]
         else:
             inputs.append(os.path.join(ctx.root, node.source))
-        yield _doit_task(fasl_action(node), ctx, after)
+            writers[node.fasl] = [fasl]
+        yield _doit_task(fasl, ctx, after)
     by_library = {}
     for node in graph.fasls.values():
         by_library.setdefault(node.library.name, []).append(node)
@@ -371,8 +448,9 @@ def _doit_tasks(project: Project):
                                     graph.complete[library.name])
             yield _doit_task(action, ctx, task_dep)
     c_sources = {str(s) for b in project.binaries.values() for s in b.c_sources}
+    c_actions = {}
     for source in sorted(c_sources | {COMPAT_TASK}):
-        action = c_action(source)
+        action = c_actions[source] = c_action(source)
         inputs += [os.path.join(ctx.root, i) for i in action.inputs]
         yield _doit_task(action, ctx, [])
     for node in graph.binaries.values():
@@ -391,6 +469,9 @@ def _doit_tasks(project: Project):
         yield _doit_task(exe, ctx, [runtime.task, core.task])
         inputs += [os.path.join(ctx.root, i) for i in runtime.inputs
                    if not str(i).startswith("build/")]
+        yield from _release_tasks(project, graph, node, ctx, writers,
+                                  [c_actions[str(s)] for s in b.c_sources]
+                                  + [c_actions[COMPAT_TASK]], c_tasks)
     for run in project.runs.values():
         yield {"basename": watch.RUN_EXE_TASK, "name": run.name, "actions": [],
                "task_dep": [f"exe:{run.binary}"]}
@@ -406,6 +487,43 @@ def _doit_tasks(project: Project):
                                                  kind == "test"])],
                    "task_dep": [f"exe:{run.binary}"], "uptodate": [False], "verbosity": 2,
                    "doc": f"{kind} build/bin/{run.binary} {' '.join(run.args)}"}
+
+
+def _release_tasks(project: Project, graph, node: BinaryNode, ctx: Context,
+                   writers: dict, c_actions: list[Action], c_tasks: list[str]):
+    """release-core:, -linkage:, -runtime:, -exe: and release:NAME."""
+    b = node.binary
+    version = b.version or next((graph.libraries[name].version for name in b.libraries
+                                 if graph.libraries[name].version), None)
+    if version is None:
+        yield {"basename": "release", "name": b.name, "doc": f"release {b.name}",
+               "actions": [(fail, [f"release:{b.name}: binary {b.name} has no version: give "
+                                   f"version= to project.binary, or a :version to the ASDF "
+                                   f"system of its first library"])]}
+        return
+    built = [a for _, fasl in (s for s in node.state.steps() if s[0] == "load")
+             for a in writers.get(fasl, [])]
+    asd_files = [step[2] for step in node.state.steps() if step[0] == "asdf"]
+    core, table, runtime, exe = binary_actions(node, release_mode=True)
+    stages = built + c_actions + [core, table, runtime, exe]
+    sources = sorted({str(i) for a in built + c_actions for i in a.inputs
+                      if not str(i).startswith("build/")
+                      and not Path(i).is_relative_to(link.COMPAT_SOURCE.parent)}
+                     | set(asd_files) | {"dodo.py"})
+    own = [s for s in sources if not os.path.isabs(s)]
+    try:
+        epoch = release.source_date_epoch(project.root, own)
+    except ReleaseFailure as error:
+        yield {"basename": "release", "name": b.name, "actions": [(fail, [str(error)])]}
+        return
+    yield _doit_task(core, ctx, list(node.after))
+    yield _doit_task(table, ctx, [core.task, *c_tasks])
+    yield _doit_task(runtime, ctx, [table.task, *c_tasks])
+    yield _doit_task(exe, ctx, [runtime.task, core.task])
+    action = release_action(node, stages, version, epoch, sources)
+    task = _doit_task(action, ctx, [exe.task])
+    task["verbosity"] = 2
+    yield task
 
 
 def doit_config(project: Project) -> dict:

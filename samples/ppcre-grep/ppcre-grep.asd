@@ -1,4 +1,5 @@
 (defsystem "ppcre-grep"
+  :version "1.0.0"
   :description "Print the lines of a file that match a Perl regular expression."
   :depends-on ("cl-ppcre" "alexandria")
   :serial t

@@ -1,0 +1,176 @@
+"""Release archives: dist/NAME-VERSION-x86_64-linux.tar.gz, the same bytes
+whoever builds them from the same sources with the same toolchain.
+
+An archive holds one directory, NAME-VERSION/, with the static executable,
+`manifest.json` (every source with its sha256, the toolchain's Debian
+packages and files, lispbuild's identity, every stage's key and output
+digests) and `SHA256SUMS` (of the other two). The tar is written here, not
+by tar(1): names sorted, mode 0755 or 0644, owner and group 0 with no
+names, every mtime the release's epoch, ustar headers (no pax times), and
+gzip without a name or time.
+
+The epoch is SOURCE_DATE_EPOCH when set; else the time of the project's
+last git commit; else the newest modification time of the project's own
+sources. `doit verify` (verify.py) sets SOURCE_DATE_EPOCH from the manifest.
+"""
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import zlib
+from importlib import metadata
+from pathlib import Path
+
+from .errors import ReleaseFailure
+
+PLATFORM = "x86_64-linux"
+MANIFEST = "manifest.json"
+SUMS = "SHA256SUMS"
+FORMAT = 1  # of the manifest
+
+
+def archive_name(name: str, version: str) -> str:
+    return f"{name}-{version}-{PLATFORM}.tar.gz"
+
+
+def source_date_epoch(root: Path, own_sources: list[str]) -> int:
+    """The time every file of the archive carries (see the module's doc)."""
+    value = os.environ.get("SOURCE_DATE_EPOCH")
+    if value:
+        if not value.isdigit():
+            raise ReleaseFailure(f"SOURCE_DATE_EPOCH={value!r}: give a number of seconds "
+                                 f"since 1970")
+        return int(value)
+    if shutil.which("git"):
+        proc = subprocess.run(["git", "log", "-1", "--format=%ct"], cwd=root,
+                              capture_output=True, text=True)
+        if proc.returncode == 0 and proc.stdout.strip().isdigit():
+            return int(proc.stdout.strip())
+    return max((int((root / path).stat().st_mtime) for path in own_sources), default=0)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def lispbuild_identity() -> dict:
+    """lispbuild's version and a digest of all its files (its Lisp and
+    C are inputs of the stages, its Python decides what they are), and the
+    zlib that compresses the archive."""
+    package = Path(__file__).parent
+    h = hashlib.sha256()
+    for path in sorted(package.iterdir()):
+        if path.suffix in (".py", ".lisp", ".c"):
+            h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return {"version": metadata.version("lispbuild"), "files": h.hexdigest(),
+            "zlib": zlib.ZLIB_RUNTIME_VERSION}
+
+
+def _owning_packages(paths: list[Path]) -> dict[str, str]:
+    """Path -> "package version" from dpkg's database, for those it knows."""
+    proc = subprocess.run(["dpkg-query", "-S", *map(str, paths)], capture_output=True,
+                          text=True)
+    owners = {}
+    for line in proc.stdout.splitlines():
+        package, _, path = line.partition(": ")
+        if "," not in package:  # a path several packages share is a directory
+            owners[path.strip()] = package.split(":")[0]
+    versions = {}
+    names = sorted(set(owners.values()))
+    if names:
+        proc = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${Version}\n", *names],
+                              capture_output=True, text=True)
+        versions = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if " " in line)
+    return {path: f"{package} {versions.get(package, '?')}" for path, package in owners.items()}
+
+
+def toolchain_identity(files: dict[str, Path]) -> dict:
+    """Each toolchain file (role -> path) with its sha256 and the Debian
+    package (and version) it came from."""
+    paths = {role: Path(os.path.realpath(path)) for role, path in files.items()}
+    owners = _owning_packages(sorted(set(paths.values())))
+    return {role: {"path": str(path), "sha256": sha256_file(path),
+                   "package": owners.get(str(path))}
+            for role, path in sorted(paths.items())}
+
+
+def toolchain_files(sbcl, musl, archives: list[str]) -> dict[str, Path]:
+    """Everything outside the project that the release's bytes come from."""
+    gcc = str(musl.real_gcc)
+    found = {"sbcl": sbcl.program, "sbcl.core": sbcl.core, "sbcl.o": sbcl.runtime_o,
+             "musl-gcc": musl.gcc, "gcc": musl.real_gcc, "musl-gcc.specs": musl.specs,
+             "musl libc.a": musl.libc, "libzstd.a": musl.zstd}
+    for role, question in (("cc1", "-print-prog-name=cc1"), ("ld", "-print-prog-name=ld"),
+                           ("libgcc.a", "-print-libgcc-file-name")):
+        answer = subprocess.run([gcc, question], capture_output=True, text=True).stdout.strip()
+        path = Path(answer) if os.path.isabs(answer) else shutil.which(answer)
+        if path:
+            found[role] = Path(path)
+    for archive in archives:
+        found[f"archive {archive}"] = Path(archive)
+    return found
+
+
+def smoke_run(exe: Path, args: list, cwd: Path, limit: float) -> str:
+    """Run the release executable once; raise ReleaseFailure unless it exits 0."""
+    shown = " ".join([exe.name, *args])
+    try:
+        proc = subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, timeout=limit)
+    except subprocess.TimeoutExpired:
+        raise ReleaseFailure(f"smoke run `{shown}` did not end within {limit:g} s") from None
+    output = (proc.stdout + proc.stderr).decode("utf-8", "replace").strip()
+    if proc.returncode != 0:
+        raise ReleaseFailure(f"smoke run `{shown}` exited with {proc.returncode}, not 0"
+                             + (f":\n{output[-2000:]}" if output else ""))
+    return f"smoke run `{shown}`: exit 0"
+
+
+def manifest_bytes(manifest: dict) -> bytes:
+    return (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
+
+
+def write_archive(path: Path, top: str, exe_name: str, exe: Path, manifest: dict,
+                  epoch: int):
+    """The deterministic tar.gz (see the module's doc)."""
+    files = {exe_name: (exe.read_bytes(), 0o755), MANIFEST: (manifest_bytes(manifest), 0o644)}
+    sums = "".join(f"{hashlib.sha256(data).hexdigest()}  {name}\n"
+                   for name, (data, _) in sorted(files.items()))
+    files[SUMS] = (sums.encode(), 0o644)
+    tar_bytes = io.BytesIO()
+    with tarfile.open(fileobj=tar_bytes, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        tar.addfile(_entry(f"{top}/", tarfile.DIRTYPE, 0o755, 0, epoch))
+        for name in sorted(files):
+            data, mode = files[name]
+            tar.addfile(_entry(f"{top}/{name}", tarfile.REGTYPE, mode, len(data), epoch),
+                        io.BytesIO(data))
+    with open(path, "wb") as out:
+        with gzip.GzipFile(filename="", mode="wb", fileobj=out, compresslevel=9,
+                           mtime=epoch) as gz:
+            gz.write(tar_bytes.getvalue())
+
+
+def _entry(name: str, kind: bytes, mode: int, size: int, epoch: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.size, info.mtime = kind, mode, size, epoch
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def read_archive(path: Path) -> dict:
+    """{name inside NAME-VERSION/: bytes} of a release archive."""
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            members = [m for m in tar.getmembers() if m.isfile()]
+            return {m.name.split("/", 1)[1]: tar.extractfile(m).read() for m in members
+                    if "/" in m.name}
+    except (OSError, tarfile.TarError, EOFError) as error:
+        raise ReleaseFailure(f"{path} is not a release archive: {error}") from None

@@ -1,0 +1,256 @@
+"""`doit verify ARCHIVE`: rebuild a release archive from the sources its
+manifest names, with an empty store, and compare stage by stage.
+
+Before anything is built, every source the manifest names must be here
+(relative paths under the project root, the current directory) with the
+recorded sha256, and the toolchain (Debian packages and files, lispbuild,
+zlib) must be the recorded one; otherwise the command says what differs
+and exits 1. The rebuild runs `doit release:NAME` in a new directory
+holding copies of the project's sources, with SOURCE_DATE_EPOCH from the
+manifest. Its stages are compared in the order they run (FASLs, C
+objects, core, linkage table, runtime, executable), then the executable,
+manifest and archive themselves; the first stage that differs is named
+with its files, and diffoscope's report on the first differing file is
+shown when diffoscope is installed and the original bytes are at hand (in
+the archive, or in the project's store). Exit 0 only when all is identical.
+"""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from doit.cmd_base import Command, DodoTaskLoader
+
+from . import release
+from .errors import LispbuildError, ReleaseFailure
+from .store import Store
+from .store_check import STORE_CONFIG
+from .toolchain import find_musl, find_sbcl
+
+# The order in which stages run, by task prefix.
+STAGES = (("FASLs", ("grovel:", "fasl:")), ("C objects", ("c:",)),
+          ("core", ("release-core:",)), ("linkage table", ("release-linkage:",)),
+          ("runtime", ("release-runtime:",)), ("executable", ("release-exe:",)))
+DIFFOSCOPE_SECONDS = 600
+REPORT_LINES = 200
+
+
+def _short(digest: str) -> str:
+    return digest[:16]
+
+
+def read_release(archive: Path) -> tuple[dict, dict]:
+    """The archive's files and its manifest; ReleaseFailure if it is not a
+    release archive."""
+    files = release.read_archive(archive)
+    if release.MANIFEST not in files:
+        raise ReleaseFailure(f"{archive} holds no {release.MANIFEST}: not a release archive")
+    try:
+        manifest = json.loads(files[release.MANIFEST])
+        name = manifest["name"]
+        manifest["sources"], manifest["stages"], manifest["toolchain"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ReleaseFailure(f"{archive}: {release.MANIFEST} cannot be read ({error})") from None
+    if manifest.get("format") != release.FORMAT or name not in files:
+        raise ReleaseFailure(f"{archive}: not a release archive of this lispbuild "
+                             f"(manifest format {manifest.get('format')!r})")
+    return files, manifest
+
+
+def sums_problems(files: dict) -> list[str]:
+    """Files whose bytes are not those SHA256SUMS gives."""
+    problems = []
+    for line in files.get(release.SUMS, b"").decode("utf-8", "replace").splitlines():
+        digest, _, name = line.partition("  ")
+        if name not in files:
+            problems.append(f"SHA256SUMS names {name}, which the archive does not hold")
+        elif hashlib.sha256(files[name]).hexdigest() != digest:
+            problems.append(f"{name} in the archive does not match SHA256SUMS "
+                            f"(the archive was changed after it was made)")
+    return problems
+
+
+def source_problems(manifest: dict, root: Path) -> list[str]:
+    problems = []
+    for source in manifest["sources"]:
+        path = root / source["path"]
+        if not path.is_file():
+            problems.append(f"missing source: {source['path']}")
+        elif release.sha256_file(path) != source["sha256"]:
+            problems.append(f"source differs: {source['path']} (manifest sha256 "
+                            f"{_short(source['sha256'])}, here {_short(release.sha256_file(path))})")
+    return problems
+
+
+def toolchain_problems(manifest: dict) -> list[str]:
+    recorded = manifest["toolchain"]
+    archives = [role[len("archive "):] for role in recorded if role.startswith("archive ")]
+    try:
+        here = release.toolchain_identity(
+            release.toolchain_files(find_sbcl(), find_musl(), archives))
+    except (LispbuildError, OSError) as error:
+        return [f"toolchain: {error}"]
+    problems = []
+    for role in sorted(set(recorded) | set(here)):
+        old, new = recorded.get(role), here.get(role)
+        if old is None or new is None:
+            problems.append(f"toolchain {role}: {'not recorded' if old is None else 'missing here'}")
+        elif old.get("package") != new["package"]:
+            problems.append(f"toolchain {role}: built with {old.get('package')}, here "
+                            f"{new['package']} ({new['path']})")
+        elif old.get("sha256") != new["sha256"]:
+            problems.append(f"toolchain {role}: {new['path']} differs (manifest sha256 "
+                            f"{_short(old['sha256'])}, here {_short(new['sha256'])})")
+    identity = release.lispbuild_identity()
+    for part, label in (("version", "lispbuild version"), ("files", "lispbuild's files"),
+                        ("zlib", "zlib (which compresses the archive)")):
+        if manifest.get("lispbuild", {}).get(part) != identity[part]:
+            problems.append(f"{label}: built with {manifest.get('lispbuild', {}).get(part)}, "
+                            f"here {identity[part]}")
+    return problems
+
+
+def rebuild(manifest: dict, root: Path, where: Path) -> Path:
+    """Copy the project's sources to `where` and run its release there;
+    the archive it made."""
+    for source in manifest["sources"]:
+        if not os.path.isabs(source["path"]):
+            (where / source["path"]).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / source["path"], where / source["path"])
+    env = {name: value for name, value in os.environ.items()
+           if name not in ("LISPBUILD_STORE", "LISPBUILD_REMOTE")}
+    env["SOURCE_DATE_EPOCH"] = str(manifest["source_date_epoch"])
+    task = f"release:{manifest['name']}"
+    print(f"rebuilding {task} in {where}, with an empty store", flush=True)
+    proc = subprocess.run([sys.executable, "-m", "doit", "-n", "2", task], cwd=where, env=env)
+    archive = where / "dist" / release.archive_name(manifest["name"], manifest["version"])
+    if proc.returncode != 0 or not archive.exists():
+        raise ReleaseFailure(f"the rebuild failed (doit exited with {proc.returncode}): "
+                             f"see its output above")
+    return archive
+
+
+def first_difference(old: dict, new: dict) -> tuple[str, list] | None:
+    """(stage, [(path, old sha256, new sha256)]) of the first stage whose
+    outputs differ, comparing two manifests."""
+    rebuilt = {stage["task"]: stage for stage in new["stages"]}
+    for label, prefixes in STAGES:
+        differing = []
+        for stage in old["stages"]:
+            if not stage["task"].startswith(prefixes):
+                continue
+            again = rebuilt.get(stage["task"], {"outputs": {}})
+            for role, output in sorted(stage["outputs"].items()):
+                other = again["outputs"].get(role, {}).get("sha256")
+                if other != output["sha256"]:
+                    differing.append((output["path"], output["sha256"], other))
+        if differing:
+            return label, differing
+    return None
+
+
+def diffoscope(original: Path, rebuilt: Path):
+    """diffoscope's report, when it is installed."""
+    program = shutil.which("diffoscope")
+    if program is None:
+        print("(install diffoscope to see what differs inside the files)")
+        return
+    print(f"diffoscope {original} {rebuilt}:", flush=True)
+    try:
+        proc = subprocess.run([program, "--text", "-", str(original), str(rebuilt)],
+                              capture_output=True, text=True, errors="replace",
+                              timeout=DIFFOSCOPE_SECONDS)
+    except subprocess.TimeoutExpired:
+        print(f"(diffoscope did not finish within {DIFFOSCOPE_SECONDS} s)")
+        return
+    lines = (proc.stdout + proc.stderr).splitlines()
+    print("\n".join(lines[:REPORT_LINES]))
+    if len(lines) > REPORT_LINES:
+        print(f"... ({len(lines) - REPORT_LINES} more lines)")
+
+
+def verify(archive: Path, root: Path, store: Store | None) -> int:
+    files, manifest = read_release(archive)
+    name, version = manifest["name"], manifest["version"]
+    print(f"verifying {archive.name}: {name} {version}, "
+          f"{len(manifest['sources'])} sources, {len(manifest['stages'])} stages")
+    problems = source_problems(manifest, root)
+    if problems:
+        print(f"cannot verify: the sources here are not those of {archive.name}:\n  "
+              + "\n  ".join(problems))
+        return 1
+    problems = toolchain_problems(manifest)
+    if problems:
+        print(f"cannot verify: this machine's toolchain is not the one {archive.name} was "
+              f"built with:\n  " + "\n  ".join(problems))
+        return 1
+    altered = sums_problems(files)
+    with tempfile.TemporaryDirectory(prefix="lispbuild-verify-") as tmp:
+        where = Path(tmp) / "project"
+        new_archive = rebuild(manifest, root, where)
+        new_files, new_manifest = read_release(new_archive)
+        found = first_difference(manifest, new_manifest)
+        if found is None and new_files[name] != files[name]:
+            found = ("executable", [(f"{name} in the archive",
+                                     hashlib.sha256(files[name]).hexdigest(),
+                                     new_manifest["executable"]["sha256"])])
+        if found is None and new_archive.read_bytes() != archive.read_bytes():
+            found = ("archive", [(archive.name, release.sha256_file(archive),
+                                  release.sha256_file(new_archive))])
+        for problem in altered:
+            print(problem)
+        if found is None:
+            print(f"identical: every stage, the executable and the archive "
+                  f"(sha256 {release.sha256_file(archive)})")
+            return 0
+        stage, differing = found
+        print(f"first difference: stage {stage}, {len(differing)} file(s):")
+        for path, old, new in differing:
+            print(f"  {path}: recorded {_short(old)}, rebuilt {_short(new) if new else 'none'}")
+        path, old, new = differing[0]
+        if stage == "executable" and path.endswith("in the archive"):
+            original = Path(tmp) / f"{name}.from-archive"
+            original.write_bytes(files[name])
+            diffoscope(original, where / "build/release" / name / name)
+        elif stage == "archive":
+            diffoscope(archive, new_archive)
+        elif store is not None and store.object_path(old).exists() and new:
+            diffoscope(store.object_path(old), where / path)
+        else:
+            print("(the recorded bytes of that file are not in this project's store, so "
+                  "diffoscope cannot compare them)")
+        return 1
+
+
+class Verify(Command):
+    """doit's `verify` command, installed with lispbuild (entry point group
+    doit.COMMAND)."""
+    name = "verify"
+    doc_purpose = "rebuild a release archive from its sources and compare it, stage by stage"
+    doc_usage = "ARCHIVE"
+    doc_description = ("Run in the project root. Exits with 0 only when the rebuild is "
+                       "identical, stage by stage and byte for byte.")
+
+    def execute(self, params, args):
+        if len(args) != 1:
+            print("name one archive: doit verify dist/NAME-VERSION-x86_64-linux.tar.gz",
+                  file=sys.stderr)
+            return 2
+        store = None
+        try:
+            loader = DodoTaskLoader()
+            loader.setup({"dodoFile": "dodo.py", "cwdPath": None, "seek_file": False})
+            config = loader.load_doit_config()
+            if STORE_CONFIG in config:
+                store = Store(Path(config[STORE_CONFIG]))
+        except Exception:  # no dodo.py here: verify without the store
+            store = None
+        try:
+            return verify(Path(args[0]).absolute(), Path.cwd(), store)
+        except ReleaseFailure as error:
+            print(error, file=sys.stderr)
+            return 1

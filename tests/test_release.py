@@ -1,0 +1,179 @@
+"""Release archives: bit for bit across directories, environments and
+times; `doit verify` passes on a good archive and names what differs."""
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+
+import pytest
+
+from conftest import REPO, built, doit
+from lispbuild import release
+
+RELEASE_DODO = """\
+import lispbuild
+
+project = lispbuild.Project()
+project.library("hello-util", ["package.lisp", "text.lisp"], directory="samples/hello/util")
+project.library("hello", ["package.lisp", "main.lisp"], directory="samples/hello/app",
+                depends_on=["hello-util"])
+project.binary("hello", libraries=["hello"], entry="hello:main",
+               version="1.0.0", smoke_args=["static", "lisp"])
+project.library("ffi", ["package.lisp", "zlib.lisp", "main.lisp"], directory="samples/ffi/lisp")
+project.binary("ffi", libraries=["ffi"], entry="ffi-demo:main",
+               c_sources=["samples/ffi/c/fnv.c"],
+               archives=["/usr/lib/x86_64-linux-gnu/libz.a"],
+               version="1.0.0", smoke_args=["round", "trip"])
+
+DOIT_CONFIG = lispbuild.doit_config(project)
+
+
+def task_lispbuild():
+    yield from lispbuild.tasks(project)
+"""
+HELLO = "dist/hello-1.0.0-x86_64-linux.tar.gz"
+FFI = "dist/ffi-1.0.0-x86_64-linux.tar.gz"
+
+
+def _git(where, *args, **env):
+    subprocess.run(["git", *args], cwd=where, check=True, capture_output=True,
+                   env={**os.environ, **env})
+
+
+@pytest.fixture(scope="module")
+def releases(tmp_path_factory):
+    """One project in git, cloned twice at different paths, each released
+    with an empty store in another environment."""
+    base = tmp_path_factory.mktemp("release")
+    origin = base / "origin"
+    origin.mkdir()
+    (origin / "dodo.py").write_text(RELEASE_DODO)
+    for sample in ("hello", "ffi"):
+        shutil.copytree(REPO / "samples" / sample, origin / "samples" / sample)
+    _git(origin, "init", "-q")
+    _git(origin, "add", ".")
+    date = "2026-01-02T03:04:05+00:00"
+    _git(origin, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q",
+         "-m", "sources", GIT_AUTHOR_DATE=date, GIT_COMMITTER_DATE=date)
+    first = base / "a"
+    second = base / "a much longer directory name" / "checkout"
+    _git(base, "clone", "-q", str(origin), str(first))
+    second.parent.mkdir()
+    _git(base, "clone", "-q", str(origin), str(second))
+    env_first = {**os.environ, "TZ": "UTC", "LANG": "C.UTF-8"}
+    other_home = base / "other-home"
+    other_home.mkdir()
+    env_second = {**os.environ, "TZ": "Asia/Tokyo", "LANG": "fr_FR.UTF-8",
+                  "HOME": str(other_home), "SOME_EXTRA_VARIABLE": "x" * 300}
+    for name in ("LISPBUILD_STORE", "SOURCE_DATE_EPOCH"):
+        env_first.pop(name, None)
+        env_second.pop(name, None)
+    first_run = built(first, "-n", "2", "release", env=env_first)
+    proc = subprocess.run([sys.executable, "-m", "doit", "-n", "2", "release"], cwd=second,
+                          env=env_second, capture_output=True, text=True,
+                          preexec_fn=lambda: os.umask(0o077))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return first, second, first_run.output
+
+
+def test_two_release_builds_are_byte_identical(releases):
+    first, second, output = releases
+    for archive in (HELLO, FFI):
+        assert (first / archive).read_bytes() == (second / archive).read_bytes(), archive
+    assert "smoke run `hello static lisp`: exit 0" in output
+    assert "smoke run `ffi round trip`: exit 0" in output
+
+
+def test_the_archive_holds_the_static_executable_its_sums_and_manifest(releases):
+    first, _, _ = releases
+    with tarfile.open(first / HELLO) as tar:
+        members = tar.getmembers()
+        assert [m.name for m in members] == [
+            "hello-1.0.0", "hello-1.0.0/SHA256SUMS", "hello-1.0.0/hello",
+            "hello-1.0.0/manifest.json"]
+        assert {(m.uid, m.gid, m.uname, m.gname) for m in members} == {(0, 0, "", "")}
+        commit_time = 1767323045  # 2026-01-02T03:04:05Z, the commit's date
+        assert {m.mtime for m in members} == {commit_time}
+        assert not any(m.pax_headers for m in members)
+        manifest = json.loads(tar.extractfile("hello-1.0.0/manifest.json").read())
+        exe = tar.extractfile("hello-1.0.0/hello").read()
+    assert manifest["source_date_epoch"] == commit_time
+    sources = {s["path"]: s["sha256"] for s in manifest["sources"]}
+    assert sources["samples/hello/app/main.lisp"] == release.sha256_file(
+        first / "samples/hello/app/main.lisp")
+    assert "dodo.py" in sources
+    assert manifest["toolchain"]["sbcl"]["package"].startswith("sbcl ")
+    assert manifest["toolchain"]["musl libc.a"]["package"].startswith("musl-dev ")
+    tasks = [s["task"] for s in manifest["stages"]]
+    assert tasks[-4:] == ["release-core:hello", "release-linkage:hello",
+                          "release-runtime:hello", "release-exe:hello"]
+    assert "fasl:hello/main.lisp" in tasks
+    assert all(len(s["key"]) == 64 for s in manifest["stages"])
+    assert manifest["executable"]["sha256"] == hashlib.sha256(exe).hexdigest()
+    # No PT_INTERP or PT_DYNAMIC: the check the release-exe task made.
+    out = subprocess.run(["readelf", "-l", str(first / "build/release/hello/hello")],
+                         capture_output=True, text=True).stdout
+    assert "INTERP" not in out and "DYNAMIC" not in out
+
+
+def test_verify_rebuilds_a_good_archive_identically(releases):
+    first, _, _ = releases
+    result = doit(first, "verify", HELLO)
+    assert result.returncode == 0, result.output
+    assert "identical: every stage, the executable and the archive" in result.output
+
+
+def _with_one_byte_changed(archive, out):
+    with tarfile.open(archive) as tar:
+        entries = [(m, tar.extractfile(m).read() if m.isfile() else None)
+                   for m in tar.getmembers()]
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for member, data in entries:
+            if member.name.endswith("/hello"):
+                data = bytearray(data)
+                data[len(data) // 2] ^= 0x01
+                data = bytes(data)
+            tar.addfile(member, io.BytesIO(data) if data is not None else None)
+    out.write_bytes(gzip.compress(buffer.getvalue()))
+
+
+def test_verify_names_the_stage_of_a_changed_executable(releases, tmp_path):
+    first, _, _ = releases
+    changed = tmp_path / "hello-1.0.0-x86_64-linux.tar.gz"
+    _with_one_byte_changed(first / HELLO, changed)
+    result = doit(first, "verify", str(changed))
+    assert result.returncode == 1, result.output
+    assert "hello in the archive does not match SHA256SUMS" in result.output
+    assert "first difference: stage executable" in result.output
+
+
+def test_verify_reports_a_missing_source_before_building(releases, tmp_path):
+    first, second, _ = releases
+    (second / "samples/hello/app/main.lisp").rename(tmp_path / "main.lisp")
+    try:
+        result = doit(second, "verify", str(first / HELLO))
+    finally:
+        (tmp_path / "main.lisp").rename(second / "samples/hello/app/main.lisp")
+    assert result.returncode == 1, result.output
+    assert "missing source: samples/hello/app/main.lisp" in result.output
+    assert "rebuilding" not in result.output
+
+
+def test_the_archive_is_written_the_same_way_twice(tmp_path):
+    exe = tmp_path / "prog"
+    exe.write_bytes(b"\x7fELF program")
+    manifest = {"name": "prog", "b": [1, 2], "a": "x"}
+    first, second = tmp_path / "1.tar.gz", tmp_path / "2.tar.gz"
+    release.write_archive(first, "prog-1", "prog", exe, manifest, 1000)
+    os.utime(exe, (5, 5))
+    release.write_archive(second, "prog-1", "prog", exe, dict(reversed(manifest.items())), 1000)
+    assert first.read_bytes() == second.read_bytes()
+    files = release.read_archive(first)
+    assert files["prog"] == b"\x7fELF program"
+    assert files["SHA256SUMS"].decode().splitlines()[1].endswith("  prog")
