@@ -79,8 +79,9 @@ def test_changing_the_policy_recompiles_that_library(hello, store_env):
 
 def test_changing_compression_redumps_the_core(hello, store_env):
     dodo = hello / "dodo.py"
-    dodo.write_text(dodo.read_text().replace('entry="hello:main")',
-                                             'entry="hello:main", compression=True)'))
+    text = dodo.read_text()
+    assert 'entry="hello:main",' in text
+    dodo.write_text(text.replace('entry="hello:main",', 'entry="hello:main", compression=True,'))
     size = (hello / "build/bin/hello").stat().st_size
     result = built(hello, HELLO, env=store_env)
     assert {"core:hello", "exe:hello"} <= result.executed
