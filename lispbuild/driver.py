@@ -162,6 +162,14 @@ def check_result(job: LispJob, status: str, diagnostics: str, output: str) -> st
                       + (f"\n{tail}" if tail else ""))
 
 
+def finished_job(job: LispJob, returncode: int, diagnostics: Path, output: Path) -> str:
+    """check_result on what an SBCL that has exited left behind."""
+    reported = diagnostics.read_text(encoding="utf-8") if diagnostics.exists() else ""
+    printed = output.read_text(encoding="utf-8", errors="replace")
+    status = f"signal {-returncode}" if returncode < 0 else f"exit {returncode}"
+    return check_result(job, status, reported, printed)
+
+
 # --- the fresh-process strategy ------------------------------------------
 
 def time_limit() -> float:
@@ -222,10 +230,7 @@ class FreshSbcl:
                                          str(request)], cwd=self.ctx.root, stdout=out,
                                         stderr=subprocess.STDOUT, env=sbcl_environment())
                 returncode = wait_while_owned(proc, self.ctx.owner, job)
-            reported = diagnostics.read_text(encoding="utf-8") if diagnostics.exists() else ""
-            printed = output.read_text(encoding="utf-8", errors="replace")
-        status = f"signal {-returncode}" if returncode < 0 else f"exit {returncode}"
-        return check_result(job, status, reported, printed)
+            return finished_job(job, returncode, diagnostics, output)
 
     def shutdown(self):
         pass
@@ -311,14 +316,10 @@ class CanonicalSbcl:
                 for name, value in outputs.items():
                     if (here / arguments[name]).exists():
                         shutil.move(here / arguments[name], value)
-                diagnostics = here / "out" / "diagnostics.txt"
-                reported = diagnostics.read_text(encoding="utf-8") if diagnostics.exists() else ""
-                printed = (here / "out" / "output.txt").read_text(encoding="utf-8",
-                                                                  errors="replace")
+                return finished_job(job, returncode, here / "out/diagnostics.txt",
+                                    here / "out/output.txt")
             finally:
                 shutil.rmtree(here, ignore_errors=True)
-        status = f"signal {-returncode}" if returncode < 0 else f"exit {returncode}"
-        return check_result(job, status, reported, printed)
 
     def _copy_inputs(self, steps, fasl: Path, asdf_support: Path, here: Path):
         """lispbuild's FASLs, the project's FASLs and .asd files (with the

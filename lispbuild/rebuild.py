@@ -121,12 +121,13 @@ PACKAGE = Path(__file__).parent
 
 
 @functools.cache
-def package_digest() -> str:
+def package_digest(suffixes=(".py", ".lisp")) -> str:
     """Digest of lispbuild's code: a changed builder changes every key.
-    Its C sources are not code of the builder but inputs of their tasks."""
+    Its C sources are not code of the builder but inputs of their tasks
+    (a release's manifest names them too: `suffixes`)."""
     h = hashlib.sha256()
     for path in sorted(PACKAGE.iterdir()):
-        if path.suffix in (".py", ".lisp"):
+        if path.suffix in suffixes:
             h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
 

@@ -14,7 +14,6 @@ last git commit; else the newest modification time of the project's own
 sources. `doit verify` (verify.py) sets SOURCE_DATE_EPOCH from the manifest.
 """
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -25,7 +24,9 @@ import zlib
 from importlib import metadata
 from pathlib import Path
 
+from .digest import digest_bytes, hash_file
 from .errors import ReleaseFailure
+from .rebuild import package_digest
 
 PLATFORM = "x86_64-linux"
 MANIFEST = "manifest.json"
@@ -53,24 +54,12 @@ def source_date_epoch(root: Path, own_sources: list[str]) -> int:
     return max((int((root / path).stat().st_mtime) for path in own_sources), default=0)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def lispbuild_identity() -> dict:
     """lispbuild's version and a digest of all its files (its Lisp and
     C are inputs of the stages, its Python decides what they are), and the
     zlib that compresses the archive."""
-    package = Path(__file__).parent
-    h = hashlib.sha256()
-    for path in sorted(package.iterdir()):
-        if path.suffix in (".py", ".lisp", ".c"):
-            h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return {"version": metadata.version("lispbuild"), "files": h.hexdigest(),
+    return {"version": metadata.version("lispbuild"),
+            "files": package_digest((".py", ".lisp", ".c")),
             "zlib": zlib.ZLIB_RUNTIME_VERSION}
 
 
@@ -97,7 +86,7 @@ def toolchain_identity(files: dict[str, Path]) -> dict:
     package (and version) it came from."""
     paths = {role: Path(os.path.realpath(path)) for role, path in files.items()}
     owners = _owning_packages(sorted(set(paths.values())))
-    return {role: {"path": str(path), "sha256": sha256_file(path),
+    return {role: {"path": str(path), "sha256": hash_file(path),
                    "package": owners.get(str(path))}
             for role, path in sorted(paths.items())}
 
@@ -141,7 +130,7 @@ def write_archive(path: Path, top: str, exe_name: str, exe: Path, manifest: dict
                   epoch: int):
     """The deterministic tar.gz (see the module's doc)."""
     files = {exe_name: (exe.read_bytes(), 0o755), MANIFEST: (manifest_bytes(manifest), 0o644)}
-    sums = "".join(f"{hashlib.sha256(data).hexdigest()}  {name}\n"
+    sums = "".join(f"{digest_bytes(data)}  {name}\n"
                    for name, (data, _) in sorted(files.items()))
     files[SUMS] = (sums.encode(), 0o644)
     tar_bytes = io.BytesIO()

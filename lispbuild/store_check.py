@@ -12,6 +12,15 @@ from .store import Store
 STORE_CONFIG = "lispbuild_store"  # the key doit_config() puts in DOIT_CONFIG
 
 
+def project_store() -> Path | None:
+    """The store that dodo.py (in the current directory) declares, or None
+    if its DOIT_CONFIG does not come from lispbuild.doit_config(project)."""
+    loader = DodoTaskLoader()
+    loader.setup({"dodoFile": "dodo.py", "cwdPath": None, "seek_file": False})
+    config = loader.load_doit_config()
+    return Path(config[STORE_CONFIG]) if STORE_CONFIG in config else None
+
+
 class StoreCheck(Command):
     """doit's `store-check` command, installed with lispbuild (entry point
     group doit.COMMAND)."""
@@ -22,16 +31,14 @@ class StoreCheck(Command):
                        "with 1 if it removed anything.")
 
     def execute(self, params, args):
-        loader = DodoTaskLoader()
-        loader.setup({"dodoFile": "dodo.py", "cwdPath": None, "seek_file": False})
-        config = loader.load_doit_config()
-        if STORE_CONFIG not in config:
+        store = project_store()
+        if store is None:
             print("dodo.py's DOIT_CONFIG does not come from lispbuild.doit_config(project)",
                   file=sys.stderr)
             return 2
         import platformdirs
         removed = 0
-        for what, root in (("store", Path(config[STORE_CONFIG])),
+        for what, root in (("store", store),
                            ("tool store", platformdirs.user_cache_path("lispbuild") / "toolchain")):
             if not root.exists():
                 continue

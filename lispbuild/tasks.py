@@ -15,6 +15,7 @@ rebuilder. Task names are stable:
     release:NAME    smoke-run the release executable; write dist/NAME-VERSION-x86_64-linux.tar.gz
 """
 import atexit
+import functools
 import importlib
 import os
 import re
@@ -449,6 +450,14 @@ def _doit_tasks(project: Project):
             yield _doit_task(action, ctx, task_dep)
     c_sources = {str(s) for b in project.binaries.values() for s in b.c_sources}
     c_actions = {}
+
+    @functools.cache
+    def release_epoch() -> int:
+        """The archives' time, once a build for all binaries (a git call)."""
+        sources = [node.grovel or node.source for node in graph.fasls.values()]
+        own = ["dodo.py", *sorted(c_sources)] + [p for p in sources if not os.path.isabs(p)]
+        return release.source_date_epoch(project.root, own)
+
     for source in sorted(c_sources | {COMPAT_TASK}):
         action = c_actions[source] = c_action(source)
         inputs += [os.path.join(ctx.root, i) for i in action.inputs]
@@ -469,9 +478,9 @@ def _doit_tasks(project: Project):
         yield _doit_task(exe, ctx, [runtime.task, core.task])
         inputs += [os.path.join(ctx.root, i) for i in runtime.inputs
                    if not str(i).startswith("build/")]
-        yield from _release_tasks(project, graph, node, ctx, writers,
+        yield from _release_tasks(graph, node, ctx, writers,
                                   [c_actions[str(s)] for s in b.c_sources]
-                                  + [c_actions[COMPAT_TASK]], c_tasks)
+                                  + [c_actions[COMPAT_TASK]], c_tasks, release_epoch)
     for run in project.runs.values():
         yield {"basename": watch.RUN_EXE_TASK, "name": run.name, "actions": [],
                "task_dep": [f"exe:{run.binary}"]}
@@ -489,9 +498,10 @@ def _doit_tasks(project: Project):
                    "doc": f"{kind} build/bin/{run.binary} {' '.join(run.args)}"}
 
 
-def _release_tasks(project: Project, graph, node: BinaryNode, ctx: Context,
-                   writers: dict, c_actions: list[Action], c_tasks: list[str]):
-    """release-core:, -linkage:, -runtime:, -exe: and release:NAME."""
+def _release_tasks(graph, node: BinaryNode, ctx: Context, writers: dict,
+                   c_actions: list[Action], c_tasks: list[str], release_epoch):
+    """release-core:, -linkage:, -runtime:, -exe: and release:NAME.
+    `release_epoch()` gives the archives' time (release.py)."""
     b = node.binary
     version = b.version or next((graph.libraries[name].version for name in b.libraries
                                  if graph.libraries[name].version), None)
@@ -501,21 +511,19 @@ def _release_tasks(project: Project, graph, node: BinaryNode, ctx: Context,
                                    f"version= to project.binary, or a :version to the ASDF "
                                    f"system of its first library"])]}
         return
-    built = [a for _, fasl in (s for s in node.state.steps() if s[0] == "load")
-             for a in writers.get(fasl, [])]
-    asd_files = [step[2] for step in node.state.steps() if step[0] == "asdf"]
+    try:
+        epoch = release_epoch()
+    except ReleaseFailure as error:
+        yield {"basename": "release", "name": b.name, "actions": [(fail, [str(error)])]}
+        return
+    steps = node.state.steps()
+    built = [a for kind, *rest in steps if kind == "load" for a in writers.get(rest[0], [])]
     core, table, runtime, exe = binary_actions(node, release_mode=True)
     stages = built + c_actions + [core, table, runtime, exe]
     sources = sorted({str(i) for a in built + c_actions for i in a.inputs
                       if not str(i).startswith("build/")
                       and not Path(i).is_relative_to(link.COMPAT_SOURCE.parent)}
-                     | set(asd_files) | {"dodo.py"})
-    own = [s for s in sources if not os.path.isabs(s)]
-    try:
-        epoch = release.source_date_epoch(project.root, own)
-    except ReleaseFailure as error:
-        yield {"basename": "release", "name": b.name, "actions": [(fail, [str(error)])]}
-        return
+                     | {step[2] for step in steps if step[0] == "asdf"} | {"dodo.py"})
     yield _doit_task(core, ctx, list(node.after))
     yield _doit_task(table, ctx, [core.task, *c_tasks])
     yield _doit_task(runtime, ctx, [table.task, *c_tasks])

@@ -14,7 +14,6 @@ with its files, and diffoscope's report on the first differing file is
 shown when diffoscope is installed and the original bytes are at hand (in
 the archive, or in the project's store). Exit 0 only when all is identical.
 """
-import hashlib
 import json
 import os
 import shutil
@@ -23,12 +22,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from doit.cmd_base import Command, DodoTaskLoader
+from doit.cmd_base import Command
 
 from . import release
+from .digest import digest_bytes, hash_file
 from .errors import LispbuildError, ReleaseFailure
 from .store import Store
-from .store_check import STORE_CONFIG
+from .store_check import project_store
 from .toolchain import find_musl, find_sbcl
 
 # The order in which stages run, by task prefix.
@@ -51,11 +51,13 @@ def read_release(archive: Path) -> tuple[dict, dict]:
         raise ReleaseFailure(f"{archive} holds no {release.MANIFEST}: not a release archive")
     try:
         manifest = json.loads(files[release.MANIFEST])
-        name = manifest["name"]
-        manifest["sources"], manifest["stages"], manifest["toolchain"]
-    except (ValueError, KeyError, TypeError) as error:
+    except ValueError as error:
         raise ReleaseFailure(f"{archive}: {release.MANIFEST} cannot be read ({error})") from None
-    if manifest.get("format") != release.FORMAT or name not in files:
+    missing = {"name", "version", "sources", "stages", "toolchain", "source_date_epoch"} \
+        - set(manifest if isinstance(manifest, dict) else ())
+    if missing:
+        raise ReleaseFailure(f"{archive}: {release.MANIFEST} lacks {', '.join(sorted(missing))}")
+    if manifest.get("format") != release.FORMAT or manifest["name"] not in files:
         raise ReleaseFailure(f"{archive}: not a release archive of this lispbuild "
                              f"(manifest format {manifest.get('format')!r})")
     return files, manifest
@@ -68,7 +70,7 @@ def sums_problems(files: dict) -> list[str]:
         digest, _, name = line.partition("  ")
         if name not in files:
             problems.append(f"SHA256SUMS names {name}, which the archive does not hold")
-        elif hashlib.sha256(files[name]).hexdigest() != digest:
+        elif digest_bytes(files[name]) != digest:
             problems.append(f"{name} in the archive does not match SHA256SUMS "
                             f"(the archive was changed after it was made)")
     return problems
@@ -80,9 +82,9 @@ def source_problems(manifest: dict, root: Path) -> list[str]:
         path = root / source["path"]
         if not path.is_file():
             problems.append(f"missing source: {source['path']}")
-        elif release.sha256_file(path) != source["sha256"]:
+        elif (here := hash_file(path)) != source["sha256"]:
             problems.append(f"source differs: {source['path']} (manifest sha256 "
-                            f"{_short(source['sha256'])}, here {_short(release.sha256_file(path))})")
+                            f"{_short(source['sha256'])}, here {_short(here)})")
     return problems
 
 
@@ -196,16 +198,16 @@ def verify(archive: Path, root: Path, store: Store | None) -> int:
         found = first_difference(manifest, new_manifest)
         if found is None and new_files[name] != files[name]:
             found = ("executable", [(f"{name} in the archive",
-                                     hashlib.sha256(files[name]).hexdigest(),
+                                     digest_bytes(files[name]),
                                      new_manifest["executable"]["sha256"])])
         if found is None and new_archive.read_bytes() != archive.read_bytes():
-            found = ("archive", [(archive.name, release.sha256_file(archive),
-                                  release.sha256_file(new_archive))])
+            found = ("archive", [(archive.name, hash_file(archive),
+                                  hash_file(new_archive))])
         for problem in altered:
             print(problem)
         if found is None:
             print(f"identical: every stage, the executable and the archive "
-                  f"(sha256 {release.sha256_file(archive)})")
+                  f"(sha256 {hash_file(archive)})")
             return 0
         stage, differing = found
         print(f"first difference: stage {stage}, {len(differing)} file(s):")
@@ -240,17 +242,12 @@ class Verify(Command):
             print("name one archive: doit verify dist/NAME-VERSION-x86_64-linux.tar.gz",
                   file=sys.stderr)
             return 2
-        store = None
         try:
-            loader = DodoTaskLoader()
-            loader.setup({"dodoFile": "dodo.py", "cwdPath": None, "seek_file": False})
-            config = loader.load_doit_config()
-            if STORE_CONFIG in config:
-                store = Store(Path(config[STORE_CONFIG]))
-        except Exception:  # no dodo.py here: verify without the store
-            store = None
+            where = project_store()
+        except Exception:  # no dodo.py here (the manifest names it): no store to look in
+            where = None
         try:
-            return verify(Path(args[0]).absolute(), Path.cwd(), store)
+            return verify(Path(args[0]).absolute(), Path.cwd(), where and Store(where))
         except ReleaseFailure as error:
             print(error, file=sys.stderr)
             return 1
