@@ -13,15 +13,11 @@ The epoch is SOURCE_DATE_EPOCH when set; else the time of the project's
 last git commit; else the newest modification time of the project's own
 sources. `doit verify` (verify.py) sets SOURCE_DATE_EPOCH from the manifest.
 """
-import gzip
-import io
 import json
 import os
 import shutil
 import subprocess
-import tarfile
 import zlib
-from importlib import metadata
 from pathlib import Path
 
 from .digest import digest_bytes, hash_file
@@ -58,6 +54,7 @@ def lispbuild_identity() -> dict:
     """lispbuild's version and a digest of all its files (its Lisp and
     C are inputs of the stages, its Python decides what they are), and the
     zlib that compresses the archive."""
+    from importlib import metadata  # here, as tarfile below: a no-op build loads this module
     return {"version": metadata.version("lispbuild"),
             "files": package_digest((".py", ".lisp", ".c")),
             "zlib": zlib.ZLIB_RUNTIME_VERSION}
@@ -129,6 +126,9 @@ def manifest_bytes(manifest: dict) -> bytes:
 def write_archive(path: Path, top: str, exe_name: str, exe: Path, manifest: dict,
                   epoch: int):
     """The deterministic tar.gz (see the module's doc)."""
+    import gzip
+    import io
+    import tarfile
     files = {exe_name: (exe.read_bytes(), 0o755), MANIFEST: (manifest_bytes(manifest), 0o644)}
     sums = "".join(f"{digest_bytes(data)}  {name}\n"
                    for name, (data, _) in sorted(files.items()))
@@ -146,7 +146,8 @@ def write_archive(path: Path, top: str, exe_name: str, exe: Path, manifest: dict
             gz.write(tar_bytes.getvalue())
 
 
-def _entry(name: str, kind: bytes, mode: int, size: int, epoch: int) -> tarfile.TarInfo:
+def _entry(name: str, kind: bytes, mode: int, size: int, epoch: int):
+    import tarfile
     info = tarfile.TarInfo(name)
     info.type, info.mode, info.size, info.mtime = kind, mode, size, epoch
     info.uid = info.gid = 0
@@ -156,6 +157,7 @@ def _entry(name: str, kind: bytes, mode: int, size: int, epoch: int) -> tarfile.
 
 def read_archive(path: Path) -> dict:
     """{name inside NAME-VERSION/: bytes} of a release archive."""
+    import tarfile
     try:
         with tarfile.open(path, "r:gz") as tar:
             members = [m for m in tar.getmembers() if m.isfile()]

@@ -43,6 +43,8 @@ from .toolchain import find_musl, find_sbcl, musl_files, runtime_files, sbcl_fil
 from .worker import WarmWorkers, die_with_parent
 
 COMPAT_TASK = "lispbuild/compat.c"
+# lispbuild's own C files, inputs of c: tasks but not the project's sources.
+LISPBUILD_FILES = str(link.COMPAT_SOURCE.parent) + os.sep
 FRESH_VARIABLE = "LISPBUILD_FRESH"
 
 
@@ -522,7 +524,7 @@ def _release_tasks(graph, node: BinaryNode, ctx: Context, writers: dict,
     stages = built + c_actions + [core, table, runtime, exe]
     sources = sorted({str(i) for a in built + c_actions for i in a.inputs
                       if not str(i).startswith("build/")
-                      and not Path(i).is_relative_to(link.COMPAT_SOURCE.parent)}
+                      and not str(i).startswith(LISPBUILD_FILES)}
                      | {step[2] for step in steps if step[0] == "asdf"} | {"dodo.py"})
     yield _doit_task(core, ctx, list(node.after))
     yield _doit_task(table, ctx, [core.task, *c_tasks])
