@@ -263,7 +263,8 @@ def _canonical_process():
     os.umask(0o022)
 
 
-# Where release dumps run: the same path on every machine (not $TMPDIR).
+# Where release dumps run: the same path on every machine, since the path
+# shapes the image's bytes; so neither $TMPDIR nor a setting.
 CANONICAL_PARENT = Path("/tmp/lispbuild-release")
 # Not copied with an .asd file's directory.
 _NOT_SOURCES = ("build", "cache", "dist")
