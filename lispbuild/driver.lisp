@@ -15,7 +15,8 @@
 ;;;;
 ;;;; A fresh SBCL runs `sbcl --script lispbuild.fasl run REQUEST`, REQUEST
 ;;;; being a file that holds (JOB :asdf-support FASL :asdf-cache DIR
-;;;; [:canonical T]), T for a release dump (driver.py, CanonicalSbcl).
+;;;; [:canonical T :build-seed HEX]), T for a release dump (driver.py,
+;;;; CanonicalSbcl), HEX its identity.
 ;;;; A warm worker (worker.lisp) performs the first steps once and forks a
 ;;;; child for the rest and the job. Both perform the same steps in the
 ;;;; same order after loading the same FASL, so the FASLs are the same bytes.
@@ -506,13 +507,14 @@ the program computes it again if it uses ASDF), and its GC counters."
     (when (find-package "ASDF")
       (call-asdf-support "REGISTER-LOADED-SYSTEMS"
                          (loop for (kind name) in steps when (eq kind :asdf) collect name)))
+    (restore-os-random-seed)
     (write-linkage linkage)
     (write-shared-objects shared-objects)
     (write-diagnostics diagnostics)
     (forget-build-state)
     (sb-ext:disable-debugger)
     (when *before-save* (funcall *before-save*))
-    (resume-finalizer-thread)
+    (run-finalizers-due)
     (sb-ext:save-lisp-and-die core :toplevel (toplevel-for function with-arguments test)
                                    :save-runtime-options t
                                    :compression (and compression t))))
@@ -534,32 +536,89 @@ the program computes it again if it uses ASDF), and its GC counters."
       (let ((*read-eval* nil))
         (read in)))))
 
-(defvar *finalizer-thread-paused* nil)
+(defvar *finalizers-in-main-thread* nil)
 
-(defun pause-finalizer-thread ()
-  "SBCL runs finalizers in a thread of its own, woken after each garbage
-collection: when it runs and what it allocates moves what the main thread
-allocates next, and with it the hash codes SBCL derives from allocation
-addresses (of types, of generic functions), so that two dumps of the same
-image differ. A canonical process runs without it until it saves."
+(defun run-finalizers-in-main-thread ()
+  "SBCL runs finalizers in a thread of its own, started with the process
+and woken after each garbage collection: when it runs depends on timing,
+and what it allocates moves what the main thread allocates next, and with
+it the hash codes SBCL derives from allocation addresses (of types, of
+generic functions): two dumps of the same image would differ. A canonical
+process stops it first thing, waits for its OS thread to be gone (that
+thread gives back its allocation region as it ends, after JOIN-THREAD has
+returned) and collects all garbage, so that the heap it goes on from does
+not depend on how far the thread had got. The finalizers due run in the
+main thread just before saving (RUN-FINALIZERS-DUE)."
   (sb-thread::with-system-mutex (sb-thread::*make-thread-lock*)
     (sb-impl::finalizer-thread-stop))
-  (setf *finalizer-thread-paused* t))
+  (loop repeat 10000
+        while (rest (directory "/proc/self/task/*/"))
+        do (sleep 0.001))
+  (sb-ext:gc :full t)
+  (setf *finalizers-in-main-thread* t))
 
-(defun resume-finalizer-thread ()
-  "SAVE-LISP-AND-DIE stops the finalizer thread first thing: start it
-again, with nothing left for it to do (the finalizers due run here)."
-  (when *finalizer-thread-paused*
+(defun run-finalizers-due ()
+  "SAVE-LISP-AND-DIE stops the finalizer thread first thing: that call
+finds it stopped, once, and the saved image starts its own."
+  (when *finalizers-in-main-thread*
     (sb-impl::run-pending-finalizers)
-    (sb-impl::finalizer-thread-start)))
+    (sb-int:encapsulate 'sb-impl::finalizer-thread-stop 'stopped
+                        (lambda (real)
+                          (declare (ignore real))
+                          (sb-int:unencapsulate 'sb-impl::finalizer-thread-stop 'stopped)
+                          nil))))
+
+(defvar *seeded-while-loading* '()
+  "In a canonical process, the files whose loading asked the operating
+system for a random seed, newest first.")
+
+(defun loading-file ()
+  (let ((file (or *load-pathname* *compile-file-pathname*)))
+    (if file
+        (enough-namestring file *default-pathname-defaults*)
+        "the dump")))
+
+(defun fix-os-random-seed (seed)
+  "(MAKE-RANDOM-STATE T) takes its seed from /dev/urandom: a library that
+calls it while it loads (cl-fad's temporary file names, hunchentoot's
+session secrets) saves this build's randomness into the image. A canonical
+process gives it seeds drawn from SEED (64 hex digits, the release's own
+identity) instead, a new one each call, and notes who called. The saved
+image asks /dev/urandom again (RESTORE-OS-RANDOM-SEED)."
+  (let ((words (loop for i below 64 by 8
+                     collect (parse-integer seed :start i :end (+ i 8) :radix 16)))
+        (calls 0))
+    (sb-int:encapsulate 'sb-kernel::os-random-seed 'build-seed
+                        (lambda (real)
+                          (declare (ignore real))
+                          (pushnew (loading-file) *seeded-while-loading* :test #'equal)
+                          (coerce (append words (list (incf calls)))
+                                  '(simple-array (unsigned-byte 32) (*)))))))
+
+(defun restore-os-random-seed ()
+  "Before saving: the program's own (MAKE-RANDOM-STATE T) reads
+/dev/urandom; the random states seeded while loading are the same in
+every copy of the release, as in every run of any saved image."
+  (when (sb-int:encapsulated-p 'sb-kernel::os-random-seed 'build-seed)
+    (sb-int:unencapsulate 'sb-kernel::os-random-seed 'build-seed)
+    (when *seeded-while-loading*
+      (note "release" nil "note"
+            (format nil "~{~A~^, ~} made a random state from the operating system's ~
+                         randomness while loading; a release seeds it from its own ~
+                         identity instead, so every copy of the executable starts with ~
+                         that state (make a new one when the program starts where that ~
+                         matters)"
+                    (reverse *seeded-while-loading*))))))
 
 (defun run-request (file)
   "A fresh SBCL's whole life: the steps, then the job; exits. A canonical
 request (a release dump) first stops what would make its allocation depend
-on timing."
-  (destructuring-bind (job &key asdf-support asdf-cache canonical) (read-request file)
+on timing or on the operating system's randomness."
+  (destructuring-bind (job &key asdf-support asdf-cache canonical build-seed)
+      (read-request file)
     (when canonical
-      (pause-finalizer-thread))
+      (run-finalizers-in-main-thread)
+      (fix-os-random-seed build-seed))
     (setf *asdf-support* asdf-support
           *asdf-cache* asdf-cache)
     (let ((ok (and (perform-steps (getf (rest job) :steps))

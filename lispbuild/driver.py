@@ -281,7 +281,9 @@ class CanonicalSbcl:
     copies of what it loads at their paths relative to the project root;
     every path it is given is relative, or inside that directory. The
     environment, arguments, umask, stack limit and addresses (randomisation
-    off) are fixed too."""
+    off) are fixed too, and so is what SBCL would read from /dev/urandom
+    for a random state made while loading (seeded from the request's
+    digest, driver.lisp)."""
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
@@ -295,7 +297,8 @@ class CanonicalSbcl:
                                          for name, value in outputs.items()}}
         form = job_form(LispJob(job.task, job.command, job.state, arguments, job.product),
                         steps, Path("out/diagnostics.txt"))
-        identity = digest_bytes(form.encode())[:16]
+        seed = digest_bytes(form.encode())
+        identity = seed[:16]
         if not CANONICAL_PARENT.exists():
             CANONICAL_PARENT.mkdir(exist_ok=True)
             CANONICAL_PARENT.chmod(0o1777)  # shared by every user, as /tmp is
@@ -305,9 +308,11 @@ class CanonicalSbcl:
             shutil.rmtree(here, ignore_errors=True)
             try:
                 self._copy_inputs(steps, fasl, asdf_support, here)
-                (here / "out/request.lisp").write_text(
-                    f"({form} {lisp_plist({'asdf_support': 'lispbuild/asdf-support.fasl', 'asdf_cache': f'{here}/asdf-cache/', 'canonical': True})})\n",
-                    encoding="utf-8")
+                settings = {"asdf_support": "lispbuild/asdf-support.fasl",
+                            "asdf_cache": f"{here}/asdf-cache/", "canonical": True,
+                            "build_seed": seed}
+                (here / "out/request.lisp").write_text(f"({form} {lisp_plist(settings)})\n",
+                                                       encoding="utf-8")
                 with open(here / "out/output.txt", "wb") as out:
                     proc = subprocess.Popen(
                         [str(find_sbcl().program), "--script", "lispbuild/lispbuild.fasl", "run",

@@ -12,17 +12,13 @@
   (setf (hunchentoot:content-type*) "text/plain; charset=utf-8")
   (front-page-text))
 
-;;; Hunchentoot seeds its random state (session secrets) from /dev/urandom
-;;; when it is loaded, which would put build-time randomness into the
-;;; executable: every copy would share it, and no two builds would be the
-;;; same bytes. The saved image holds a fixed state; each process seeds
-;;; its own when it starts.
-(push (lambda () (setf hunchentoot::*the-random-state* (sb-ext:seed-random-state 0)))
-      sb-ext:*save-hooks*)
-
 (defun main (args)
   "webserver [PORT]: serve / on 127.0.0.1:PORT (default 8080) until killed.
 webserver --check: print the front page's text and exit."
+  ;; Hunchentoot's session secrets come from a random state it seeds when
+  ;; it is loaded, that is when the image is built: a release build seeds
+  ;; it from the release's identity, so every copy would share it. Each
+  ;; process seeds its own.
   (setf hunchentoot::*the-random-state* (make-random-state t))
   (when (equal (first args) "--check")
     (write-string (front-page-text))
