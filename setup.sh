@@ -9,10 +9,11 @@ cd "$(dirname "$0")"
 # cffi, usocket, ...); libssl-dev: OpenSSL's static archives for cl+ssl;
 # strace: the test that proves a restore from the store starts no compiler;
 # nginx-light, openssl: the remote store's tests (a real server, real keys);
-# cl-rt: trivial-features' test suite (cl-cffi only suggests it).
+# cl-rt: trivial-features' test suite (cl-cffi only suggests it);
+# diffoscope-minimal: what `doit verify` shows of a differing file.
 packages="sbcl musl-tools musl-dev libzstd-dev zlib1g-dev gcc
   cl-ppcre cl-alexandria cl-fiveam cl-hunchentoot cl-plus-ssl cl-cffi libssl-dev
-  strace nginx-light openssl cl-rt"
+  strace nginx-light openssl cl-rt diffoscope-minimal"
 python3 -c "import ensurepip" 2>/dev/null || packages="$packages python3-venv"
 missing=""
 for p in $packages; do
