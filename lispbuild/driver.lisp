@@ -538,6 +538,12 @@ the program computes it again if it uses ASDF), and its GC counters."
 
 (defvar *finalizers-in-main-thread* nil)
 
+(defun threads-running ()
+  "The process's OS threads: Linux counts them into the link count of
+/proc/self/task (two more). Asked without allocating anything that
+depends on this process (its pid, say)."
+  (- (nth-value 4 (sb-unix:unix-stat "/proc/self/task")) 2))
+
 (defun run-finalizers-in-main-thread ()
   "SBCL runs finalizers in a thread of its own, started with the process
 and woken after each garbage collection: when it runs depends on timing,
@@ -546,14 +552,18 @@ it the hash codes SBCL derives from allocation addresses (of types, of
 generic functions): two dumps of the same image would differ. A canonical
 process stops it first thing, waits for its OS thread to be gone (that
 thread gives back its allocation region as it ends, after JOIN-THREAD has
-returned) and collects all garbage, so that the heap it goes on from does
-not depend on how far the thread had got. The finalizers due run in the
-main thread just before saving (RUN-FINALIZERS-DUE)."
+returned), clears the stack below this frame (what the wait left there
+depends on timing, and the collector takes any word on the stack that
+looks like a pointer as one, pinning its page) and collects all garbage,
+so that the heap it goes on from does not depend on how far the thread
+had got. The finalizers due run in the main thread just before saving
+(RUN-FINALIZERS-DUE)."
   (sb-thread::with-system-mutex (sb-thread::*make-thread-lock*)
     (sb-impl::finalizer-thread-stop))
   (loop repeat 10000
-        while (rest (directory "/proc/self/task/*/"))
+        until (= (threads-running) 1)
         do (sleep 0.001))
+  (sb-kernel::scrub-control-stack)
   (sb-ext:gc :full t)
   (setf *finalizers-in-main-thread* t))
 

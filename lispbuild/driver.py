@@ -20,7 +20,7 @@ from .errors import BuildGone, LispFailure, TimeLimit
 from .rebuild import Action, Context, ensure
 from .scratch import process_alive, scratch_dir
 from .steps import LoadState
-from .toolchain import find_sbcl, sbcl_files
+from .toolchain import find_musl, find_sbcl, musl_files, sbcl_files
 
 TIME_LIMIT_VARIABLE = "LISPBUILD_TIME_LIMIT"
 # Generous: Debian's biggest Lisp files compile in well under a minute.
@@ -116,6 +116,26 @@ def support_fasls(ctx: Context) -> tuple[Path, Path]:
     action = support_action()
     ensure(action, ctx)
     return ctx.root / action.outputs["fasl"], ctx.root / action.outputs["asdf"]
+
+
+# Preloaded into release dumps (CanonicalSbcl): directory listings in name
+# order. Built for glibc, with the gcc that musl-gcc drives.
+SORTED_LISTINGS_SOURCE = PACKAGE / "sorteddir.c"
+
+
+def _compile_sorted_listings(action: Action, ctx: Context, outputs: dict):
+    proc = subprocess.run([str(find_musl().real_gcc), "-shared", "-fPIC", "-O2",
+                           "-o", str(outputs["library"]), str(SORTED_LISTINGS_SOURCE), "-ldl"],
+                          capture_output=True, text=True, errors="replace")
+    if proc.returncode != 0:
+        raise LispFailure(f"compiling {SORTED_LISTINGS_SOURCE.name} failed:\n"
+                          f"{(proc.stderr + proc.stdout).strip()[-4000:]}")
+
+
+def sorted_listings_action() -> Action:
+    return Action(task="lisp:sorteddir", run=_compile_sorted_listings,
+                  inputs=[SORTED_LISTINGS_SOURCE], params={}, toolchain=(musl_files,),
+                  outputs={"library": Path("build/.lispbuild/lisp/sorteddir.so")})
 
 
 def sbcl_environment() -> dict:
@@ -241,11 +261,13 @@ ADDR_NO_RANDOMIZE = 0x0040000
 CANONICAL_STACK_LIMIT = 8 << 20
 
 
-def canonical_environment() -> dict:
+def canonical_environment(preload: Path) -> dict:
     """All a release dump's SBCL sees of the environment: the same for
-    every user, shell and machine."""
+    every user, shell and machine (`preload` is in the canonical
+    directory)."""
     return {"PATH": "/usr/bin:/bin", "SBCL_HOME": str(find_sbcl().core.parent),
-            "HOME": "/nonexistent", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TZ": "UTC"}
+            "HOME": "/nonexistent", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TZ": "UTC",
+            "LD_PRELOAD": str(preload)}
 
 
 def _canonical_process():
@@ -283,13 +305,16 @@ class CanonicalSbcl:
     environment, arguments, umask, stack limit and addresses (randomisation
     off) are fixed too, and so is what SBCL would read from /dev/urandom
     for a random state made while loading (seeded from the request's
-    digest, driver.lisp)."""
+    digest, driver.lisp). Directory listings come in name order
+    (sorteddir.c, preloaded), whatever order the file system keeps."""
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
 
     def run(self, job: LispJob) -> str:
         fasl, asdf_support = support_fasls(self.ctx)
+        listings = sorted_listings_action()
+        ensure(listings, self.ctx)
         steps = job.state.steps()
         outputs = {name: value for name, value in job.arguments.items()
                    if isinstance(value, Path)}
@@ -308,6 +333,8 @@ class CanonicalSbcl:
             shutil.rmtree(here, ignore_errors=True)
             try:
                 self._copy_inputs(steps, fasl, asdf_support, here)
+                preload = here / "lispbuild/sorteddir.so"
+                shutil.copyfile(self.ctx.root / listings.outputs["library"], preload)
                 settings = {"asdf_support": "lispbuild/asdf-support.fasl",
                             "asdf_cache": f"{here}/asdf-cache/", "canonical": True,
                             "build_seed": seed}
@@ -317,7 +344,7 @@ class CanonicalSbcl:
                     proc = subprocess.Popen(
                         [str(find_sbcl().program), "--script", "lispbuild/lispbuild.fasl", "run",
                          "out/request.lisp"], cwd=here, stdout=out, stderr=subprocess.STDOUT,
-                        env=canonical_environment(), preexec_fn=_canonical_process)
+                        env=canonical_environment(preload), preexec_fn=_canonical_process)
                     returncode = wait_while_owned(proc, self.ctx.owner, job)
                 for name, value in outputs.items():
                     if (here / arguments[name]).exists():

@@ -30,8 +30,8 @@ from . import link, linkage, release, schedule, scratch, watch
 from .asdf import asdf_libraries
 from .declare import Project
 from .digest import digest_bytes
-from .driver import (TIME_LIMIT_VARIABLE, CanonicalSbcl, FreshSbcl, LispJob, signal_name,
-                     time_limit)
+from .driver import (SORTED_LISTINGS_SOURCE, TIME_LIMIT_VARIABLE, CanonicalSbcl, FreshSbcl,
+                     LispJob, signal_name, time_limit)
 from .embed import check_static, embed_core
 from .errors import LispFailure, ReleaseFailure
 from .graph import BinaryNode, FaslNode, library_task, plan
@@ -310,12 +310,14 @@ def binary_actions(node: BinaryNode, release_mode: bool = False) -> list[Action]
     objects = [_object_path(str(s)) for s in b.c_sources] + [_object_path(COMPAT_TASK)]
     return [
         Action(task=f"{prefix}core:{b.name}", run=dump_release_core if release_mode else dump_core,
-               inputs=[],
+               # A release dump also preloads sorteddir.c, built with gcc.
+               inputs=[SORTED_LISTINGS_SOURCE] if release_mode else [],
                params={"binary": b.name, "features": list(node.features),
                        "entry": b.entry, "compression": b.compression, "test": b.test},
                outputs={"core": Path(core), "linkage": Path(record),
                         "shared_objects": Path(shared)},
-               toolchain=(sbcl_files,), state=node.state),
+               toolchain=(sbcl_files, musl_files) if release_mode else (sbcl_files,),
+               state=node.state),
         Action(task=f"{prefix}linkage:{b.name}", run=resolve_linkage,
                inputs=[Path(record), Path(shared), *map(Path, objects), *map(Path, archives)],
                params={"binary": b.name, "record": record, "shared_objects": shared,
