@@ -10,11 +10,13 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
+from pathlib import Path
 
 import pytest
 
 from conftest import REPO, doit
-from lispbuild import release
+from lispbuild import driver, release
 from lispbuild.digest import hash_file
 
 RELEASE_DODO = """\
@@ -212,6 +214,75 @@ def test_verify_reports_a_missing_source_before_building(releases, tmp_path):
     assert result.returncode == 1, result.output
     assert "missing source: samples/hello/app/main.lisp" in result.output
     assert "rebuilding" not in result.output
+
+
+def _listing_seen_by_sbcl(directory: Path, preload: Path | None) -> list[str]:
+    form = (f'(sb-impl::map-directory (lambda (p) (write-line (file-namestring p))) '
+            f'"{directory}/")')
+    env = {**os.environ, **({"LD_PRELOAD": str(preload)} if preload else {})}
+    proc = subprocess.run(["sbcl", "--noinform", "--non-interactive", "--no-userinit",
+                           "--eval", form], capture_output=True, text=True, env=env, check=True)
+    return proc.stdout.split()
+
+
+def test_a_release_dump_sees_directories_in_name_order(tmp_path):
+    """sorteddir.c, preloaded into SBCL, lists a directory whose file
+    system keeps another order (ext4's hash order, here) sorted by name."""
+    action = driver.sorted_listings_action()
+    library = tmp_path / "sorteddir.so"
+    action.run(action, None, {"library": library})
+    names = [f"file-{i:03}.lisp" for i in range(200)]
+    folder = tmp_path / "listing"
+    folder.mkdir()
+    for name in reversed(names):
+        (folder / name).write_text("")
+    assert _listing_seen_by_sbcl(folder, None) != names, "the file system sorts already"
+    assert _listing_seen_by_sbcl(folder, library) == names
+
+
+def _copy_listing_in_reverse(source: Path, dest: Path):
+    """A copy whose directories were filled in reverse name order: on
+    tmpfs they list in another order than the original's file system."""
+    dest.mkdir()
+    for entry in sorted(source.iterdir(), reverse=True):
+        if entry.is_symlink():
+            (dest / entry.name).symlink_to(os.readlink(entry))
+        elif entry.is_dir():
+            _copy_listing_in_reverse(entry, dest / entry.name)
+        else:
+            shutil.copy2(entry, dest / entry.name)
+    shutil.copystat(source, dest)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="bind mounts in a mount namespace need root")
+def test_a_release_where_directories_list_in_another_order_is_identical(releases):
+    """Debian's Lisp sources and SBCL's own directory seen through bind
+    mounts of tmpfs copies (other listing order, inode numbers and sizes,
+    as on another machine): the webserver release is the same bytes."""
+    first, _, _ = releases
+    third = first.parent / "third"
+    _git(first.parent, "clone", "-q", str(first.parent / "origin"), str(third))
+    shm = Path(tempfile.mkdtemp(dir="/dev/shm", prefix="lispbuild-test-"))
+    try:
+        _copy_listing_in_reverse(Path("/usr/share/common-lisp/source"), shm / "source")
+        _copy_listing_in_reverse(Path("/usr/lib/sbcl"), shm / "sbcl")
+        script = (f"mount --bind {shm}/source /usr/share/common-lisp/source && "
+                  f"mount --bind {shm}/sbcl /usr/lib/sbcl && "
+                  f"ls -f /usr/lib/sbcl/contrib > {shm}/listing && "
+                  f"exec {sys.executable} -m doit -n 2 release:webserver")
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("LISPBUILD_STORE", "SOURCE_DATE_EPOCH")}
+        proc = subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=third, env=env,
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        original = subprocess.run(["ls", "-f", "/usr/lib/sbcl/contrib"], capture_output=True,
+                                  text=True, check=True).stdout.split()
+        copied = (shm / "listing").read_text().split()
+        assert sorted(copied) == sorted(original)
+        assert copied != original, "the copy lists in the same order: this would prove nothing"
+    finally:
+        shutil.rmtree(shm)
+    assert (third / WEBSERVER).read_bytes() == (first / WEBSERVER).read_bytes()
 
 
 def test_the_archive_is_written_the_same_way_twice(tmp_path):
