@@ -174,19 +174,42 @@ def test_verify_rebuilds_a_good_archive_identically(releases, archive):
     assert "identical: every stage, the executable and the archive" in result.output
 
 
-def _with_one_byte_changed(archive, out):
+def _with_member_changed(archive, out, suffix, change):
+    """A copy of the archive whose member ending in `suffix` is change(bytes)."""
     with tarfile.open(archive) as tar:
         entries = [(m, tar.extractfile(m).read() if m.isfile() else None)
                    for m in tar.getmembers()]
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for member, data in entries:
-            if member.name.endswith("/hello"):
-                data = bytearray(data)
-                data[len(data) // 2] ^= 0x01
-                data = bytes(data)
+            if member.name.endswith(suffix):
+                data = change(data)
+                member.size = len(data)
             tar.addfile(member, io.BytesIO(data) if data is not None else None)
     out.write_bytes(gzip.compress(buffer.getvalue()))
+
+
+def _with_one_byte_changed(archive, out):
+    def flip(data):
+        data = bytearray(data)
+        data[len(data) // 2] ^= 0x01
+        return bytes(data)
+    _with_member_changed(archive, out, "/hello", flip)
+
+
+def test_verify_reports_another_toolchain_before_building(releases, tmp_path):
+    """An archive whose manifest says it was built with another SBCL."""
+    first, _, _ = releases
+    def other_sbcl(data):
+        manifest = json.loads(data)
+        manifest["toolchain"]["sbcl"]["package"] = "sbcl 2:2.4.0-1"
+        return release.manifest_bytes(manifest)
+    other = tmp_path / "hello-1.0.0-x86_64-linux.tar.gz"
+    _with_member_changed(first / HELLO, other, "/manifest.json", other_sbcl)
+    result = doit(first, "verify", str(other))
+    assert result.returncode == 1, result.output
+    assert "toolchain sbcl: built with sbcl 2:2.4.0-1, here sbcl 2:2.2.9" in result.output
+    assert "rebuilding" not in result.output
 
 
 def test_verify_names_the_stage_of_a_changed_executable(releases, tmp_path):
