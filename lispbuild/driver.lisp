@@ -536,8 +536,6 @@ the program computes it again if it uses ASDF), and its GC counters."
       (let ((*read-eval* nil))
         (read in)))))
 
-(defvar *finalizers-in-main-thread* nil)
-
 (defun threads-running ()
   "The process's OS threads: Linux counts them into the link count of
 /proc/self/task (two more). Asked without allocating anything that
@@ -564,13 +562,13 @@ had got. The finalizers due run in the main thread just before saving
         until (= (threads-running) 1)
         do (sleep 0.001))
   (sb-kernel::scrub-control-stack)
-  (sb-ext:gc :full t)
-  (setf *finalizers-in-main-thread* t))
+  (sb-ext:gc :full t))
 
 (defun run-finalizers-due ()
-  "SAVE-LISP-AND-DIE stops the finalizer thread first thing: that call
-finds it stopped, once, and the saved image starts its own."
-  (when *finalizers-in-main-thread*
+  "Where the finalizer thread was stopped (RUN-FINALIZERS-IN-MAIN-THREAD):
+SAVE-LISP-AND-DIE stops it first thing, and that call finds it stopped,
+once; the saved image starts its own."
+  (unless sb-impl::*finalizer-thread*
     (sb-impl::run-pending-finalizers)
     (sb-int:encapsulate 'sb-impl::finalizer-thread-stop 'stopped
                         (lambda (real)

@@ -15,12 +15,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import link
 from .digest import digest_bytes
 from .errors import BuildGone, LispFailure, TimeLimit
 from .rebuild import Action, Context, ensure
 from .scratch import process_alive, scratch_dir
 from .steps import LoadState
-from .toolchain import find_musl, find_sbcl, musl_files, sbcl_files
+from .toolchain import find_sbcl, musl_files, sbcl_files
 
 TIME_LIMIT_VARIABLE = "LISPBUILD_TIME_LIMIT"
 # Generous: Debian's biggest Lisp files compile in well under a minute.
@@ -118,23 +119,14 @@ def support_fasls(ctx: Context) -> tuple[Path, Path]:
     return ctx.root / action.outputs["fasl"], ctx.root / action.outputs["asdf"]
 
 
-# Preloaded into release dumps (CanonicalSbcl): directory listings in name
-# order. Built for glibc, with the gcc that musl-gcc drives.
-SORTED_LISTINGS_SOURCE = PACKAGE / "sorteddir.c"
-
-
-def _compile_sorted_listings(action: Action, ctx: Context, outputs: dict):
-    proc = subprocess.run([str(find_musl().real_gcc), "-shared", "-fPIC", "-O2",
-                           "-o", str(outputs["library"]), str(SORTED_LISTINGS_SOURCE), "-ldl"],
-                          capture_output=True, text=True, errors="replace")
-    if proc.returncode != 0:
-        raise LispFailure(f"compiling {SORTED_LISTINGS_SOURCE.name} failed:\n"
-                          f"{(proc.stderr + proc.stdout).strip()[-4000:]}")
+def _build_sorted_listings(action: Action, ctx: Context, outputs: dict):
+    link.build_sorted_listings(outputs["library"], ctx.root)
 
 
 def sorted_listings_action() -> Action:
-    return Action(task="lisp:sorteddir", run=_compile_sorted_listings,
-                  inputs=[SORTED_LISTINGS_SOURCE], params={}, toolchain=(musl_files,),
+    """The library preloaded into release dumps (CanonicalSbcl)."""
+    return Action(task="lisp:sorteddir", run=_build_sorted_listings,
+                  inputs=[link.SORTED_LISTINGS_SOURCE], params={}, toolchain=(musl_files,),
                   outputs={"library": Path("build/.lispbuild/lisp/sorteddir.so")})
 
 
@@ -285,9 +277,17 @@ def _canonical_process():
     os.umask(0o022)
 
 
-# Where release dumps run: the same path on every machine, since the path
-# shapes the image's bytes; so neither $TMPDIR nor a setting.
-CANONICAL_PARENT = Path("/tmp/lispbuild-release")
+# Where release dumps run. The path shapes the image's bytes, so it is the
+# same on every machine unless LISPBUILD_RELEASE_DIR says otherwise (a
+# release's manifest records it, and `doit verify` rebuilds with it).
+RELEASE_DIR_VARIABLE = "LISPBUILD_RELEASE_DIR"
+DEFAULT_RELEASE_DIR = "/tmp/lispbuild-release"
+
+
+def release_directory() -> str:
+    return os.environ.get(RELEASE_DIR_VARIABLE) or DEFAULT_RELEASE_DIR
+
+
 # Not copied with an .asd file's directory.
 _NOT_SOURCES = ("build", "cache", "dist")
 
@@ -299,7 +299,7 @@ class CanonicalSbcl:
     SBCL allocates strings for its working directory and for every path it
     loads, and hash codes (of types, of generic functions) mix in the next
     allocation address: a longer project path moves them all. So the dump
-    runs in /tmp/lispbuild-release/ID, ID a digest of the request, holding
+    runs in PARENT/ID (release_directory()), ID a digest of the request, holding
     copies of what it loads at their paths relative to the project root;
     every path it is given is relative, or inside that directory. The
     environment, arguments, umask, stack limit and addresses (randomisation
@@ -308,10 +308,14 @@ class CanonicalSbcl:
     digest, driver.lisp). Directory listings come in name order
     (sorteddir.c, preloaded), whatever order the file system keeps."""
 
-    def __init__(self, ctx: Context):
+    def __init__(self, ctx: Context, parent: str):
         self.ctx = ctx
+        self.parent = Path(parent)
 
     def run(self, job: LispJob) -> str:
+        if not self.parent.is_absolute() or any(c in str(self.parent) for c in "*?["):
+            raise LispFailure(f"{RELEASE_DIR_VARIABLE}={str(self.parent)!r}: give an absolute "
+                              f"path without * ? or [ (SBCL reads them as wildcards)")
         fasl, asdf_support = support_fasls(self.ctx)
         listings = sorted_listings_action()
         ensure(listings, self.ctx)
@@ -324,10 +328,10 @@ class CanonicalSbcl:
                         steps, Path("out/diagnostics.txt"))
         seed = digest_bytes(form.encode())
         identity = seed[:16]
-        if not CANONICAL_PARENT.exists():
-            CANONICAL_PARENT.mkdir(exist_ok=True)
-            CANONICAL_PARENT.chmod(0o1777)  # shared by every user, as /tmp is
-        here = CANONICAL_PARENT / identity
+        if not self.parent.exists():
+            self.parent.mkdir(parents=True, exist_ok=True)
+            self.parent.chmod(0o1777)  # shared by every user, as /tmp is
+        here = self.parent / identity
         with open(f"{here}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             shutil.rmtree(here, ignore_errors=True)

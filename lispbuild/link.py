@@ -1,7 +1,8 @@
 """The static link: C sources compiled with musl-gcc, and the SBCL runtime
 relinked -static from Debian's sbcl.o with the symbol table, the
 glibc-compatibility layer and the declared archives. Also the development
-runtime that warm workers run on (`link_dev_runtime`)."""
+runtime that warm workers run on (`link_dev_runtime`), and the library
+preloaded into release dumps (`build_sorted_listings`)."""
 import subprocess
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from .toolchain import find_musl, find_program, find_sbcl
 
 COMPAT_SOURCE = Path(__file__).with_name("compat.c")
 DEV_RUNTIME_SOURCE = Path(__file__).with_name("devruntime.c")
+SORTED_LISTINGS_SOURCE = Path(__file__).with_name("sorteddir.c")
 CFLAGS = ("-O2", "-fno-builtin")
 
 
@@ -46,3 +48,10 @@ def link_dev_runtime(output: Path, cwd: Path):
     _run([gcc, "-O2", "-c", DEV_RUNTIME_SOURCE, "-o", stub], "gcc on devruntime.c", cwd)
     _run([gcc, "-Wl,--export-dynamic", "-o", output, weakened, stub,
           "-ldl", "-lpthread", "-lzstd", "-lm"], "linking the development runtime", cwd)
+
+
+def build_sorted_listings(output: Path, cwd: Path):
+    """sorteddir.c as a shared library for glibc, built with the gcc that
+    musl-gcc drives (a release's manifest names it)."""
+    _run([find_musl().real_gcc, "-shared", "-fPIC", "-O2", "-o", output,
+          SORTED_LISTINGS_SOURCE, "-ldl"], "gcc on sorteddir.c", cwd)

@@ -30,8 +30,8 @@ from . import link, linkage, release, schedule, scratch, watch
 from .asdf import asdf_libraries
 from .declare import Project
 from .digest import digest_bytes
-from .driver import (SORTED_LISTINGS_SOURCE, TIME_LIMIT_VARIABLE, CanonicalSbcl, FreshSbcl,
-                     LispJob, signal_name, time_limit)
+from .driver import (TIME_LIMIT_VARIABLE, CanonicalSbcl, FreshSbcl, LispJob, release_directory,
+                     signal_name, time_limit)
 from .embed import check_static, embed_core
 from .errors import LispFailure, ReleaseFailure
 from .graph import BinaryNode, FaslNode, library_task, plan
@@ -118,7 +118,7 @@ def dump_core(action: Action, ctx: Context, outputs: dict):
 def dump_release_core(action: Action, ctx: Context, outputs: dict):
     """A fresh SBCL in a canonical process: the same image whoever dumps
     it, wherever, whenever (driver.CanonicalSbcl)."""
-    _dump(action, CanonicalSbcl(ctx), outputs)
+    _dump(action, CanonicalSbcl(ctx, action.params["dump_directory"]), outputs)
 
 
 def _dump(action: Action, lisp, outputs: dict):
@@ -184,6 +184,7 @@ def make_release(action: Action, ctx: Context, outputs: dict):
     exe = ctx.root / p["exe"]
     if p["smoke_args"] is not None:
         print(release.smoke_run(exe, p["smoke_args"], ctx.root, time_limit()))
+    dump = next(stage for stage in action.means["stages"] if stage.run is dump_release_core)
     stages = [{"task": stage.task, "key": action_key(stage, ctx),
                "outputs": {role: {"path": str(path), "sha256": ctx.file_digest(path)}
                            for role, path in sorted(stage.outputs.items())}}
@@ -194,6 +195,7 @@ def make_release(action: Action, ctx: Context, outputs: dict):
         "format": release.FORMAT, "name": p["binary"], "version": p["version"],
         "platform": release.PLATFORM, "source_date_epoch": p["epoch"],
         "smoke_args": p["smoke_args"], "lispbuild": release.lispbuild_identity(),
+        "dump_directory": dump.params["dump_directory"],
         "toolchain": release.toolchain_identity(
             release.toolchain_files(find_sbcl(), find_musl(), p["archives"])),
         "sources": sources, "stages": stages,
@@ -310,10 +312,12 @@ def binary_actions(node: BinaryNode, release_mode: bool = False) -> list[Action]
     objects = [_object_path(str(s)) for s in b.c_sources] + [_object_path(COMPAT_TASK)]
     return [
         Action(task=f"{prefix}core:{b.name}", run=dump_release_core if release_mode else dump_core,
-               # A release dump also preloads sorteddir.c, built with gcc.
-               inputs=[SORTED_LISTINGS_SOURCE] if release_mode else [],
+               # A release dump also preloads sorteddir.c, built with gcc,
+               # and its directory's path is in the image.
+               inputs=[link.SORTED_LISTINGS_SOURCE] if release_mode else [],
                params={"binary": b.name, "features": list(node.features),
-                       "entry": b.entry, "compression": b.compression, "test": b.test},
+                       "entry": b.entry, "compression": b.compression, "test": b.test,
+                       **({"dump_directory": release_directory()} if release_mode else {})},
                outputs={"core": Path(core), "linkage": Path(record),
                         "shared_objects": Path(shared)},
                toolchain=(sbcl_files, musl_files) if release_mode else (sbcl_files,),

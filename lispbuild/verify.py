@@ -26,6 +26,7 @@ from doit.cmd_base import Command
 
 from . import release
 from .digest import digest_bytes, hash_file
+from .driver import DEFAULT_RELEASE_DIR, RELEASE_DIR_VARIABLE
 from .errors import LispbuildError, ReleaseFailure
 from .store import Store
 from .store_check import project_store
@@ -126,6 +127,7 @@ def rebuild(manifest: dict, root: Path, where: Path) -> Path:
     env = {name: value for name, value in os.environ.items()
            if name not in ("LISPBUILD_STORE", "LISPBUILD_REMOTE")}
     env["SOURCE_DATE_EPOCH"] = str(manifest["source_date_epoch"])
+    env[RELEASE_DIR_VARIABLE] = manifest.get("dump_directory", DEFAULT_RELEASE_DIR)
     task = f"release:{manifest['name']}"
     print(f"rebuilding {task} in {where}, with an empty store", flush=True)
     proc = subprocess.run([sys.executable, "-m", "doit", "-n", "2", task], cwd=where, env=env)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, doit
-from lispbuild import driver, release
+from lispbuild import driver, link, release
 from lispbuild.digest import hash_file
 
 RELEASE_DODO = """\
@@ -148,6 +148,7 @@ def test_the_archive_holds_the_static_executable_its_sums_and_manifest(releases)
         manifest = json.loads(tar.extractfile("hello-1.0.0/manifest.json").read())
         exe = tar.extractfile("hello-1.0.0/hello").read()
     assert manifest["source_date_epoch"] == commit_time
+    assert manifest["dump_directory"] == driver.DEFAULT_RELEASE_DIR
     sources = {s["path"]: s["sha256"] for s in manifest["sources"]}
     assert sources["samples/hello/app/main.lisp"] == hash_file(
         first / "samples/hello/app/main.lisp")
@@ -227,6 +228,16 @@ def test_verify_names_the_stage_of_a_changed_executable(releases, tmp_path):
     assert len(changed_lines) == 2, result.output
 
 
+def test_a_release_directory_that_is_not_absolute_is_refused(releases):
+    first, _, _ = releases
+    env = {**os.environ, driver.RELEASE_DIR_VARIABLE: "relative/dir"}
+    result = doit(first, "release-core:hello", env=env)
+    assert result.returncode != 0, result.output
+    assert ("LISPBUILD_RELEASE_DIR='relative/dir': give an absolute path without * ? or ["
+            in result.output)
+    assert (first / HELLO).exists()
+
+
 def test_verify_reports_a_missing_source_before_building(releases, tmp_path):
     first, second, _ = releases
     (second / "samples/hello/app/main.lisp").rename(tmp_path / "main.lisp")
@@ -251,9 +262,8 @@ def _listing_seen_by_sbcl(directory: Path, preload: Path | None) -> list[str]:
 def test_a_release_dump_sees_directories_in_name_order(tmp_path):
     """sorteddir.c, preloaded into SBCL, lists a directory whose file
     system keeps another order (ext4's hash order, here) sorted by name."""
-    action = driver.sorted_listings_action()
     library = tmp_path / "sorteddir.so"
-    action.run(action, None, {"library": library})
+    link.build_sorted_listings(library, tmp_path)
     names = [f"file-{i:03}.lisp" for i in range(200)]
     folder = tmp_path / "listing"
     folder.mkdir()
