@@ -10,10 +10,12 @@ cd "$(dirname "$0")"
 # strace: the test that proves a restore from the store starts no compiler;
 # nginx-light, openssl: the remote store's tests (a real server, real keys);
 # cl-rt: trivial-features' test suite (cl-cffi only suggests it);
-# diffoscope-minimal: what `doit verify` shows of a differing file.
+# diffoscope-minimal: what `doit verify` shows of a differing file;
+# python3: Debian's own, which the test of an ordinary user runs lispbuild
+# with (this machine's may be in a directory only root can read).
 packages="sbcl musl-tools musl-dev libzstd-dev zlib1g-dev gcc
   cl-ppcre cl-alexandria cl-fiveam cl-hunchentoot cl-plus-ssl cl-cffi libssl-dev
-  strace nginx-light openssl cl-rt diffoscope-minimal"
+  strace nginx-light openssl cl-rt diffoscope-minimal python3"
 python3 -c "import ensurepip" 2>/dev/null || packages="$packages python3-venv"
 missing=""
 for p in $packages; do

@@ -115,6 +115,12 @@ class Action:
     executable: frozenset = field(default_factory=frozenset)
     means: dict = field(default_factory=dict)
     state: LoadState | None = None
+    # Parameters found only when the task is checked (a release's git
+    # origin: a build that does not release asks git nothing).
+    late: Callable[[], dict] | None = None
+
+    def parameters(self) -> dict:
+        return self.params if self.late is None else {**self.params, **self.late()}
 
 
 PACKAGE = Path(__file__).parent
@@ -171,7 +177,7 @@ def key_description(action: Action, ctx: Context) -> dict:
     inputs += [entry for find in action.toolchain for entry in ctx.toolchain_digests(find)]
     description = {
         "run": f"{action.run.__module__}.{action.run.__qualname__}",
-        "params": action.params,
+        "params": action.parameters(),
         "inputs": inputs,
         "outputs": {role: str(p) for role, p in action.outputs.items()},
         "lispbuild": package_digest(),
@@ -191,6 +197,45 @@ def what_it_read(action: Action, ctx: Context, description: dict) -> dict:
                                      in named_inputs(files, str(ctx.root))]}
 
 
+_held_build_lock: int | None = None
+
+
+def hold_build_lock(ctx: Context):
+    """Builds of one project take turns: the owner of a build holds
+    build/.lispbuild/build.lock from its first check to its end, as cargo
+    locks its target directory. Two builds writing one build/ at once
+    would each record outputs the other then replaced (development dumps
+    are not the same bytes twice), and the next build would redo them.
+    Only the owner locks (doit's -n processes work for it); a build/ that
+    cannot be written (an archived tree) is not locked."""
+    global _held_build_lock
+    if _held_build_lock is not None or os.getpid() != ctx.owner:
+        return
+    path = ctx.build / ".lispbuild" / "build.lock"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        print(f"waiting for another build of this project to end (pid {holder})",
+              file=sys.stderr, flush=True)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    os.pwrite(fd, f"{os.getpid():>10}\n".encode(), 0)  # one width: nothing to truncate
+    _held_build_lock = fd
+
+
+def release_build_lock():
+    """For a process that runs several builds (a watch): the next may be another's."""
+    global _held_build_lock
+    if _held_build_lock is not None:
+        os.close(_held_build_lock)
+        _held_build_lock = None
+
+
 def is_up_to_date(action: Action, ctx: Context) -> bool:
     """doit's uptodate check: build/ holds the outputs of the action's key,
     as this build directory recorded when it last wrote them (the store
@@ -200,6 +245,7 @@ def is_up_to_date(action: Action, ctx: Context) -> bool:
     record) makes the task run, and the task reports it. (doit 0.37 with
     -n 2 hangs when a check raises.)"""
     try:
+        hold_build_lock(ctx)
         return _outputs_current(action, ctx)
     except Exception:
         return False
@@ -243,12 +289,19 @@ def execute(action: Action, ctx: Context):
         _restore_or_build(action, ctx)
     except LispbuildError as error:
         return TaskFailed(str(error))
+    except OSError as error:
+        from . import space
+        full = space.no_space(error, action.task,
+                              ", ".join(str(p) for p in action.outputs.values()),
+                              [ctx.build, ctx.store_root])
+        return TaskFailed(full or f"{action.task}: {type(error).__name__}: {error}")
     except Exception as error:
         return TaskFailed(f"{action.task}: {type(error).__name__}: {error}")
     return None
 
 
 def _restore_or_build(action: Action, ctx: Context, store: Store | None = None):
+    hold_build_lock(ctx)
     store = store or ctx.store
     remote = ctx.remote if store is ctx.store else None
     description = key_description(action, ctx)
@@ -297,6 +350,7 @@ def ensure(action: Action, ctx: Context):
     (its compiled Lisp, the development runtime), once, however many
     processes ask at the same time; kept in ctx.tool_store. Raises
     LispbuildError."""
+    hold_build_lock(ctx)  # first: the build lock is always taken before this one
     lock_path = ctx.build / ".lispbuild" / "locks" / action.task.replace(":", "-")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "w") as lock:

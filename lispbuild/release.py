@@ -18,11 +18,13 @@ import os
 import shutil
 import subprocess
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 from .digest import digest_bytes, hash_file
 from .errors import ReleaseFailure
 from .rebuild import package_digest
+from .scratch import tmp_prefix
 
 PLATFORM = "x86_64-linux"
 MANIFEST = "manifest.json"
@@ -34,20 +36,77 @@ def archive_name(name: str, version: str) -> str:
     return f"{name}-{version}-{PLATFORM}.tar.gz"
 
 
-def source_date_epoch(root: Path, own_sources: list[str]) -> int:
-    """The time every file of the archive carries (see the module's doc)."""
+REVISION_VARIABLE = "LISPBUILD_SOURCE_REVISION"
+ALLOW_DIRTY_VARIABLE = "LISPBUILD_ALLOW_DIRTY"
+
+
+@dataclass
+class Origin:
+    """Where a build's sources come from: the archives' time (see the
+    module's doc), and the git commit with the files that differ from it
+    (paths relative to the root), or None outside a git tree."""
+    epoch: int
+    commit: str | None
+    changed: frozenset
+
+    def revision(self, sources: list[str]) -> dict | None:
+        """The manifest's record of the commit, with which of `sources` (a
+        release's own, relative) differ from it: uncommitted, or untracked."""
+        if self.commit is None:
+            return None
+        return {"git": self.commit, "dirty": sorted(set(sources) & self.changed)}
+
+
+def _git(root: Path, *args: str) -> str | None:
+    proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def source_origin(root: Path, own_sources: list[str]) -> Origin:
+    """The Origin of the project's sources. SOURCE_DATE_EPOCH and
+    LISPBUILD_SOURCE_REVISION (JSON of a manifest's "revision", which
+    `doit verify` sets) say it where the sources are not the git tree."""
     value = os.environ.get("SOURCE_DATE_EPOCH")
-    if value:
-        if not value.isdigit():
-            raise ReleaseFailure(f"SOURCE_DATE_EPOCH={value!r}: give a number of seconds "
-                                 f"since 1970")
-        return int(value)
-    if shutil.which("git"):
-        proc = subprocess.run(["git", "log", "-1", "--format=%ct"], cwd=root,
-                              capture_output=True, text=True)
-        if proc.returncode == 0 and proc.stdout.strip().isdigit():
-            return int(proc.stdout.strip())
-    return max((int((root / path).stat().st_mtime) for path in own_sources), default=0)
+    if value and not value.isdigit():
+        raise ReleaseFailure(f"SOURCE_DATE_EPOCH={value!r}: give a number of seconds "
+                             f"since 1970")
+    given = os.environ.get(REVISION_VARIABLE)
+    if given is not None:
+        try:
+            revision = json.loads(given)
+            commit, changed = revision["git"], frozenset(revision["dirty"])
+        except (ValueError, TypeError, KeyError):
+            if given not in ("", "null"):
+                raise ReleaseFailure(f"{REVISION_VARIABLE}={given!r}: give the JSON of a "
+                                     f"manifest's revision, or null") from None
+            commit, changed = None, frozenset()
+        return Origin(int(value) if value else 0, commit, changed)
+    commit = _git(root, "rev-parse", "--verify", "-q", "HEAD") if shutil.which("git") else None
+    if commit is None:
+        epoch = int(value) if value else max(
+            (int((root / path).stat().st_mtime) for path in own_sources), default=0)
+        return Origin(epoch, None, frozenset())
+    tracked = set((_git(root, "ls-files", "-z") or "").split("\0"))
+    modified = set((_git(root, "diff", "--name-only", "--relative", "-z", "HEAD") or "")
+                   .split("\0"))
+    changed = frozenset(p for p in own_sources if p not in tracked or p in modified)
+    time = (_git(root, "log", "-1", "--format=%ct") or "").strip()
+    epoch = int(value) if value else int(time) if time.isdigit() else 0
+    return Origin(epoch, commit.strip(), changed)
+
+
+def check_clean(task: str, revision: dict | None):
+    """Refuse a release whose sources differ from their commit, as cargo
+    refuses to publish a dirty tree, unless LISPBUILD_ALLOW_DIRTY=1."""
+    if not revision or not revision["dirty"] \
+            or os.environ.get(ALLOW_DIRTY_VARIABLE, "") not in ("", "0"):
+        return
+    dirty = revision["dirty"]
+    raise ReleaseFailure(
+        f"{task}: {len(dirty)} of its sources differ from git commit {revision['git'][:12]} "
+        f"(uncommitted or untracked): {', '.join(dirty[:5])}"
+        f"{f' and {len(dirty) - 5} more' if len(dirty) > 5 else ''}; commit them, or set "
+        f"{ALLOW_DIRTY_VARIABLE}=1 to release anyway (the manifest then lists them as dirty)")
 
 
 def lispbuild_identity() -> dict:
@@ -105,17 +164,26 @@ def toolchain_files(sbcl, musl, archives: list[str]) -> dict[str, Path]:
     return found
 
 
-def smoke_run(exe: Path, args: list, cwd: Path, limit: float) -> str:
-    """Run the release executable once; raise ReleaseFailure unless it exits 0."""
+def smoke_run(exe: Path, args: list, build: Path, task: str, limit: float) -> str:
+    """Run the release executable once, in the project root; raise
+    ReleaseFailure unless it exits 0. What it prints is kept under build/
+    (output.py) and shown bounded when it fails."""
+    from . import output
     shown = " ".join([exe.name, *args])
-    try:
-        proc = subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, timeout=limit)
-    except subprocess.TimeoutExpired:
-        raise ReleaseFailure(f"smoke run `{shown}` did not end within {limit:g} s") from None
-    output = (proc.stdout + proc.stderr).decode("utf-8", "replace").strip()
+    printed = build / ".lispbuild" / "output" / f"{tmp_prefix()}smoke"
+    printed.parent.mkdir(parents=True, exist_ok=True)
+    with open(printed, "wb") as out:
+        try:
+            proc = subprocess.run([str(exe), *args], cwd=build.parent, stdout=out,
+                                  stderr=subprocess.STDOUT, timeout=limit)
+        except subprocess.TimeoutExpired:
+            proc = None
+    kept = output.keep(printed, build, task)
+    said = f":\n{output.excerpt(kept, os.path.relpath(kept, build.parent))}" if kept else ""
+    if proc is None:
+        raise ReleaseFailure(f"smoke run `{shown}` did not end within {limit:g} s{said}")
     if proc.returncode != 0:
-        raise ReleaseFailure(f"smoke run `{shown}` exited with {proc.returncode}, not 0"
-                             + (f":\n{output[-2000:]}" if output else ""))
+        raise ReleaseFailure(f"smoke run `{shown}` exited with {proc.returncode}, not 0{said}")
     return f"smoke run `{shown}`: exit 0"
 
 

@@ -117,7 +117,7 @@ class RemoteStore:
                 return None
             for output in outputs.values():
                 if not store.has_object(output["sha256"]) and \
-                        not self._fetch_object(output["sha256"], store):
+                        not self._fetch_object(key, output["sha256"], store):
                     return None
             store.put_action(key, outputs)
             return outputs
@@ -131,12 +131,17 @@ class RemoteStore:
         if not self.config.upload or self._down():
             return
         try:
-            if self._request("HEAD", f"ac/{key}")[0] == 200:
+            # The record the server has counts as uploaded only with every
+            # object it names: a server that lost one is sent it again (or,
+            # when this build's outputs differ, this build's record).
+            served = self._served_outputs(key)
+            if served is not None and all(self._has(o["sha256"]) or (
+                    store.has_object(o["sha256"]) and self._send(o["sha256"], store))
+                    for o in served.values()):
                 return
             for output in outputs.values():
-                sha = output["sha256"]
-                if self._request("HEAD", f"cas/{sha}")[0] != 200:
-                    self._put_file(f"cas/{sha}", store.object_path(sha))
+                if not self._has(output["sha256"]):
+                    self._send(output["sha256"], store)
             record = {"outputs": outputs}
             if self._signer is not None:
                 record["signature"] = {
@@ -145,6 +150,26 @@ class RemoteStore:
             self._put_bytes(f"ac/{key}", json.dumps(record, sort_keys=True).encode())
         except (RemoteFault, OSError) as fault:
             self._fault(str(fault))
+
+    def _served_outputs(self, key: str) -> dict | None:
+        """The outputs of the server's record for `key`, if it has one that
+        this build would trust."""
+        body = self._get(f"ac/{key}")
+        if body is None:
+            return None
+        try:
+            record = json.loads(body)
+        except ValueError:
+            return None
+        outputs = record.get("outputs") if isinstance(record, dict) else None
+        return outputs if valid_outputs(outputs) and self._signed(key, record) else None
+
+    def _has(self, sha: str) -> bool:
+        return self._request("HEAD", f"cas/{sha}")[0] == 200
+
+    def _send(self, sha: str, store: Store) -> bool:
+        self._put_file(f"cas/{sha}", store.object_path(sha))
+        return True
 
     # Derived facts (ASDF's answer) travel as actions too: one output, the
     # fact's canonical JSON, under a key of their own.
@@ -183,20 +208,29 @@ class RemoteStore:
         outputs = record.get("outputs") if isinstance(record, dict) else None
         if not valid_outputs(outputs, roles):
             return self._refuse(key, "a record of the wrong shape")
-        if self._trusted:
-            signature = record.get("signature")
-            try:
-                public = self._trusted_raw[signature["public_key"]]
-                public.verify(bytes.fromhex(signature["signature"]), signed_message(key, outputs))
-            except Exception:  # unsigned, another key, a bad signature
-                return self._refuse(key, "not signed by a trusted key")
+        if not self._signed(key, record):
+            return self._refuse(key, "not signed by a trusted key")
         return outputs
+
+    def _signed(self, key: str, record: dict) -> bool:
+        """Whether the record counts: signed by a trusted key, when the
+        project names trusted keys."""
+        if not self._trusted:
+            return True
+        signature = record.get("signature")
+        try:
+            public = self._trusted_raw[signature["public_key"]]
+            public.verify(bytes.fromhex(signature["signature"]),
+                          signed_message(key, record["outputs"]))
+            return True
+        except Exception:  # unsigned, another key, a bad signature
+            return False
 
     def _refuse(self, key: str, why: str):
         self._warn_once(f"ignored the remote store's record {key[:12]}...: {why}", "refused")
         return None
 
-    def _fetch_object(self, sha: str, store: Store) -> bool:
+    def _fetch_object(self, key: str, sha: str, store: Store) -> bool:
         """Download an object into the store if its bytes match its name."""
         dest = store.object_path(sha)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -205,6 +239,9 @@ class RemoteStore:
             with open(tmp, "wb") as out:
                 found = self._get(f"cas/{sha}", out)
             if not found:
+                self._warn_once(f"the remote store has the record {key[:12]}... but not its "
+                                f"object {sha[:12]}... (the server lost it); building locally, "
+                                f"and an uploading build sends it again", "lost")
                 return False
             if hash_file(tmp) != sha:
                 self._warn_once(f"the remote store's object {sha[:12]}... did not match its "
@@ -241,23 +278,31 @@ class RemoteStore:
 
         timer = threading.Timer(self.config.timeout, cut_off)
         timer.start()
+        received = 0
         try:
             conn.request(method, f"{self.prefix}/{path}", body=body, headers=headers or {})
             response = conn.getresponse()
             data = b""
             while chunk := response.read(_CHUNK):
+                received += len(chunk)
                 if sink is not None and response.status == 200:
                     sink.write(chunk)
                 else:
                     data += chunk
             if expired.is_set():
                 raise RemoteFault(f"no answer within {self.config.timeout:g} s")
+            if response.length:  # http.client stops at the end of the connection silently
+                raise http.client.IncompleteRead(b"", response.length)
             return response.status, data
         except (OSError, http.client.HTTPException, RemoteFault) as error:
             conn.close()
             self._conn = None
             if expired.is_set():
                 raise RemoteFault(f"no answer within {self.config.timeout:g} s") from None
+            if isinstance(error, http.client.IncompleteRead):
+                expected = f" of {received + error.expected:,}" if error.expected else ""
+                raise RemoteFault(f"the connection was cut during {method} {path.split('/')[0]}/ "
+                                  f"after {received:,}{expected} bytes") from None
             raise RemoteFault(str(error) or type(error).__name__) from None
         finally:
             timer.cancel()

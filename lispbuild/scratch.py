@@ -4,7 +4,8 @@ build can tell a killed build's leftovers from a running build's work.
 
     build/.lispbuild/scratch/PID-xxxx/    a task's outputs being built
     build/.../.tmp-PID-xxxx               a file being copied into place
-    build/.lispbuild/workers/requests/PID/  the workers of the build PID owns
+    build/.lispbuild/workers/PID-xxxx.*     a worker of the build PID owns
+    build/.lispbuild/workers/requests/PID/  requests to the workers of the build PID owns
     build/.lispbuild/images/X.core.PID.tmp  an image being saved
 """
 import os
@@ -16,7 +17,7 @@ from pathlib import Path
 _TMP = re.compile(r"^\.tmp-(\d+)-|\.(\d+)\.tmp$")
 _PID = re.compile(r"^(\d+)(?:-|$)")
 # Directories whose entries are named by their writer's pid.
-_PID_DIRS = ("scratch", "requests")
+_PID_DIRS = ("scratch", "requests", "workers")
 
 
 def tmp_prefix() -> str:

@@ -17,6 +17,7 @@ rebuilder. Task names are stable:
 import atexit
 import functools
 import importlib
+import inspect
 import os
 import re
 import subprocess
@@ -30,13 +31,14 @@ from . import link, linkage, release, schedule, scratch, watch
 from .asdf import asdf_libraries
 from .declare import Project
 from .digest import digest_bytes
-from .driver import (TIME_LIMIT_VARIABLE, CanonicalSbcl, FreshSbcl, LispJob, release_directory,
-                     signal_name, time_limit)
+from .canonical import CanonicalSbcl, release_directory
+from .driver import TIME_LIMIT_VARIABLE, FreshSbcl, LispJob, signal_name, time_limit
 from .embed import check_static, embed_core
-from .errors import LispFailure, ReleaseFailure
+from .errors import LispFailure
 from .graph import BinaryNode, FaslNode, library_task, plan
 from .progress import SHOW_ALL_VARIABLE, ProgressReporter, outside_warnings
-from .rebuild import Action, Context, named_inputs, action_key, execute, is_up_to_date
+from .rebuild import (Action, Context, action_key, execute, is_up_to_date, named_inputs,
+                      release_build_lock)
 from .remote import remote_from
 from .store_check import STORE_CONFIG
 from .toolchain import find_musl, find_sbcl, musl_files, runtime_files, sbcl_files
@@ -77,7 +79,8 @@ def compile_fasl(action: Action, ctx: Context, outputs: dict):
         arguments={"source": p["source"], "output": outputs["fasl"],
                    "undefined": outputs["undefined"],
                    "external_format": p["external_format"], "features": p["features"],
-                   "policy": p["policy"], "fail_on_warning": p["fail_on_warning"]},
+                   "policy": [tuple(q) for q in p["policy"]],
+                   "fail_on_warning": p["fail_on_warning"]},
         library=p["library"], base=action.means["base"],
         hints={"project": action.means["project"],
                "built_before": (ctx.root / action.outputs["fasl"]).exists()})), action)
@@ -88,8 +91,7 @@ def grovel(action: Action, ctx: Context, outputs: dict):
     _report_warnings(ctx.lisp.run(LispJob(
         task=action.task, command="grovel", state=action.state, product=outputs["lisp"],
         arguments={"source": p["source"], "output": outputs["lisp"],
-                   "cc": str(find_musl().gcc), "features": p["features"]},
-        output_on_failure=True)), action)
+                   "cc": str(find_musl().gcc), "features": p["features"]})), action)
 
 
 def check_undefined(action: Action, ctx: Context, outputs: dict):
@@ -117,7 +119,7 @@ def dump_core(action: Action, ctx: Context, outputs: dict):
 
 def dump_release_core(action: Action, ctx: Context, outputs: dict):
     """A fresh SBCL in a canonical process: the same image whoever dumps
-    it, wherever, whenever (driver.CanonicalSbcl)."""
+    it, wherever, whenever (canonical.py)."""
     _dump(action, CanonicalSbcl(ctx, action.params["dump_directory"]), outputs)
 
 
@@ -180,10 +182,11 @@ def embed_executable(action: Action, ctx: Context, outputs: dict):
 
 def make_release(action: Action, ctx: Context, outputs: dict):
     """The smoke run, then the archive with its manifest (release.py)."""
-    p = action.params
+    p = action.parameters()
+    release.check_clean(action.task, p["revision"])
     exe = ctx.root / p["exe"]
     if p["smoke_args"] is not None:
-        print(release.smoke_run(exe, p["smoke_args"], ctx.root, time_limit()))
+        print(release.smoke_run(exe, p["smoke_args"], ctx.build, action.task, time_limit()))
     dump = next(stage for stage in action.means["stages"] if stage.run is dump_release_core)
     stages = [{"task": stage.task, "key": action_key(stage, ctx),
                "outputs": {role: {"path": str(path), "sha256": ctx.file_digest(path)}
@@ -194,6 +197,7 @@ def make_release(action: Action, ctx: Context, outputs: dict):
     manifest = {
         "format": release.FORMAT, "name": p["binary"], "version": p["version"],
         "platform": release.PLATFORM, "source_date_epoch": p["epoch"],
+        "revision": p["revision"],
         "smoke_args": p["smoke_args"], "lispbuild": release.lispbuild_identity(),
         "dump_directory": dump.params["dump_directory"],
         "toolchain": release.toolchain_identity(
@@ -203,6 +207,17 @@ def make_release(action: Action, ctx: Context, outputs: dict):
     }
     release.write_archive(outputs["archive"], f"{p['binary']}-{p['version']}", p["binary"],
                           exe, manifest, p["epoch"])
+
+
+def _program_starts() -> bool:
+    """A run or test task's check: never up to date; and the build lock is
+    let go, since the program (a server, say) may run for hours while
+    other builds of the project go on."""
+    release_build_lock()
+    return False
+
+
+_program_starts.__signature__ = inspect.signature(_program_starts)
 
 
 def fail(message: str):
@@ -340,16 +355,19 @@ def binary_actions(node: BinaryNode, release_mode: bool = False) -> list[Action]
     ]
 
 
-def release_action(node: BinaryNode, stages: list[Action], version: str, epoch: int,
+def release_action(node: BinaryNode, stages: list[Action], version: str, origin,
                    sources: list[str]) -> Action:
     """release:NAME: the archive of the release executable (the last of
     `stages`, every action its bytes come from, whose keys and outputs
-    the manifest records), checked by a smoke run."""
+    the manifest records), checked by a smoke run. `origin()` is where
+    the sources come from (release.Origin), asked when the task is."""
     b = node.binary
     exe = stages[-1].outputs["exe"]
+    own = [s for s in sources if not os.path.isabs(s)]
     return Action(
         task=f"release:{b.name}", run=make_release, inputs=[exe, *sources],
-        params={"binary": b.name, "version": version, "epoch": epoch, "exe": str(exe),
+        late=lambda: {"epoch": origin().epoch, "revision": origin().revision(own)},
+        params={"binary": b.name, "version": version, "exe": str(exe),
                 "archives": _archives(b),
                 "smoke_args": None if b.smoke_args is None else list(b.smoke_args)},
         outputs={"archive": Path("dist", release.archive_name(b.name, version))},
@@ -460,11 +478,14 @@ def _doit_tasks(project: Project):
     c_actions = {}
 
     @functools.cache
-    def release_epoch() -> int:
-        """The archives' time, once a build for all binaries (a git call)."""
+    def release_origin() -> release.Origin:
+        """The archives' time and git commit, once a build for all binaries."""
         sources = [node.grovel or node.source for node in graph.fasls.values()]
-        own = ["dodo.py", *sorted(c_sources)] + [p for p in sources if not os.path.isabs(p)]
-        return release.source_date_epoch(project.root, own)
+        asd = [library.asd for library in graph.libraries.values()
+               if library.asd and not os.path.isabs(library.asd)]
+        own = ["dodo.py", *sorted(c_sources), *asd] + [p for p in sources
+                                                      if not os.path.isabs(p)]
+        return release.source_origin(project.root, own)
 
     for source in sorted(c_sources | {COMPAT_TASK}):
         action = c_actions[source] = c_action(source)
@@ -488,7 +509,7 @@ def _doit_tasks(project: Project):
                    if not str(i).startswith("build/")]
         yield from _release_tasks(graph, node, ctx, writers,
                                   [c_actions[str(s)] for s in b.c_sources]
-                                  + [c_actions[COMPAT_TASK]], c_tasks, release_epoch)
+                                  + [c_actions[COMPAT_TASK]], c_tasks, release_origin)
     for run in project.runs.values():
         yield {"basename": watch.RUN_EXE_TASK, "name": run.name, "actions": [],
                "task_dep": [f"exe:{run.binary}"]}
@@ -502,14 +523,15 @@ def _doit_tasks(project: Project):
                    "actions": [(run_executable, [ctx.root / "build/bin" / run.binary,
                                                  list(run.args), run.exit_code,
                                                  kind == "test"])],
-                   "task_dep": [f"exe:{run.binary}"], "uptodate": [False], "verbosity": 2,
+                   "task_dep": [f"exe:{run.binary}"], "verbosity": 2,
+                   "uptodate": [(_program_starts, [])],
                    "doc": f"{kind} build/bin/{run.binary} {' '.join(run.args)}"}
 
 
 def _release_tasks(graph, node: BinaryNode, ctx: Context, writers: dict,
-                   c_actions: list[Action], c_tasks: list[str], release_epoch):
+                   c_actions: list[Action], c_tasks: list[str], release_origin):
     """release-core:, -linkage:, -runtime:, -exe: and release:NAME.
-    `release_epoch()` gives the archives' time (release.py)."""
+    `release_origin()` gives the archives' time and commit (release.py)."""
     b = node.binary
     version = b.version or next((graph.libraries[name].version for name in b.libraries
                                  if graph.libraries[name].version), None)
@@ -518,11 +540,6 @@ def _release_tasks(graph, node: BinaryNode, ctx: Context, writers: dict,
                "actions": [(fail, [f"release:{b.name}: binary {b.name} has no version: give "
                                    f"version= to project.binary, or a :version to the ASDF "
                                    f"system of its first library"])]}
-        return
-    try:
-        epoch = release_epoch()
-    except ReleaseFailure as error:
-        yield {"basename": "release", "name": b.name, "actions": [(fail, [str(error)])]}
         return
     steps = node.state.steps()
     built = [a for kind, *rest in steps if kind == "load" for a in writers.get(rest[0], [])]
@@ -536,7 +553,7 @@ def _release_tasks(graph, node: BinaryNode, ctx: Context, writers: dict,
     yield _doit_task(table, ctx, [core.task, *c_tasks])
     yield _doit_task(runtime, ctx, [table.task, *c_tasks])
     yield _doit_task(exe, ctx, [runtime.task, core.task])
-    action = release_action(node, stages, version, epoch, sources)
+    action = release_action(node, stages, version, release_origin, sources)
     task = _doit_task(action, ctx, [exe.task])
     task["verbosity"] = 2
     yield task

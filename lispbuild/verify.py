@@ -26,7 +26,7 @@ from doit.cmd_base import Command
 
 from . import release
 from .digest import digest_bytes, hash_file
-from .driver import DEFAULT_RELEASE_DIR, RELEASE_DIR_VARIABLE
+from .canonical import DEFAULT_RELEASE_DIR, RELEASE_DIR_VARIABLE
 from .errors import LispbuildError, ReleaseFailure
 from .store import Store
 from .store_check import project_store
@@ -75,6 +75,57 @@ def sums_problems(files: dict) -> list[str]:
             problems.append(f"{name} in the archive does not match SHA256SUMS "
                             f"(the archive was changed after it was made)")
     return problems
+
+
+def archive_problems(files: dict, manifest: dict) -> list[str]:
+    """Whether the archive is whole as made: SHA256SUMS names the manifest
+    and the executable, both match it, and the manifest's digest of the
+    executable is the executable's."""
+    problems = sums_problems(files)
+    named = {line.partition("  ")[2] for line in
+             files.get(release.SUMS, b"").decode("utf-8", "replace").splitlines()}
+    for name in (release.MANIFEST, manifest["name"]):
+        if name not in named:
+            problems.append(f"SHA256SUMS does not name {name}")
+    recorded = manifest.get("executable", {}).get("sha256")
+    if recorded != digest_bytes(files[manifest["name"]]):
+        problems.append(f"the manifest gives the executable sha256 {str(recorded)[:16]}, but "
+                        f"{manifest['name']} in the archive has "
+                        f"{_short(digest_bytes(files[manifest['name']]))}")
+    return problems
+
+
+def release_sources_here(name: str, root: Path) -> list[str] | None:
+    """The sources that release:NAME of the project here reads (dodo.py's
+    declarations, planned as a build plans them); None if it has none."""
+    from doit import loader
+    from doit.cmd_base import DodoTaskLoader
+
+    from .rebuild import named_inputs, release_build_lock
+    dodo = DodoTaskLoader()
+    dodo.setup({"dodoFile": "dodo.py", "cwdPath": None, "seek_file": False})
+    try:
+        tasks = loader.load_tasks(dodo.namespace, [])
+    finally:
+        release_build_lock()  # taken if ASDF was asked; the project's builds go on
+    for task in tasks:
+        if task.name == f"release:{name}":
+            action = task.actions[0].args[0] if task.actions[0].args else None
+            if not hasattr(action, "inputs"):
+                return None
+            return [n for n, _ in named_inputs(action.inputs[1:], str(root))]
+    return None
+
+
+def missing_sources(manifest: dict, root: Path) -> list[str]:
+    """What the release here reads that the manifest does not name: a
+    rebuild from the manifest's sources would fail for want of it."""
+    here = release_sources_here(manifest["name"], root)
+    if here is None:
+        return [f"this project declares no release:{manifest['name']}"]
+    listed = {source["path"] for source in manifest["sources"]}
+    return [f"the manifest lacks source: {path} (release:{manifest['name']} reads it here)"
+            for path in here if path not in listed]
 
 
 def source_problems(manifest: dict, root: Path) -> list[str]:
@@ -127,6 +178,12 @@ def rebuild(manifest: dict, root: Path, where: Path) -> Path:
     env = {name: value for name, value in os.environ.items()
            if name not in ("LISPBUILD_STORE", "LISPBUILD_REMOTE")}
     env["SOURCE_DATE_EPOCH"] = str(manifest["source_date_epoch"])
+    # The copy is no git tree: it is told the commit the manifest records,
+    # and a release that was made dirty is made dirty again.
+    revision = manifest.get("revision")
+    env[release.REVISION_VARIABLE] = json.dumps(revision)
+    if revision and revision.get("dirty"):
+        env[release.ALLOW_DIRTY_VARIABLE] = "1"
     env[RELEASE_DIR_VARIABLE] = manifest.get("dump_directory", DEFAULT_RELEASE_DIR)
     task = f"release:{manifest['name']}"
     print(f"rebuilding {task} in {where}, with an empty store", flush=True)
@@ -182,17 +239,26 @@ def verify(archive: Path, root: Path, store: Store | None) -> int:
     name, version = manifest["name"], manifest["version"]
     print(f"verifying {archive.name}: {name} {version}, "
           f"{len(manifest['sources'])} sources, {len(manifest['stages'])} stages")
+    problems = archive_problems(files, manifest)
+    if problems:
+        print(f"cannot verify: {archive.name} is not whole as it was made (changed after, or "
+              f"cut short):\n  " + "\n  ".join(problems))
+        return 1
     problems = source_problems(manifest, root)
     if problems:
         print(f"cannot verify: the sources here are not those of {archive.name}:\n  "
               + "\n  ".join(problems))
+        return 1
+    problems = missing_sources(manifest, root)
+    if problems:
+        print(f"cannot verify: {archive.name}'s manifest does not list every source its "
+              f"release reads:\n  " + "\n  ".join(problems))
         return 1
     problems = toolchain_problems(manifest)
     if problems:
         print(f"cannot verify: this machine's toolchain is not the one {archive.name} was "
               f"built with:\n  " + "\n  ".join(problems))
         return 1
-    altered = sums_problems(files)
     with tempfile.TemporaryDirectory(prefix="lispbuild-verify-") as tmp:
         where = Path(tmp) / "project"
         new_archive = rebuild(manifest, root, where)
@@ -205,8 +271,6 @@ def verify(archive: Path, root: Path, store: Store | None) -> int:
         if found is None and new_archive.read_bytes() != archive.read_bytes():
             found = ("archive", [(archive.name, hash_file(archive),
                                   hash_file(new_archive))])
-        for problem in altered:
-            print(problem)
         if found is None:
             print(f"identical: every stage, the executable and the archive "
                   f"(sha256 {hash_file(archive)})")

@@ -32,7 +32,7 @@ from doit.cmd_base import Command, DodoTaskLoader
 from doit.doit_cmd import DoitMain
 
 from .digest import DigestCache
-from .rebuild import Context
+from .rebuild import Context, release_build_lock
 from .worker import WarmWorkers, become_subreaper
 
 WATCH_FILE = "build/.lispbuild/watch.json"
@@ -104,6 +104,21 @@ def _content(digests: DigestCache, paths) -> dict[str, str | None]:
         except OSError:
             found[path] = None
     return found
+
+
+# In a traceback: where it was, and the exception (the last line).
+_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+)')
+
+
+def _dodo_error(said: str, root: Path) -> str | None:
+    """"dodo.py:LINE: SyntaxError: ..." for a dodo.py that could not be
+    read or run (doit prints the whole traceback), else None."""
+    dodo = str(root / "dodo.py")
+    lines = said.splitlines()
+    places = [m for m in map(_FRAME.match, lines) if m and m["file"] == dodo]
+    if not places or not lines[-1].strip():
+        return None
+    return f"dodo.py:{places[-1]['line']}: {lines[-1].strip()}"
 
 
 def _summary(ran: list[str]) -> str:
@@ -204,6 +219,7 @@ class Watch(Command):
         errors = io.StringIO()
         with contextlib.redirect_stderr(errors):
             returncode = DoitMain(DodoTaskLoader()).run(arguments)
+        release_build_lock()
         os.chdir(root)
         if _interrupted.is_set():
             raise KeyboardInterrupt
@@ -225,7 +241,8 @@ class Watch(Command):
         for failure in failures:
             print("  " + failure.replace("\n", "\n  "))
         if returncode != 0 and not failures:
-            print("  " + errors.getvalue().strip()[-4000:].replace("\n", "\n  "))
+            said = errors.getvalue().strip()
+            print("  " + (_dodo_error(said, root) or said[-4000:]).replace("\n", "\n  "))
         sys.stdout.flush()
         try:
             info = json.loads((root / WATCH_FILE).read_text())
@@ -241,6 +258,15 @@ class Watch(Command):
         import watchfiles  # here: only the watch needs it
 
         watched = set(inputs)
+        # A directory renamed away and back (or checked out) is one event
+        # for the directory, none for the files in it: each directory
+        # above a watched file stands for the files below it.
+        below: dict[str, set[str]] = {}
+        for path in watched:
+            directory = os.path.dirname(path)
+            while directory.startswith(f"{root}{os.sep}"):
+                below.setdefault(directory, set()).add(path)
+                directory = os.path.dirname(directory)
         known = _content(digests, watched)
         changed = {p for p in watched if read.get(p) and known[p] != read[p]}
         if changed:
@@ -249,11 +275,13 @@ class Watch(Command):
         touched: set[str] = set()
         started = False
         for batch in watchfiles.watch(root, *outside, stop_event=stop,
-                                      watch_filter=lambda change, path: path in watched,
+                                      watch_filter=lambda change, path: path in watched
+                                      or path in below,
                                       step=50, rust_timeout=500, yield_on_timeout=True):
             for program in programs.values():
                 program.check()
-            touched |= {path for _, path in batch}
+            for _, path in batch:
+                touched |= below.get(path, {path})
             # An editor that deletes, then creates: wait for the file to
             # come back (or for half a second of quiet) before building.
             if batch and not all(os.path.exists(p) for p in touched):

@@ -76,6 +76,13 @@ class WorkerUnavailable(Exception):
     """This job cannot run in a worker; it runs in a fresh SBCL."""
 
 
+class StateMoved(Exception):
+    """The worker to start from no longer holds the state it announced."""
+
+
+PLACEMENT_ATTEMPTS = 5
+
+
 @dataclass
 class Worker:
     """What a worker says of itself (its registry file)."""
@@ -152,12 +159,19 @@ class WarmWorkers:
     def _run(self, job: LispJob) -> str:
         steps = job.state.steps()
         prefixes = self.ctx.states.prefixes(job.state)
-        for _ in range(3):
-            with self._lock():
-                worker, advance = self._place(job, steps, prefixes)
-            status, diagnostics, output = self._send_job(worker, job, steps, prefixes, advance)
+        for attempt in range(PLACEMENT_ATTEMPTS):
+            # A runner moves on when another process's job reaches it
+            # first: its registry said where it was, not where it is.
+            # Place the job again, once it has said so.
+            time.sleep(0.02 * attempt)
+            try:
+                with self._lock():
+                    worker, advance = self._place(job, steps, prefixes)
+            except StateMoved:
+                continue
+            status, diagnostics, printed = self._send_job(worker, job, steps, prefixes, advance)
             if status != "mismatch":
-                return check_result(job, status, diagnostics, output)
+                return check_result(job, status, diagnostics, printed, self.ctx.build)
         raise WorkerUnavailable("no worker kept the state it announced")
 
     def _place(self, job: LispJob, steps: list, prefixes: list[str]) -> tuple[Worker, int]:
@@ -232,7 +246,9 @@ class WarmWorkers:
             source = self._start(None, steps, prefixes, 0, "zygote", None)
         if source is not None and source.n == 0 and n > 1 and steps[0] == ASDF_STEP:
             source = self._start(source, steps, prefixes, 1, "zygote", None)
-        worker_id = os.urandom(6).hex()
+        # Named by the build's owner: builds of one project at the same
+        # time share the registry, and each removes only its own.
+        worker_id = f"{self.ctx.owner}-{os.urandom(6).hex()}"
         fifo = self.dir / f"{worker_id}.fifo"
         os.mkfifo(fifo)
         from_n = max(source.n if source else 0, image.n if image else 0)
@@ -248,8 +264,14 @@ class WarmWorkers:
                                            f":expect ({source.n} {lisp_literal(source.hash)}))")
         else:
             lines = self._launch(image, config_text, worker_id)
+        if lines == ["mismatch"]:
+            os.unlink(fifo)
+            raise StateMoved()
         if not lines or lines[-1] != "ready":
+            os.unlink(fifo)
             reason = lines[-1] if lines else "it ended without a word"
+            if reason.startswith("spawned "):
+                reason = f"pid {reason.split()[1]} ended before it was ready"
             raise WorkerUnavailable(f"a worker could not start ({reason})")
         worker = Worker(**json.loads((self.dir / f"{worker_id}.json").read_text()))
         # A watch keeps its zygotes alive instead of saving them.
@@ -330,8 +352,10 @@ class WarmWorkers:
                 raise WorkerUnavailable(f"the worker for {worker.library or 'this image'} "
                                         f"cannot serve: {lines[-1]}")
             reported = diagnostics.read_text(encoding="utf-8") if diagnostics.exists() else ""
-            output = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
-            return lines[-1], reported, output
+            printed = self.requests / f"{name}.printed"
+            if log.exists():
+                os.replace(log, printed)  # check_result keeps it, or removes it
+            return lines[-1], reported, printed
         finally:
             diagnostics.unlink(missing_ok=True)
             log.unlink(missing_ok=True)
@@ -426,9 +450,8 @@ class WarmWorkers:
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and any(process_alive(w.pid) for w in workers):
             time.sleep(0.02)
-        for path in self.dir.glob("*"):
-            if path.is_file() or path.is_fifo():
-                path.unlink(missing_ok=True)
+        for path in self.dir.glob(f"{self.ctx.owner}-*"):
+            path.unlink(missing_ok=True)
         for path in self.requests.glob("*") if self.requests.exists() else ():
             path.unlink(missing_ok=True)
         try:  # empty now; left, the next build would call it a stopped build's

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from conftest import built, copy_samples, doit
+from conftest import built, copy_samples, doit, write_project
 
 HELLO = "exe:hello"
 
@@ -75,6 +75,35 @@ def test_changing_the_policy_recompiles_that_library(hello, store_env):
     result = built(hello, HELLO, env=store_env)
     assert {"fasl:hello-util/package.lisp", "fasl:hello-util/text.lisp"} <= result.executed
     assert "runtime:hello" not in result.executed
+
+
+POLICY_DODO = """\
+import lispbuild
+project = lispbuild.Project()
+project.library("careful", ["careful.lisp"], directory="src",
+                policy={"safety": 0, "debug": 3, "speed": 1})
+project.binary("careful", libraries=["careful"], entry="careful:main")
+DOIT_CONFIG = lispbuild.doit_config(project)
+def task_lispbuild():
+    yield from lispbuild.tasks(project)
+"""
+# The qualities the compiler has while it reads the file.
+POLICY_SEEN = """\
+(defpackage #:careful (:use #:cl) (:export #:main))
+(in-package #:careful)
+(defun main ()
+  (format t "~S~%" '#.(mapcar (lambda (q) (sb-c::policy-quality sb-c::*policy* q))
+                              '(safety debug speed)))
+  0)
+"""
+
+
+def test_a_librarys_policy_reaches_the_compiler(tmp_path, store_env):
+    project = write_project(tmp_path / "policy", POLICY_DODO, {"src/careful.lisp": POLICY_SEEN})
+    result = built(project, env=store_env)
+    assert "Ignoring bad optimization value" not in result.output, result.output
+    run = subprocess.run([project / "build/bin/careful"], capture_output=True, text=True)
+    assert run.stdout == "(0 3 1)\n", run.stdout + run.stderr
 
 
 def test_changing_compression_redumps_the_core(hello, store_env):

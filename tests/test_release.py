@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, doit
-from lispbuild import driver, link, release
+from lispbuild import canonical, link, release
 from lispbuild.digest import hash_file
 
 RELEASE_DODO = """\
@@ -148,7 +148,7 @@ def test_the_archive_holds_the_static_executable_its_sums_and_manifest(releases)
         manifest = json.loads(tar.extractfile("hello-1.0.0/manifest.json").read())
         exe = tar.extractfile("hello-1.0.0/hello").read()
     assert manifest["source_date_epoch"] == commit_time
-    assert manifest["dump_directory"] == driver.DEFAULT_RELEASE_DIR
+    assert manifest["dump_directory"] == canonical.DEFAULT_RELEASE_DIR
     sources = {s["path"]: s["sha256"] for s in manifest["sources"]}
     assert sources["samples/hello/app/main.lisp"] == hash_file(
         first / "samples/hello/app/main.lisp")
@@ -175,51 +175,79 @@ def test_verify_rebuilds_a_good_archive_identically(releases, archive):
     assert "identical: every stage, the executable and the archive" in result.output
 
 
-def _with_member_changed(archive, out, suffix, change):
-    """A copy of the archive whose member ending in `suffix` is change(bytes)."""
+def _rewritten(archive: Path, out: Path, exe=None, manifest=None, forged=False) -> Path:
+    """A copy of the archive with its executable's bytes exe(bytes) and its
+    manifest edited by manifest(dict); `forged`: the manifest's digest of
+    the executable and SHA256SUMS made to agree, as a forger would. (One
+    pass, compressed fast: the executable is 40 MB.)"""
     with tarfile.open(archive) as tar:
         entries = [(m, tar.extractfile(m).read() if m.isfile() else None)
                    for m in tar.getmembers()]
+    files = {m.name.rsplit("/", 1)[-1]: data for m, data in entries if data is not None}
+    name = next(n for n in files if n not in ("manifest.json", "SHA256SUMS"))
+    if exe:
+        files[name] = exe(files[name])
+    record = json.loads(files["manifest.json"])
+    if manifest:
+        manifest(record)
+    if forged:
+        record["executable"]["sha256"] = hashlib.sha256(files[name]).hexdigest()
+    if manifest or forged:
+        files["manifest.json"] = release.manifest_bytes(record)
+    if forged:
+        files["SHA256SUMS"] = "".join(
+            f"{hashlib.sha256(files[n]).hexdigest()}  {n}\n"
+            for n in sorted((name, "manifest.json"))).encode()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for member, data in entries:
-            if member.name.endswith(suffix):
-                data = change(data)
+            if data is not None:
+                data = files[member.name.rsplit("/", 1)[-1]]
                 member.size = len(data)
             tar.addfile(member, io.BytesIO(data) if data is not None else None)
-    out.write_bytes(gzip.compress(buffer.getvalue()))
+    out.write_bytes(gzip.compress(buffer.getvalue(), compresslevel=1))
+    return out
 
 
-def _with_one_byte_changed(archive, out):
-    def flip(data):
-        data = bytearray(data)
-        data[len(data) // 2] ^= 0x01
-        return bytes(data)
-    _with_member_changed(archive, out, "/hello", flip)
+def _one_byte_flipped(data: bytes) -> bytes:
+    data = bytearray(data)
+    data[len(data) // 2] ^= 0x01
+    return bytes(data)
 
 
 def test_verify_reports_another_toolchain_before_building(releases, tmp_path):
     """An archive whose manifest says it was built with another SBCL."""
     first, _, _ = releases
-    def other_sbcl(data):
-        manifest = json.loads(data)
+    def other_sbcl(manifest):
         manifest["toolchain"]["sbcl"]["package"] = "sbcl 2:2.4.0-1"
-        return release.manifest_bytes(manifest)
-    other = tmp_path / "hello-1.0.0-x86_64-linux.tar.gz"
-    _with_member_changed(first / HELLO, other, "/manifest.json", other_sbcl)
+    other = _rewritten(first / HELLO, tmp_path / Path(HELLO).name, manifest=other_sbcl,
+                       forged=True)
     result = doit(first, "verify", str(other))
     assert result.returncode == 1, result.output
     assert "toolchain sbcl: built with sbcl 2:2.4.0-1, here sbcl 2:2.2.9" in result.output
     assert "rebuilding" not in result.output
 
 
-def test_verify_names_the_stage_of_a_changed_executable(releases, tmp_path):
+def test_verify_refuses_an_archive_changed_after_it_was_made(releases, tmp_path):
     first, _, _ = releases
-    changed = tmp_path / "hello-1.0.0-x86_64-linux.tar.gz"
-    _with_one_byte_changed(first / HELLO, changed)
+    changed = _rewritten(first / HELLO, tmp_path / Path(HELLO).name, exe=_one_byte_flipped)
     result = doit(first, "verify", str(changed))
     assert result.returncode == 1, result.output
+    assert "is not whole as it was made" in result.output
     assert "hello in the archive does not match SHA256SUMS" in result.output
+    assert "the manifest gives the executable sha256" in result.output
+    assert "rebuilding" not in result.output
+
+
+def test_verify_names_the_stage_of_a_changed_executable(releases, tmp_path):
+    """An executable replaced with its sums and manifest made to agree:
+    the rebuild finds it."""
+    first, _, _ = releases
+    changed = _rewritten(first / HELLO, tmp_path / Path(HELLO).name, exe=_one_byte_flipped,
+                         forged=True)
+    result = doit(first, "verify", str(changed))
+    assert result.returncode == 1, result.output
+    assert "not whole" not in result.output
     assert "first difference: stage executable" in result.output
     # diffoscope's report (setup.sh installs it): the byte, in a hex dump.
     assert "diffoscope " in result.output and "falling back to a binary diff" in result.output
@@ -230,7 +258,7 @@ def test_verify_names_the_stage_of_a_changed_executable(releases, tmp_path):
 
 def test_a_release_directory_that_is_not_absolute_is_refused(releases):
     first, _, _ = releases
-    env = {**os.environ, driver.RELEASE_DIR_VARIABLE: "relative/dir"}
+    env = {**os.environ, canonical.RELEASE_DIR_VARIABLE: "relative/dir"}
     result = doit(first, "release-core:hello", env=env)
     assert result.returncode != 0, result.output
     assert ("LISPBUILD_RELEASE_DIR='relative/dir': give an absolute path without * ? or ["
@@ -247,6 +275,52 @@ def test_verify_reports_a_missing_source_before_building(releases, tmp_path):
         (tmp_path / "main.lisp").rename(second / "samples/hello/app/main.lisp")
     assert result.returncode == 1, result.output
     assert "missing source: samples/hello/app/main.lisp" in result.output
+    assert "rebuilding" not in result.output
+
+
+def test_a_release_records_its_commit_and_refuses_a_dirty_tree(releases, tmp_path):
+    """A clean tree's release names its commit; with a source changed and
+    not committed, release:NAME fails naming it, unless asked; the
+    archive made then says dirty, and `doit verify` rebuilds it as it was."""
+    first, second, _ = releases
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=first, capture_output=True,
+                            text=True, check=True).stdout.strip()
+    with tarfile.open(first / HELLO) as tar:
+        manifest = json.loads(tar.extractfile("hello-1.0.0/manifest.json").read())
+    assert manifest["revision"] == {"git": commit, "dirty": []}
+    dodo = second / "dodo.py"
+    clean = dodo.read_text()
+    dodo.write_text(clean + "# a comment, not committed\n")
+    try:
+        refused = doit(second, "release:hello")
+        assert refused.returncode != 0, refused.output
+        assert (f"release:hello: 1 of its sources differ from git commit {commit[:12]} "
+                f"(uncommitted or untracked): dodo.py; commit them, or set "
+                f"LISPBUILD_ALLOW_DIRTY=1") in refused.output, refused.output
+        allowed = doit(second, "release:hello", env={**os.environ, "LISPBUILD_ALLOW_DIRTY": "1"})
+        assert allowed.returncode == 0, allowed.output
+        with tarfile.open(second / HELLO) as tar:
+            dirty = json.loads(tar.extractfile("hello-1.0.0/manifest.json").read())
+        assert dirty["revision"] == {"git": commit, "dirty": ["dodo.py"]}
+        verified = doit(second, "verify", HELLO)
+        assert verified.returncode == 0, verified.output
+        assert "identical: every stage, the executable and the archive" in verified.output
+    finally:
+        dodo.write_text(clean)
+        doit(second, "release:hello")
+
+
+def test_verify_names_a_source_the_manifest_lacks_before_building(releases, tmp_path):
+    first, _, _ = releases
+    def without_text_lisp(manifest):
+        manifest["sources"] = [s for s in manifest["sources"]
+                               if s["path"] != "samples/hello/util/text.lisp"]
+    lacking = _rewritten(first / HELLO, tmp_path / Path(HELLO).name, manifest=without_text_lisp,
+                         forged=True)
+    result = doit(first, "verify", str(lacking))
+    assert result.returncode == 1, result.output
+    assert ("the manifest lacks source: samples/hello/util/text.lisp (release:hello reads it "
+            "here)") in result.output
     assert "rebuilding" not in result.output
 
 

@@ -130,7 +130,9 @@ def test_a_record_naming_a_missing_object_is_a_miss(demo_on_server, nginx, tmp_p
     try:
         project = reader_copy(demo_on_server, tmp_path / "demo")
         result = built(project, env=env(nginx.url))
-        assert not warnings(result.output) and "exe:demo" in result.executed
+        said = warnings(result.output)
+        assert len(said) == 1 and "but not its object" in said[0], result.output
+        assert "exe:demo" in result.executed
         consistent(project)
     finally:
         hidden.rename(served)

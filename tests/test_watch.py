@@ -165,6 +165,46 @@ def test_watch_rebuilds_on_edits_as_editors_make_them(tmp_path, store_env):
     none_left_within(project, 5)
 
 
+def test_a_directory_moved_away_and_back_builds_again(tmp_path, store_env):
+    """`mv app app2; mv app2 app`: the first build fails (the sources are
+    gone), and their return is seen: the next build is good."""
+    dodo = GREETER_DODO.replace('project.asdf_system("greeter", registry=["."])',
+                                'project.library("greeter", ["package.lisp", "main.lisp"], '
+                                'directory="app")')
+    assert dodo != GREETER_DODO
+    project = write_project(tmp_path / "moved", dodo,
+                            {f"app/{n}": GREETER[n] for n in ("package.lisp", "main.lisp")})
+    watch = Watch(project, store_env, "exe:greeter")
+    try:
+        assert watch.wait_for_status(1)[1] == "ok"
+        (project / "app").rename(project / "app2")
+        assert watch.wait_for_status(2)[1] == "failed"
+        (project / "app2").rename(project / "app")
+        what, result = watch.wait_for_status(3)
+        assert result == "ok", watch.output()
+        assert output_of(project / "build/bin/greeter") == "v0\n"
+    finally:
+        watch.ctrl_c()
+
+
+def test_a_broken_dodo_py_is_one_line_in_the_watch(tmp_path, store_env):
+    project = write_project(tmp_path / "greeter", GREETER_DODO, GREETER)
+    watch = Watch(project, store_env, "exe:greeter")
+    try:
+        assert watch.wait_for_status(1)[1] == "ok"
+        dodo = project / "dodo.py"
+        dodo.write_text(GREETER_DODO + "x = (\n")
+        assert watch.wait_for_status(2)[1] == "failed"
+        time.sleep(0.5)
+        after = watch.output().split("dodo.py changed", 1)[1].splitlines()[1:]
+        lines = GREETER_DODO.count("\n") + 1
+        assert after == [f"  dodo.py:{lines}: SyntaxError: '(' was never closed"], after
+        dodo.write_text(GREETER_DODO)
+        assert watch.wait_for_status(3)[1] == "ok"
+    finally:
+        watch.ctrl_c()
+
+
 def none_left_within(project: Path, seconds: float):
     deadline = time.monotonic() + seconds
     while processes_in(project):
