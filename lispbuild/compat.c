@@ -11,7 +11,9 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <setjmp.h>
@@ -19,32 +21,172 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/select.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <syslog.h>
 #include <ucontext.h>
 #include <unistd.h>
+#include <wchar.h>
 
-/* Fortified variants: the checks are dropped, the work is done. */
+/* Fortified variants (_FORTIFY_SOURCE): every __*_chk glibc 2.36 exports,
+ * with glibc's checks. A check that fails ends the program as glibc's do:
+ * "*** buffer overflow detected ***: terminated", then abort(). */
+_Noreturn void __chk_fail(void)
+{
+    static const char message[] = "*** buffer overflow detected ***: terminated\n";
+    write(2, message, sizeof message - 1);
+    abort();
+}
+#define CHECK(ok) do { if (!(ok)) __chk_fail(); } while (0)
+/* Formatted output into a buffer of `slen` bytes must fit. */
+#define FITS(r, slen) CHECK((r) < 0 || (size_t)(r) < (slen))
+
+void *__memcpy_chk(void *d, const void *s, size_t n, size_t dn) { CHECK(n <= dn); return memcpy(d, s, n); }
+void *__memmove_chk(void *d, const void *s, size_t n, size_t dn) { CHECK(n <= dn); return memmove(d, s, n); }
+void *__mempcpy_chk(void *d, const void *s, size_t n, size_t dn) { CHECK(n <= dn); return mempcpy(d, s, n); }
+void *__memset_chk(void *d, int c, size_t n, size_t dn) { CHECK(n <= dn); return memset(d, c, n); }
+void __explicit_bzero_chk(void *d, size_t n, size_t dn) { CHECK(n <= dn); explicit_bzero(d, n); }
+char *__strcpy_chk(char *d, const char *s, size_t dn) { CHECK(strlen(s) < dn); return strcpy(d, s); }
+char *__stpcpy_chk(char *d, const char *s, size_t dn) { CHECK(strlen(s) < dn); return stpcpy(d, s); }
+char *__strncpy_chk(char *d, const char *s, size_t n, size_t dn) { CHECK(n <= dn); return strncpy(d, s, n); }
+char *__stpncpy_chk(char *d, const char *s, size_t n, size_t dn) { CHECK(n <= dn); return stpncpy(d, s, n); }
+char *__strcat_chk(char *d, const char *s, size_t dn)
+{ CHECK(strlen(d) + strlen(s) < dn); return strcat(d, s); }
+char *__strncat_chk(char *d, const char *s, size_t n, size_t dn)
+{ CHECK(strlen(d) + strnlen(s, n) < dn); return strncat(d, s, n); }
+
+wchar_t *__wmemcpy_chk(wchar_t *d, const wchar_t *s, size_t n, size_t dn) { CHECK(n <= dn); return wmemcpy(d, s, n); }
+wchar_t *__wmemmove_chk(wchar_t *d, const wchar_t *s, size_t n, size_t dn) { CHECK(n <= dn); return wmemmove(d, s, n); }
+wchar_t *__wmempcpy_chk(wchar_t *d, const wchar_t *s, size_t n, size_t dn) { CHECK(n <= dn); return wmemcpy(d, s, n) + n; }
+wchar_t *__wmemset_chk(wchar_t *d, wchar_t c, size_t n, size_t dn) { CHECK(n <= dn); return wmemset(d, c, n); }
+wchar_t *__wcscpy_chk(wchar_t *d, const wchar_t *s, size_t dn) { CHECK(wcslen(s) < dn); return wcscpy(d, s); }
+wchar_t *__wcpcpy_chk(wchar_t *d, const wchar_t *s, size_t dn) { CHECK(wcslen(s) < dn); return wcpcpy(d, s); }
+wchar_t *__wcsncpy_chk(wchar_t *d, const wchar_t *s, size_t n, size_t dn) { CHECK(n <= dn); return wcsncpy(d, s, n); }
+wchar_t *__wcpncpy_chk(wchar_t *d, const wchar_t *s, size_t n, size_t dn) { CHECK(n <= dn); return wcpncpy(d, s, n); }
+wchar_t *__wcscat_chk(wchar_t *d, const wchar_t *s, size_t dn)
+{ CHECK(wcslen(d) + wcslen(s) < dn); return wcscat(d, s); }
+wchar_t *__wcsncat_chk(wchar_t *d, const wchar_t *s, size_t n, size_t dn)
+{ CHECK(wcslen(d) + wcsnlen(s, n) < dn); return wcsncat(d, s, n); }
+
+/* Conversions: `dn` counts the destination's elements. */
+size_t __mbstowcs_chk(wchar_t *d, const char *s, size_t n, size_t dn)
+{ CHECK(!d || n <= dn); return mbstowcs(d, s, n); }
+size_t __mbsrtowcs_chk(wchar_t *d, const char **s, size_t n, mbstate_t *ps, size_t dn)
+{ CHECK(!d || n <= dn); return mbsrtowcs(d, s, n, ps); }
+size_t __mbsnrtowcs_chk(wchar_t *d, const char **s, size_t m, size_t n, mbstate_t *ps, size_t dn)
+{ CHECK(!d || n <= dn); return mbsnrtowcs(d, s, m, n, ps); }
+size_t __wcstombs_chk(char *d, const wchar_t *s, size_t n, size_t dn)
+{ CHECK(!d || n <= dn); return wcstombs(d, s, n); }
+size_t __wcsrtombs_chk(char *d, const wchar_t **s, size_t n, mbstate_t *ps, size_t dn)
+{ CHECK(!d || n <= dn); return wcsrtombs(d, s, n, ps); }
+size_t __wcsnrtombs_chk(char *d, const wchar_t **s, size_t m, size_t n, mbstate_t *ps, size_t dn)
+{ CHECK(!d || n <= dn); return wcsnrtombs(d, s, m, n, ps); }
+size_t __wcrtomb_chk(char *s, wchar_t wc, mbstate_t *ps, size_t buflen)
+{ CHECK(buflen >= MB_CUR_MAX); return wcrtomb(s, wc, ps); }
+int __wctomb_chk(char *s, wchar_t wc, size_t buflen)
+{ CHECK(!s || buflen >= MB_CUR_MAX); return wctomb(s, wc); }
+
+/* Formatted output. `flag` asks glibc to refuse %n in a writable format:
+ * the format is passed on as it is. */
 int __vfprintf_chk(FILE *f, int flag, const char *fmt, va_list ap)
 { (void)flag; return vfprintf(f, fmt, ap); }
 int __fprintf_chk(FILE *f, int flag, const char *fmt, ...)
-{ va_list ap; va_start(ap, fmt); int r = vfprintf(f, fmt, ap); va_end(ap); (void)flag; return r; }
+{ va_list ap; va_start(ap, fmt); int r = __vfprintf_chk(f, flag, fmt, ap); va_end(ap); return r; }
+int __vprintf_chk(int flag, const char *fmt, va_list ap) { return __vfprintf_chk(stdout, flag, fmt, ap); }
 int __printf_chk(int flag, const char *fmt, ...)
-{ va_list ap; va_start(ap, fmt); int r = vprintf(fmt, ap); va_end(ap); (void)flag; return r; }
+{ va_list ap; va_start(ap, fmt); int r = __vfprintf_chk(stdout, flag, fmt, ap); va_end(ap); return r; }
+int __vdprintf_chk(int fd, int flag, const char *fmt, va_list ap) { (void)flag; return vdprintf(fd, fmt, ap); }
+int __dprintf_chk(int fd, int flag, const char *fmt, ...)
+{ va_list ap; va_start(ap, fmt); int r = __vdprintf_chk(fd, flag, fmt, ap); va_end(ap); return r; }
+int __vasprintf_chk(char **out, int flag, const char *fmt, va_list ap) { (void)flag; return vasprintf(out, fmt, ap); }
+int __asprintf_chk(char **out, int flag, const char *fmt, ...)
+{ va_list ap; va_start(ap, fmt); int r = __vasprintf_chk(out, flag, fmt, ap); va_end(ap); return r; }
 int __vsnprintf_chk(char *s, size_t n, int flag, size_t slen, const char *fmt, va_list ap)
-{ (void)flag; (void)slen; return vsnprintf(s, n, fmt, ap); }
+{ (void)flag; CHECK(n <= slen); return vsnprintf(s, n, fmt, ap); }
 int __snprintf_chk(char *s, size_t n, int flag, size_t slen, const char *fmt, ...)
-{ va_list ap; va_start(ap, fmt); int r = vsnprintf(s, n, fmt, ap); va_end(ap); (void)flag; (void)slen; return r; }
+{ va_list ap; va_start(ap, fmt); int r = __vsnprintf_chk(s, n, flag, slen, fmt, ap); va_end(ap); return r; }
+int __vsprintf_chk(char *s, int flag, size_t slen, const char *fmt, va_list ap)
+{
+    (void)flag;
+    CHECK(slen > 0);
+    if (slen > INT_MAX) return vsprintf(s, fmt, ap);  /* size unknown: (size_t)-1 */
+    int r = vsnprintf(s, slen, fmt, ap);
+    FITS(r, slen);
+    return r;
+}
 int __sprintf_chk(char *s, int flag, size_t slen, const char *fmt, ...)
-{ va_list ap; va_start(ap, fmt); int r = vsprintf(s, fmt, ap); va_end(ap); (void)flag; (void)slen; return r; }
+{ va_list ap; va_start(ap, fmt); int r = __vsprintf_chk(s, flag, slen, fmt, ap); va_end(ap); return r; }
+int __vfwprintf_chk(FILE *f, int flag, const wchar_t *fmt, va_list ap) { (void)flag; return vfwprintf(f, fmt, ap); }
+int __fwprintf_chk(FILE *f, int flag, const wchar_t *fmt, ...)
+{ va_list ap; va_start(ap, fmt); int r = __vfwprintf_chk(f, flag, fmt, ap); va_end(ap); return r; }
+int __vwprintf_chk(int flag, const wchar_t *fmt, va_list ap) { return __vfwprintf_chk(stdout, flag, fmt, ap); }
+int __wprintf_chk(int flag, const wchar_t *fmt, ...)
+{ va_list ap; va_start(ap, fmt); int r = __vfwprintf_chk(stdout, flag, fmt, ap); va_end(ap); return r; }
+int __vswprintf_chk(wchar_t *s, size_t n, int flag, size_t slen, const wchar_t *fmt, va_list ap)
+{ (void)flag; CHECK(n <= slen); return vswprintf(s, n, fmt, ap); }
+int __swprintf_chk(wchar_t *s, size_t n, int flag, size_t slen, const wchar_t *fmt, ...)
+{ va_list ap; va_start(ap, fmt); int r = __vswprintf_chk(s, n, flag, slen, fmt, ap); va_end(ap); return r; }
+void __vsyslog_chk(int priority, int flag, const char *fmt, va_list ap) { (void)flag; vsyslog(priority, fmt, ap); }
 void __syslog_chk(int priority, int flag, const char *fmt, ...)
 { va_list ap; va_start(ap, fmt); vsyslog(priority, fmt, ap); va_end(ap); (void)flag; }
+/* musl has no obstacks: code that uses them also needs glibc's _obstack_*
+ * functions, which the link then names as undefined. */
+int __obstack_vprintf_chk(void *obstack, int flag, const char *fmt, va_list ap)
+{ (void)obstack; (void)flag; (void)fmt; (void)ap; errno = ENOSYS; return -1; }
+int __obstack_printf_chk(void *obstack, int flag, const char *fmt, ...)
+{ (void)obstack; (void)flag; (void)fmt; errno = ENOSYS; return -1; }
+
+/* Input into a buffer of `buflen` bytes. */
+char *__fgets_chk(char *s, size_t size, int n, FILE *f) { CHECK((size_t)n <= size); return fgets(s, n, f); }
+char *__fgets_unlocked_chk(char *s, size_t size, int n, FILE *f)
+{ CHECK((size_t)n <= size); return fgets_unlocked(s, n, f); }
+wchar_t *__fgetws_chk(wchar_t *s, size_t size, int n, FILE *f) { CHECK((size_t)n <= size); return fgetws(s, n, f); }
+wchar_t *__fgetws_unlocked_chk(wchar_t *s, size_t size, int n, FILE *f)
+{ CHECK((size_t)n <= size); return fgetws_unlocked(s, n, f); }
+size_t __fread_chk(void *d, size_t dn, size_t size, size_t n, FILE *f)
+{ CHECK(!size || n <= dn / size); return fread(d, size, n, f); }
+size_t __fread_unlocked_chk(void *d, size_t dn, size_t size, size_t n, FILE *f)
+{ CHECK(!size || n <= dn / size); return fread_unlocked(d, size, n, f); }
+char *__gets_chk(char *s, size_t size)  /* gets() itself left C11: read a line */
+{
+    size_t i = 0;
+    int c;
+    while ((c = getchar()) != EOF && c != '\n') { CHECK(i + 1 < size); s[i++] = (char)c; }
+    if (c == EOF && i == 0) return 0;
+    CHECK(i < size);
+    s[i] = 0;
+    return s;
+}
+ssize_t __read_chk(int fd, void *d, size_t n, size_t dn) { CHECK(n <= dn); return read(fd, d, n); }
+ssize_t __pread_chk(int fd, void *d, size_t n, off_t o, size_t dn) { CHECK(n <= dn); return pread(fd, d, n, o); }
+ssize_t __pread64_chk(int fd, void *d, size_t n, off_t o, size_t dn) { CHECK(n <= dn); return pread(fd, d, n, o); }
+ssize_t __recv_chk(int fd, void *d, size_t n, size_t dn, int flags)
+{ CHECK(n <= dn); return recv(fd, d, n, flags); }
+ssize_t __recvfrom_chk(int fd, void *d, size_t n, size_t dn, int flags, struct sockaddr *from,
+                       socklen_t *fromlen)
+{ CHECK(n <= dn); return recvfrom(fd, d, n, flags, from, fromlen); }
+ssize_t __readlink_chk(const char *path, char *d, size_t n, size_t dn)
+{ CHECK(n <= dn); return readlink(path, d, n); }
+ssize_t __readlinkat_chk(int dirfd, const char *path, char *d, size_t n, size_t dn)
+{ CHECK(n <= dn); return readlinkat(dirfd, path, d, n); }
+char *__getcwd_chk(char *d, size_t n, size_t dn) { CHECK(n <= dn); return getcwd(d, n); }
+char *__getwd_chk(char *d, size_t dn) { return getcwd(d, dn); }
 char *__realpath_chk(const char *path, char *resolved, size_t n)
-{ (void)n; return realpath(path, resolved); }
-void *__memcpy_chk(void *d, const void *s, size_t n, size_t dn) { (void)dn; return memcpy(d, s, n); }
-void *__memset_chk(void *d, int c, size_t n, size_t dn) { (void)dn; return memset(d, c, n); }
-char *__strcat_chk(char *d, const char *s, size_t dn) { (void)dn; return strcat(d, s); }
-long __fdelt_chk(long fd) { return fd / (8 * (long)sizeof(long)); }
+{ CHECK(n >= PATH_MAX); return realpath(path, resolved); }
+size_t __confstr_chk(int name, char *d, size_t n, size_t dn) { CHECK(n <= dn); return confstr(name, d, n); }
+int __getgroups_chk(int n, gid_t *d, size_t dn) { CHECK((size_t)n * sizeof *d <= dn); return getgroups(n, d); }
+int __gethostname_chk(char *d, size_t n, size_t dn) { CHECK(n <= dn); return gethostname(d, n); }
+int __getdomainname_chk(char *d, size_t n, size_t dn) { CHECK(n <= dn); return getdomainname(d, n); }
+int __getlogin_r_chk(char *d, size_t n, size_t dn) { CHECK(n <= dn); return getlogin_r(d, n); }
+int __ttyname_r_chk(int fd, char *d, size_t n, size_t dn) { CHECK(n <= dn); return ttyname_r(fd, d, n); }
+int __ptsname_r_chk(int fd, char *d, size_t n, size_t dn) { CHECK(n <= dn); return ptsname_r(fd, d, n); }
+int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t dn)
+{ CHECK(n <= dn / sizeof *fds); return poll(fds, n, timeout); }
+int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *timeout,
+                const sigset_t *mask, size_t dn)
+{ CHECK(n <= dn / sizeof *fds); return ppoll(fds, n, timeout, mask); }
+long __fdelt_chk(long fd) { CHECK(fd >= 0 && fd < FD_SETSIZE); return fd / (8 * (long)sizeof(long)); }
 _Noreturn void __longjmp_chk(jmp_buf env, int val) { longjmp(env, val); }
 
 /* glibc-only names. */

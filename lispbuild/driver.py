@@ -114,7 +114,7 @@ def support_fasls(ctx: Context) -> tuple[Path, Path]:
 
 
 def _build_sorted_listings(action: Action, ctx: Context, outputs: dict):
-    link.build_sorted_listings(outputs["library"], ctx.root)
+    link.build_sorted_listings(outputs["library"], ctx.root, action.task)
 
 
 def sorted_listings_action() -> Action:

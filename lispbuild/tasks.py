@@ -133,7 +133,7 @@ def _dump(action: Action, lisp, outputs: dict):
 
 
 def compile_c(action: Action, ctx: Context, outputs: dict):
-    link.compile_c(ctx.root / action.inputs[0], outputs["object"], ctx.root)
+    link.compile_c(ctx.root / action.inputs[0], outputs["object"], ctx.root, action.task)
 
 
 
@@ -169,9 +169,10 @@ def resolve_linkage(action: Action, ctx: Context, outputs: dict):
 def link_runtime(action: Action, ctx: Context, outputs: dict):
     p = action.params
     table_object = outputs["runtime"].with_name("symbols.o")
-    link.compile_c(ctx.root / p["table"], table_object, ctx.root)
+    link.compile_c(ctx.root / p["table"], table_object, ctx.root, action.task)
     link.link_runtime([table_object] + [ctx.root / o for o in p["objects"]],
-                      [ctx.root / a for a in p["archives"]], outputs["runtime"], ctx.root)
+                      [ctx.root / a for a in p["archives"]], outputs["runtime"], ctx.root,
+                      action.task)
 
 
 def embed_executable(action: Action, ctx: Context, outputs: dict):

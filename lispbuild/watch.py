@@ -198,8 +198,12 @@ class Watch(Command):
                         ).restart()
                 inputs = info["inputs"] if info else [str(root / "dodo.py")]
                 # An input the build read for the first time (all of them, the
-                # first time round): what it read is what its processes hashed.
-                read.update({p: ctx.digests.recorded(p) for p in inputs if p not in read})
+                # first time round): what it read is what its processes hashed;
+                # one it did not hash (another binary's) is taken as it is now.
+                new = [p for p in inputs if p not in read]
+                hashed = {p: ctx.digests.recorded(p) for p in new}
+                read.update(_content(ctx.digests, [p for p in new if hashed[p] is None]))
+                read.update({p: d for p, d in hashed.items() if d is not None})
                 changed = self._wait(root, inputs, read, ctx.digests, programs, stop)
         except KeyboardInterrupt:
             say("stopped")
@@ -268,7 +272,9 @@ class Watch(Command):
                 below.setdefault(directory, set()).add(path)
                 directory = os.path.dirname(directory)
         known = _content(digests, watched)
-        changed = {p for p in watched if read.get(p) and known[p] != read[p]}
+        # A file that was missing when the build read it (None) and is
+        # back already counts too (a directory renamed away and back).
+        changed = {p for p in watched if p in read and known[p] != read[p]}
         if changed:
             return {os.path.relpath(p, root) for p in changed}
         outside = sorted(p for p in watched if not Path(p).is_relative_to(root))

@@ -63,7 +63,7 @@ def worth_an_image(steps: list) -> bool:
 
 
 def _link_dev_runtime(action: Action, ctx: Context, outputs: dict):
-    link.link_dev_runtime(outputs["runtime"], ctx.root)
+    link.link_dev_runtime(outputs["runtime"], ctx.root, action.task)
 
 
 def dev_runtime_action() -> Action:

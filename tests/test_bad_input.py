@@ -152,6 +152,33 @@ def test_foreign_symbol_nothing_provides(demo):
     assert "musl/libc.a" in output
 
 
+def test_a_failed_link_names_what_needs_the_undefined_symbols(demo, tmp_path):
+    """An archive whose member (pulled in for what the image calls) needs
+    symbols nothing defines: the message lists them by archive member, the
+    in the linker's order, and names the file with the linker's whole output."""
+    (tmp_path / "needy.c").write_text(
+        "extern int lispbuild_test_missing_one(int), lispbuild_test_missing_two(int);\n"
+        "int needy(int x) { return lispbuild_test_missing_one(x) + "
+        "lispbuild_test_missing_two(x); }\n")
+    subprocess.run(["gcc", "-O2", "-c", tmp_path / "needy.c", "-o", tmp_path / "needy.o"],
+                   check=True)
+    archive = tmp_path / "libneedy.a"
+    subprocess.run(["ar", "rcs", archive, tmp_path / "needy.o"], check=True)
+    (demo / "dodo.py").write_text(dodo().replace(
+        'entry="demo:main"', f'entry="demo:main", archives=["{archive}"]'))
+    (demo / "src/code.lisp").write_text(GOOD.replace(
+        "(* 2 x))", '(sb-alien:alien-funcall (sb-alien:extern-alien "needy"'
+                    ' (function sb-alien:int sb-alien:int)) x))'))
+    output = fails_keeping_everything(demo, may_rebuild=("build/fasl", "build/core",
+                                                         "build/linkage", "build/obj"))
+    assert ("runtime:demo: the static link failed: 2 undefined symbols, by what needs them, "
+            f"in the linker's order:\n  {archive}(needy.o): lispbuild_test_missing_one, "
+            "lispbuild_test_missing_two\n"
+            "the whole output: build/.lispbuild/output/runtime/demo.txt") in output, output
+    kept = (demo / "build/.lispbuild/output/runtime/demo.txt").read_text()
+    assert "undefined reference to `lispbuild_test_missing_one'" in kept
+
+
 def test_missing_toolchain_names_the_debian_package(demo, tmp_path):
     bin_dir = tmp_path / "bin"  # sbcl and python, but no musl-gcc
     bin_dir.mkdir()

@@ -140,3 +140,21 @@ def test_what_another_user_made_there_is_refused(tmp_path):
     with pytest.raises(LispFailure, match="belongs to another user"):
         with canonical.claimed_directory(visible):
             pass
+
+
+def test_undefined_references_are_read_by_what_needs_them(tmp_path):
+    from lispbuild.link import undefined_references
+    log = tmp_path / "ld.txt"
+    log.write_text(
+        "/usr/bin/ld: /usr/lib/x86_64-linux-gnu/libsybdb.a(dblib.o): in function `dbconvert':\n"
+        "(.text+0x1f3): undefined reference to `__memmove_chk'\n"
+        "/usr/bin/ld: (.text+0x2a0): undefined reference to `__strcpy_chk'\n"
+        "/usr/bin/ld: (.text+0x2b0): undefined reference to `__memmove_chk'\n"
+        "/usr/bin/ld: build/obj/app.o:(.data.rel+0x8): undefined reference to `missing_table'\n"
+        "/usr/bin/ld: /usr/lib/x86_64-linux-gnu/libsybdb.a(net.o): in function `tds_open':\n"
+        "net.c:(.text+0x10): undefined reference to `__asprintf_chk'\n"
+        "collect2: error: ld returned 1 exit status\n")
+    assert undefined_references(log) == {
+        "/usr/lib/x86_64-linux-gnu/libsybdb.a(dblib.o)": ["__memmove_chk", "__strcpy_chk"],
+        "build/obj/app.o": ["missing_table"],
+        "/usr/lib/x86_64-linux-gnu/libsybdb.a(net.o)": ["__asprintf_chk"]}
