@@ -186,6 +186,10 @@ name, :name, #:name or \"name\", in any case)."
                   (and from to (> start 0) (member (char text (1- start)) '(#\( #\:))
                        (string-equal name (string-trim "#:\"" (subseq text from to)))))))
 
+(defparameter *not-sources* '("build" "cache" "dist" ".venv")
+  "Directories of a project's registry tree that hold what lispbuild and
+Python make, not sources.")
+
 (defun load-asd-defining (name registry)
   "Load the .asd file under REGISTRY that defines system NAME, when its
 file is not named after it (flexi-streams-test is in flexi-streams.asd):
@@ -194,7 +198,7 @@ ASDF looks a system up by its primary name only. True if one was found."
     (dolist (asd (sort (mapcar #'namestring
                                (directory (merge-pathnames "**/*.asd" directory)))
                        #'string<))
-      (unless (some (lambda (part) (search part asd)) '("/build/" "/cache/" "/.venv/"))
+      (unless (some (lambda (part) (search (format nil "/~A/" part) asd)) *not-sources*)
         (let ((text (uiop:read-file-string asd :external-format :utf-8)))
           (when (defines-system-p text name)
             (asdf:load-asd asd)
@@ -222,14 +226,16 @@ ASDF looks a system up by its primary name only. True if one was found."
 (defun asdf-graph (&key systems registry output &allow-other-keys)
   "Write the records of SYSTEMS. A system ASDF cannot give gets one record
 instead, \"error NAME LINE...\", and spoils only what needs it: each
-asked system's records are written whole or not at all."
+asked system's records are written whole or not at all. The first record,
+\"exclude NAME...\", names the directories the registry trees skip."
   (asdf:initialize-source-registry
    `(:source-registry ,@(loop for dir in registry collect `(:tree ,dir))
-                      (:also-exclude "build" "cache" ".venv")
+                      (:also-exclude ,@*not-sources*)
                       :ignore-inherited-configuration))
   (keep-asdf-output *asdf-cache*)
   (with-open-file (out output :direction :output :if-exists :supersede
                               :external-format :utf-8)
+    (apply #'tsv out "exclude" (append asdf::*default-source-registry-exclusions* *not-sources*))
     (let ((seen '()))
       (dolist (name systems t)
         (let ((seen-before seen))

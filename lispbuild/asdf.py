@@ -7,6 +7,7 @@ the contents of every .asd file it read, so that neither a no-op build nor
 a restore after `rm -rf build` starts SBCL.
 """
 import json
+import os
 from pathlib import Path
 
 from .declare import Library, Project, Source
@@ -14,7 +15,7 @@ from .digest import DigestCache, digest_bytes
 from .driver import FreshSbcl, LispJob
 from .errors import DeclarationError, LispFailure, MissingToolchain
 from .rebuild import Context, package_digest
-from .scratch import scratch_dir
+from .scratch import scratch_dir, tmp_prefix
 from .steps import EMPTY
 from .toolchain import find_sbcl
 
@@ -46,6 +47,54 @@ def _unchanged(asd: dict, digests: DigestCache) -> bool:
         return False
 
 
+def _asd_files(registry: list[str], excluded: set[str]) -> tuple[list[str], dict]:
+    """Every .asd file in the registry trees, as ASDF's tree search skips
+    directories (`excluded`), and the modification time of each directory
+    walked (a file added or removed changes its directory's)."""
+    files, directories = [], {}
+    for top in registry:
+        for here, subdirectories, names in os.walk(top):
+            subdirectories[:] = sorted(d for d in subdirectories if d not in excluded)
+            directories[here] = os.stat(here).st_mtime_ns
+            files += [os.path.join(here, n) for n in names if n.endswith(".asd")]
+    return sorted(files), directories
+
+
+def _excluded(directory: str, registry: list[str], excluded: set[str]) -> bool:
+    """Whether `directory` is at or below one that ASDF's tree search skips."""
+    top = next(t for t in registry if f"{directory}/".startswith(t))
+    return bool(excluded & set(Path(os.path.relpath(directory, top)).parts))
+
+
+def _same_asd_files(ctx: Context, key: str, record: dict, registry: list[str]) -> bool:
+    """Whether the registry trees hold the .asd files they held when ASDF
+    answered: a new one may define or shadow a system. The trees are walked
+    again only when a directory of theirs changed since this build directory
+    last looked (build/.lispbuild/asdf-trees.json)."""
+    memo_path = ctx.build / ".lispbuild" / "asdf-trees.json"
+    try:
+        memo = json.loads(memo_path.read_text())
+        looked = memo[key]
+        if all(os.stat(d).st_mtime_ns == mtime for d, mtime in looked.items()):
+            return True
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        memo = {}
+    excluded = next((set(line[1:]) for line in record["lines"] if line[0] == "exclude"), set())
+    files, directories = _asd_files(registry, excluded)
+    if files != record["asd_files"]:
+        return False
+    _remember_trees(memo_path, memo if isinstance(memo, dict) else {}, key, directories)
+    return True
+
+
+def _remember_trees(memo_path: Path, memo: dict, key: str, directories: dict):
+    memo[key] = directories
+    memo_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = memo_path.with_name(f"{tmp_prefix()}{memo_path.name}")
+    tmp.write_text(json.dumps(memo))
+    os.replace(tmp, memo_path)
+
+
 def _graph_lines(ctx: Context, systems: list[str], registry: list[str]) -> list[list[str]]:
     digests, store = ctx.digests, ctx.store
     # Kept with the project's root as ROOT/, so that another checkout (or a
@@ -61,17 +110,26 @@ def _graph_lines(ctx: Context, systems: list[str], registry: list[str]) -> list[
         remote = None  # it came from there
     if cached:
         local = _local(cached, root)
-        if _unchanged(local["asd"], digests):
+        if _unchanged(local["asd"], digests) and _same_asd_files(ctx, key, local, registry):
             if remote is not None:  # uploads, when the project does
                 remote.push_derived("asdf-graph", key, cached, store)
             return local["lines"]
+    # The trees as they are before ASDF looks (a file added meanwhile is
+    # seen by the next build, and ASDF asked again), less what ASDF skips.
+    files, directories = _asd_files(registry, set())
     lines = [line.split("\t") for line in _query(ctx, systems, registry).splitlines()]
     if any(line[0] == "error" for line in lines):
         return lines  # asked again next time: the fix may be a new .asd anywhere
+    excluded = next((set(line[1:]) for line in lines if line[0] == "exclude"), set())
+    files = [f for f in files if not _excluded(os.path.dirname(f), registry, excluded)]
+    directories = {d: m for d, m in directories.items()
+                   if not _excluded(d, registry, excluded)}
     asd = {fields[2]: digests.digest(Path(fields[2])) for fields in lines if fields[0] == "asd"}
     record = {"asd": {_portable(p, root): d for p, d in asd.items()},
+              "asd_files": [_portable(p, root) for p in files],
               "lines": [line[:2] + [_portable(line[2], root)] + line[3:]
                         if line[0] in ("asd", "system") else line for line in lines]}
+    _remember_trees(ctx.build / ".lispbuild" / "asdf-trees.json", {}, key, directories)
     store.put_derived("asdf-graph", key, record)
     if ctx.remote is not None:
         ctx.remote.push_derived("asdf-graph", key, record, store)
@@ -86,14 +144,17 @@ def _local(record: dict, root: str) -> dict:
     def local(path: str) -> str:
         return root + path[len("ROOT/"):] if path.startswith("ROOT/") else path
     return {"asd": {local(p): d for p, d in record["asd"].items()},
+            "asd_files": [local(p) for p in record["asd_files"]],
             "lines": [line[:2] + [local(line[2])] + line[3:]
                       if line[0] in ("asd", "system") and len(line) > 2 else line
                       for line in record["lines"]]}
 
 
 def _graph_record(value) -> bool:
-    return (isinstance(value, dict) and value.keys() == {"asd", "lines"}
+    return (isinstance(value, dict) and value.keys() == {"asd", "asd_files", "lines"}
             and isinstance(value["asd"], dict)
+            and isinstance(value["asd_files"], list)
+            and all(isinstance(f, str) for f in value["asd_files"])
             and all(isinstance(k, str) and isinstance(v, str) for k, v in value["asd"].items())
             and isinstance(value["lines"], list)
             and all(isinstance(line, list) and line and all(isinstance(f, str) for f in line)

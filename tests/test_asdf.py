@@ -180,6 +180,46 @@ def test_an_edited_asd_file_rederives_the_graph(grep_project, store_env):
     assert "fasl:ppcre-grep/extra.lisp" in result.executed
 
 
+SHADOWED_DODO = """
+import lispbuild
+project = lispbuild.Project()
+project.asdf_system("app", registry=["app", "vendor"])
+project.binary("app", libraries=["app"], entry="app:main")
+DOIT_CONFIG = lispbuild.doit_config(project)
+def task_lispbuild():
+    yield from lispbuild.tasks(project)
+"""
+
+
+def lib_files(where: str, says: str) -> dict:
+    return {f"{where}/lib.asd": '(defsystem "lib" :components ((:file "lib")))\n',
+            f"{where}/lib.lisp": "(defpackage #:lib (:use #:cl) (:export #:which))\n"
+                                 f'(in-package #:lib)\n(defun which () "{says}")\n'}
+
+
+def test_a_new_asd_file_in_a_registry_tree_is_seen(tmp_path, store_env):
+    """ASDF's answer is kept; an .asd file that appears in a registry tree
+    (here one that ASDF finds before the vendored copy) asks it again."""
+    project = write_project(tmp_path / "shadow", SHADOWED_DODO, {
+        "app/app.asd": '(defsystem "app" :depends-on ("lib") :components ((:file "main")))\n',
+        "app/main.lisp": "(defpackage #:app (:use #:cl) (:export #:main))\n(in-package #:app)\n"
+                         '(defun main () (write-line (lib:which)) 0)\n',
+        **lib_files("vendor/lib", "vendored")})
+    built(project, env=store_env)
+    run = lambda: subprocess.run([project / "build/bin/app"], capture_output=True,
+                                 text=True).stdout
+    assert run() == "vendored\n"
+    assert not built(project, env=store_env).executed  # the kept answer, unchanged trees
+    (project / "app/notes.txt").write_text("a directory of the tree changes, no .asd\n")
+    assert not built(project, env=store_env).executed
+    for name, text in lib_files("app/lib", "local").items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(text)
+    result = built(project, env=store_env)
+    assert "fasl:lib/lib.lisp" in result.executed, result.output
+    assert run() == "local\n"
+
+
 APP = "(defpackage #:app (:use #:cl) (:export #:main))\n(in-package #:app)\n(defun main (a) (length a))\n"
 
 
