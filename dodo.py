@@ -7,13 +7,13 @@ project = lispbuild.Project()
 project.library("hello-util", ["package.lisp", "text.lisp"], directory="samples/hello/util")
 project.library("hello", ["package.lisp", "main.lisp"], directory="samples/hello/app",
                 depends_on=["hello-util"])
-project.binary("hello", libraries=["hello"], entry="hello:main",
+project.binary("hello", libraries=["hello"], entry="hello:main", entry_arguments="command-line-arguments",
                version="1.0.0", smoke_args=["static", "lisp"])
 project.run("hello", binary="hello", args=["static", "lisp"])
 
 # samples/ffi: its own C code, and zlib from Debian's libz.a.
 project.library("ffi", ["package.lisp", "zlib.lisp", "main.lisp"], directory="samples/ffi/lisp")
-project.binary("ffi", libraries=["ffi"], entry="ffi-demo:main",
+project.binary("ffi", libraries=["ffi"], entry="ffi-demo:main", entry_arguments="command-line-arguments",
                c_sources=["samples/ffi/c/fnv.c"],
                archives=["/usr/lib/x86_64-linux-gnu/libz.a"],
                version="1.0.0", smoke_args=["round", "trip"])
@@ -22,7 +22,8 @@ project.run("ffi", binary="ffi", args=["round", "trip"])
 # samples/primes: a zstd-compressed core.
 project.library("primes", ["primes.lisp"], directory="samples/primes",
                 policy={"speed": 3, "safety": 1})
-project.binary("primes", libraries=["primes"], entry="primes:main", compression=True,
+project.binary("primes", libraries=["primes"], entry="primes:main",
+               entry_arguments="command-line-arguments", compression=True,
                version="1.0.0", smoke_args=["1000"])
 project.run("primes", binary="primes", args=["1000000"])
 
@@ -30,6 +31,7 @@ project.run("primes", binary="primes", args=["1000000"])
 project.asdf_system("ppcre-grep", registry=["samples/ppcre-grep"])
 # Its version (for `doit release`) is the :version in ppcre-grep.asd.
 project.binary("ppcre-grep", libraries=["ppcre-grep"], entry="ppcre-grep:main",
+               entry_arguments="command-line-arguments",
                smoke_args=["defsystem", "samples/ppcre-grep/ppcre-grep.asd"])
 project.run("ppcre-grep", binary="ppcre-grep", args=["-i", "^\\(defsystem", "samples/ppcre-grep/ppcre-grep.asd"])
 # Its FiveAM tests, and cl-ppcre's own test suite, each in a static executable.
@@ -43,6 +45,7 @@ project.test("cl-ppcre-tests", libraries=["cl-ppcre--test"], function="cl-ppcre-
 # samples/webserver: hunchentoot, with cl+ssl and OpenSSL linked statically.
 project.asdf_system("webserver", registry=["samples/webserver"])
 project.binary("webserver", libraries=["webserver"], entry="webserver:main",
+               entry_arguments="command-line-arguments",
                foreign_libraries={"libssl": ["/usr/lib/x86_64-linux-gnu/libssl.a"],
                                   "libcrypto": ["/usr/lib/x86_64-linux-gnu/libcrypto.a"]},
                smoke_args=["--check"])

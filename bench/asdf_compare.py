@@ -79,7 +79,8 @@ PROJECTS = {
 LISPBUILD_DODO = """import lispbuild
 project = lispbuild.Project()
 project.asdf_system("{name}", registry=["."])
-project.binary("{name}", libraries=["{name}"], entry="{package}:main"{foreign})
+project.binary("{name}", libraries=["{name}"], entry="{package}:main",
+               entry_arguments="command-line-arguments"{foreign})
 DOIT_CONFIG = lispbuild.doit_config(project)
 def task_lispbuild():
     yield from lispbuild.tasks(project)

@@ -51,6 +51,7 @@ def main():
         # The same hello, with a compressed core, for the size comparison.
         dodo = dodo.replace('project.run("hello"',
                             'project.binary("hello-z", libraries=["hello"], entry="hello:main",'
+                            ' entry_arguments="command-line-arguments",'
                             ' compression=True)\nproject.run("hello"')
         (project / "dodo.py").write_text(dodo)
 

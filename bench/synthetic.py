@@ -22,7 +22,8 @@ import lispbuild
 
 project = lispbuild.Project()
 project.asdf_system("synth-app", registry=["."])
-project.binary("synth", libraries=["synth-app"], entry="synth-app:main")
+project.binary("synth", libraries=["synth-app"], entry="synth-app:main",
+               entry_arguments="command-line-arguments")
 
 DOIT_CONFIG = lispbuild.doit_config(project)
 

@@ -73,6 +73,14 @@ class Binary:
     test: bool = False        # entry is a test function: true means pass
     version: str | None = None       # of its release archive (else its system's)
     smoke_args: tuple[str, ...] | None = None  # a release's smoke run; None: none
+    # Which list an entry of one argument gets (ENTRY_ARGUMENTS), or None.
+    entry_arguments: str | None = None
+
+
+# An entry of one argument is called with sb-ext:*posix-argv* (the program's
+# name first, as buildapp calls main) or with uiop:command-line-arguments
+# (without it): the binary says which.
+ENTRY_ARGUMENTS = ("posix-argv", "command-line-arguments")
 
 
 @dataclass(frozen=True)
@@ -195,12 +203,16 @@ class Project:
             if str(directory) not in self.asdf_registry:
                 self.asdf_registry.append(str(directory))
 
-    def binary(self, name, *, libraries, entry, c_sources=(), archives=(),
-               foreign_libraries=None, compression=False, version=None, smoke_args=None,
-               test=False) -> Binary:
+    def binary(self, name, *, libraries, entry, entry_arguments=None, c_sources=(),
+               archives=(), foreign_libraries=None, compression=False, version=None,
+               smoke_args=None, test=False) -> Binary:
         """Declare a static executable, build/bin/NAME. `entry` names the
-        function (\"package:function\") called with the command-line
-        arguments; an integer it returns is the exit code.
+        function (\"package:function\") the program runs; an integer it
+        returns is the exit code. A function of no arguments is called with
+        none; one whose lambda list is only &rest with the arguments
+        spread; one of one argument with the list `entry_arguments` names:
+        "posix-argv" (sb-ext:*posix-argv*, the program's name first) or
+        "command-line-arguments" (without it).
         `foreign_libraries` maps each shared library the image loads at
         build time (CFFI's use-foreign-library, load-shared-object), named
         as its file is up to ".so", to the static archives that replace it.
@@ -211,6 +223,10 @@ class Project:
         self._check_name("binary", name, self.binaries)
         if ":" not in entry:
             raise DeclarationError(f"binary {name}: entry {entry!r} must be package:function")
+        if entry_arguments is not None and entry_arguments not in ENTRY_ARGUMENTS:
+            raise DeclarationError(f"binary {name}: entry_arguments={entry_arguments!r} must be "
+                                   f"\"posix-argv\" (the program's name first) or "
+                                   f"\"command-line-arguments\" (without it)")
         if version is not None and (not isinstance(version, str)
                                     or not re.fullmatch(r"[0-9A-Za-z][0-9A-Za-z.+~_-]*", version)):
             raise DeclarationError(f"binary {name}: version {version!r} must be a string of "
@@ -222,6 +238,7 @@ class Project:
                             (str(lib), tuple(Path(p) for p in paths))
                             for lib, paths in (foreign_libraries or {}).items()),
                         compression=bool(compression), test=bool(test), version=version,
+                        entry_arguments=entry_arguments,
                         smoke_args=None if smoke_args is None
                         else tuple(str(a) for a in smoke_args))
         self.binaries[name] = binary

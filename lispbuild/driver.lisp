@@ -7,7 +7,7 @@
 ;;;;   (:check-undefined :steps STEPS :references (U...) :output O
 ;;;;    :fail-on-warning B :diagnostics D)
 ;;;;   (:grovel :steps STEPS :source S :output O :cc CC :features (X...) :diagnostics D)
-;;;;   (:dump :steps STEPS :features (X...) :entry "pkg:fn" :core C :linkage L
+;;;;   (:dump :steps STEPS :features (X...) :entry "pkg:fn" :entry-arguments A :core C :linkage L
 ;;;;    :shared-objects SO :compression B :test B :diagnostics D)
 ;;;;   (:asdf-graph :systems (S...) :registry (DIR...) :output O :diagnostics D)
 ;;;; STEPS are what the image must hold before the job, in order:
@@ -385,22 +385,50 @@ to OUTPUT too. Fails on an undefined variable if FAIL-ON-WARNING."
 
 ;;; Dumping the image of a binary.
 
-(defun required-arguments (function)
-  "How many arguments FUNCTION requires, from the lambda list SBCL kept;
-NIL when it kept none (code compiled with (debug 0))."
+(defun entry-lambda-list (function)
+  "The lambda list SBCL kept for FUNCTION; :UNKNOWN when it kept none
+(code compiled with (debug 0))."
   (let ((lambda-list (if (typep function 'generic-function)
                          (sb-mop:generic-function-lambda-list function)
                          (sb-kernel:%fun-lambda-list function))))
-    (when (listp lambda-list)
-      (or (position-if (lambda (x) (member x lambda-list-keywords)) lambda-list)
-          (length lambda-list)))))
+    (if (listp lambda-list) lambda-list :unknown)))
 
-(defun find-entry (entry test)
+(defparameter *entry-arguments-advice*
+  "say which list it is called with: entry_arguments=\"posix-argv\" (the ~
+   program's name first, as sb-ext:*posix-argv*) or ~
+   entry_arguments=\"command-line-arguments\" (without it, as ~
+   uiop:command-line-arguments)")
+
+(defun entry-convention (symbol lambda-list arguments)
+  "How the entry SYMBOL is called (:NONE, :SPREAD, :POSIX-ARGV or
+:COMMAND-LINE-ARGUMENTS), or a string saying why it cannot be, from its
+LAMBDA-LIST and the binary's entry_arguments (ARGUMENTS, or NIL)."
+  (let* ((known (listp lambda-list))
+         (required (and known (or (position-if (lambda (x) (member x lambda-list-keywords))
+                                               lambda-list)
+                                  (length lambda-list))))
+         (takes-one (or (not known) (eql required 1)
+                        (and (eql required 0) (intersection '(&optional &rest) lambda-list)))))
+    (cond ((and known (> required 1))
+           (format nil "~S requires ~D arguments; an entry takes none (it can read ~
+                        uiop:command-line-arguments), the arguments spread (&rest), or one ~
+                        list of them" symbol required))
+          (arguments
+           (if takes-one
+               (intern (string-upcase arguments) :keyword)
+               (format nil "~S takes no argument, but entry_arguments=~S was given"
+                       symbol arguments)))
+          ((not known)
+           (format nil "SBCL kept no lambda list of ~S (compiled with (debug 0)): ~?"
+                   symbol *entry-arguments-advice* '()))
+          ((eql required 1)
+           (format nil "~S takes one argument: ~?" symbol *entry-arguments-advice* '()))
+          ((equal (first lambda-list) '&rest) :spread)
+          (t :none))))
+
+(defun find-entry (entry test arguments)
   "The function named by ENTRY, \"package:name\" (or package::name), and
-whether it is to be called with the argument list: a program's entry that
-requires one argument is, one that requires none is not (it reads
-uiop:command-line-arguments or sb-ext:*posix-argv*); a TEST function is
-called with none."
+how it is called (ENTRY-CONVENTION; a TEST function with no arguments)."
   (let* ((colon (position #\: entry))
          (package-name (string-upcase (subseq entry 0 colon)))
          (name (string-upcase (string-left-trim ":" (subseq entry colon))))
@@ -414,16 +442,20 @@ called with none."
             ((special-operator-p symbol) (fail "~S is a special operator, not a function" symbol))
             ((macro-function symbol) (fail "~S is a macro, not a function" symbol))
             ((not (fboundp symbol)) (fail "~S is not a function" symbol)))
-      (let ((required (required-arguments (fdefinition symbol))))
-        (cond ((and test required (plusp required))
-               (fail "the test function ~S requires ~D argument~:P; it is called with none"
-                     symbol required))
-              (test (values symbol nil))
-              ((and required (> required 1))
-               (fail "~S requires ~D arguments; an entry takes none (it can read ~
-                      uiop:command-line-arguments) or one (the list of arguments)"
-                     symbol required))
-              (t (values symbol (not (eql required 0)))))))))
+      (let ((lambda-list (entry-lambda-list (fdefinition symbol))))
+        (if test
+            (let ((required (and (listp lambda-list)
+                                 (or (position-if (lambda (x) (member x lambda-list-keywords))
+                                                  lambda-list)
+                                     (length lambda-list)))))
+              (if (and required (plusp required))
+                  (fail "the test function ~S requires ~D argument~:P; it is called with none"
+                        symbol required)
+                  (values symbol :none)))
+            (let ((convention (entry-convention symbol lambda-list arguments)))
+              (if (stringp convention)
+                  (fail "~A" convention)
+                  (values symbol convention))))))))
 
 (defun exit-on-sigterm (signal code context)
   "SBCL's own SIGTERM handler exits with code 0, so a stopped program (a
@@ -435,17 +467,22 @@ and leave at once with 128 + 15."
   (ignore-errors (finish-output *error-output*))
   (sb-ext:exit :code 143 :abort t))
 
-(defun toplevel-for (function with-arguments test)
-  "Call FUNCTION, WITH-ARGUMENTS the command-line arguments or with none;
-exit with the integer it returns (0 otherwise), 130 on an interrupt, 143 on
-SIGTERM. A TEST function is called with no arguments, and the program exits
-0 if it returns true, 1 if false."
+(defun toplevel-for (function convention test)
+  "Call FUNCTION as CONVENTION says (ENTRY-CONVENTION); exit with the
+integer it returns (0 otherwise), 130 on an interrupt, 143 on SIGTERM. A
+TEST function is called with no arguments, and the program exits 0 if it
+returns true, 1 if false."
   (lambda ()
     (sb-sys:enable-interrupt sb-unix:sigterm #'exit-on-sigterm)
-    (let ((code (handler-case (cond (test (if (funcall function) 0 1))
-                                    (with-arguments (funcall function (rest sb-ext:*posix-argv*)))
-                                    (t (funcall function)))
-                  (sb-sys:interactive-interrupt () 130))))
+    (let* ((argv sb-ext:*posix-argv*)
+           (code (handler-case
+                     (cond (test (if (funcall function) 0 1))
+                           (t (ecase convention
+                                (:none (funcall function))
+                                (:spread (apply function (rest argv)))
+                                (:posix-argv (funcall function argv))
+                                (:command-line-arguments (funcall function (rest argv))))))
+                   (sb-sys:interactive-interrupt () 130))))
       (sb-ext:exit :code (if (typep code '(integer 0 255)) code 0)))))
 
 (defun write-linkage (path)
@@ -498,10 +535,10 @@ the program computes it again if it uses ASDF), and its GC counters."
 (defvar *before-save* nil
   "Called just before SAVE-LISP-AND-DIE: a worker's faster dump (worker.lisp).")
 
-(defun dump-job (&key steps features entry core linkage shared-objects compression test
-                   diagnostics &allow-other-keys)
+(defun dump-job (&key steps features entry entry-arguments core linkage shared-objects
+                   compression test diagnostics &allow-other-keys)
   (push-features features)
-  (multiple-value-bind (function with-arguments) (find-entry entry test)
+  (multiple-value-bind (function convention) (find-entry entry test entry-arguments)
     (unless function
       (return-from dump-job nil))
     (when (find-package "ASDF")
@@ -515,7 +552,7 @@ the program computes it again if it uses ASDF), and its GC counters."
     (sb-ext:disable-debugger)
     (when *before-save* (funcall *before-save*))
     (run-finalizers-due)
-    (sb-ext:save-lisp-and-die core :toplevel (toplevel-for function with-arguments test)
+    (sb-ext:save-lisp-and-die core :toplevel (toplevel-for function convention test)
                                    :save-runtime-options t
                                    :compression (and compression t))))
 

@@ -127,7 +127,8 @@ def _dump(action: Action, lisp, outputs: dict):
     p = action.params
     _print_notes(lisp.run(LispJob(
         task=action.task, command="dump", state=action.state, product=outputs["core"],
-        arguments={"features": p["features"], "entry": p["entry"], "core": outputs["core"],
+        arguments={"features": p["features"], "entry": p["entry"],
+                   "entry_arguments": p["entry_arguments"], "core": outputs["core"],
                    "linkage": outputs["linkage"], "shared_objects": outputs["shared_objects"],
                    "compression": p["compression"], "test": p["test"]})))
 
@@ -332,7 +333,8 @@ def binary_actions(node: BinaryNode, release_mode: bool = False) -> list[Action]
                # and its directory's path is in the image.
                inputs=[link.SORTED_LISTINGS_SOURCE] if release_mode else [],
                params={"binary": b.name, "features": list(node.features),
-                       "entry": b.entry, "compression": b.compression, "test": b.test,
+                       "entry": b.entry, "entry_arguments": b.entry_arguments,
+                       "compression": b.compression, "test": b.test,
                        **({"dump_directory": release_directory()} if release_mode else {})},
                outputs={"core": Path(core), "linkage": Path(record),
                         "shared_objects": Path(shared)},

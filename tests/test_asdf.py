@@ -136,15 +136,15 @@ ASDF_DODO = """
 import lispbuild
 project = lispbuild.Project()
 project.asdf_system("{system}")
-project.binary("{binary}", libraries=["{library}"], entry="{binary}:main")
+project.binary("{binary}", libraries=["{library}"], entry="{binary}:main"{options})
 DOIT_CONFIG = lispbuild.doit_config(project)
 def task_lispbuild():
     yield from lispbuild.tasks(project)
 """
 
 
-def asdf_dodo(system: str, library: str = "app", binary: str = "app") -> str:
-    return ASDF_DODO.format(system=system, library=library, binary=binary)
+def asdf_dodo(system: str, library: str = "app", binary: str = "app", options: str = "") -> str:
+    return ASDF_DODO.format(system=system, library=library, binary=binary, options=options)
 
 
 @pytest.fixture
@@ -153,7 +153,8 @@ def grep_project(tmp_path, store_env):
     project = tmp_path / "grep"
     shutil.copytree(REPO / "samples/ppcre-grep", project)
     shutil.copytree("/usr/share/common-lisp/source/cl-ppcre", project / "cl-ppcre")
-    (project / "dodo.py").write_text(asdf_dodo("ppcre-grep", "ppcre-grep", "ppcre-grep"))
+    (project / "dodo.py").write_text(asdf_dodo("ppcre-grep", "ppcre-grep", "ppcre-grep",
+                                              ', entry_arguments="command-line-arguments"'))
     first = built(project, "-n", "2", env=store_env)
     assert "fasl:cl-ppcre/api.lisp" in first.executed or "-- fasl:cl-ppcre/api.lisp" in first.output
     return project
@@ -220,7 +221,7 @@ def test_a_new_asd_file_in_a_registry_tree_is_seen(tmp_path, store_env):
     assert run() == "local\n"
 
 
-APP = "(defpackage #:app (:use #:cl) (:export #:main))\n(in-package #:app)\n(defun main (a) (length a))\n"
+APP = "(defpackage #:app (:use #:cl) (:export #:main))\n(in-package #:app)\n(defun main () 0)\n"
 
 
 def asdf_failure(tmp_path, asd: str, system="app") -> str:
@@ -357,7 +358,7 @@ def test_asdf_component_features_and_contribs(tmp_path, store_env):
                                           '  (format nil "~A ~:[no-pid~;pid~]" (word)'
                                           ' (plusp (sb-posix:getpid))))',
         "src/main.lisp": '(in-package #:app)\n'
-                         '(defun main (args) (declare (ignore args))\n'
+                         '(defun main ()\n'
                          '  (format t "~A ~A ~A~%" (dsd-helper:shout "static") (where)'
                          ' (pid-word)) 0)\n'})
     result = built(project, env=store_env)

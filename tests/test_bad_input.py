@@ -13,7 +13,8 @@ DODO = """
 import lispbuild
 project = lispbuild.Project()
 project.library("demo", {sources!r}, directory="src"{options})
-project.binary("demo", libraries=["demo"], entry="demo:main")
+project.binary("demo", libraries=["demo"], entry="demo:main",
+               entry_arguments="command-line-arguments")
 {extra}
 DOIT_CONFIG = lispbuild.doit_config(project)
 def task_lispbuild():

@@ -36,7 +36,8 @@ project = lispbuild.Project()
 project.library("hello-util", ["package.lisp", "text.lisp"], directory="samples/hello/util")
 project.library("hello", ["package.lisp", "main.lisp"], directory="samples/hello/app",
                 depends_on=["hello-util"])
-project.binary("hello", libraries=["hello"], entry="hello:main", version="1.0.0",
+project.binary("hello", libraries=["hello"], entry="hello:main",
+               entry_arguments="command-line-arguments", version="1.0.0",
                smoke_args=["static"])
 
 DOIT_CONFIG = lispbuild.doit_config(project)

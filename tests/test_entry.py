@@ -1,7 +1,10 @@
 """Entry points as Lisp programs write them: a main of no arguments that
-reads uiop:command-line-arguments or sb-ext:*posix-argv*, one of one
-argument, entries that cannot be called checked when the image is dumped;
-and test programs that cannot pass by being stopped."""
+reads uiop:command-line-arguments or sb-ext:*posix-argv* (ASDF's
+program-op), one of &rest (Roswell's), one of one argument given
+sb-ext:*posix-argv* (buildapp's) or the arguments alone, as the binary
+says; entries that cannot be called, or whose arguments would be a guess,
+fail when the image is dumped; and test programs that cannot pass by being
+stopped."""
 import os
 import signal
 import subprocess
@@ -15,8 +18,16 @@ DODO = """
 import lispbuild
 project = lispbuild.Project()
 project.asdf_system("entries")
-for name in ("uiop", "posix", "list", "optional", "macro", "two"):
+for name in ("uiop", "posix", "optional", "rest", "macro", "two", "list", "unkept"):
     project.binary(name, libraries=["entries"], entry=f"entries:{name}-main")
+project.binary("buildapp", libraries=["entries"], entry="entries:buildapp-main",
+               entry_arguments="posix-argv")
+project.binary("arguments", libraries=["entries"], entry="entries:list-main",
+               entry_arguments="command-line-arguments")
+project.binary("unkept-arguments", libraries=["entries"], entry="entries:unkept-main",
+               entry_arguments="command-line-arguments")
+project.binary("needless", libraries=["entries"], entry="entries:uiop-main",
+               entry_arguments="posix-argv")
 project.test("slow-suite", libraries=["entries"], function="entries:slow-suite")
 project.test("needy-suite", libraries=["entries"], function="entries:list-main")
 DOIT_CONFIG = lispbuild.doit_config(project)
@@ -32,10 +43,18 @@ FILES = {
   3)
 (defun posix-main ()
   (format t "~{~A~^|~}~%" (rest sb-ext:*posix-argv*)))
-(defun list-main (arguments)
-  (format t "~D arguments~%" (length arguments)))
 (defun optional-main (&optional (arguments (uiop:command-line-arguments)))
   (format t "~{~A~^|~}~%" (reverse arguments)))
+(defun rest-main (&rest arguments)
+  (format t "~D: ~{~A~^|~}~%" (length arguments) arguments))
+(defun buildapp-main (argv)
+  ;; buildapp's convention: the program's name first.
+  (format t "~A then ~{~A~^|~}~%" (file-namestring (first argv)) (rest argv)))
+(defun list-main (arguments)
+  (format t "~D arguments: ~{~A~^|~}~%" (length arguments) arguments))
+(defun unkept-main (arguments)
+  (declare (optimize (debug 0)))
+  (format t "~D unkept~%" (length arguments)))
 (defmacro macro-main () nil)
 (defun two-main (a b) (list a b))
 (defun slow-suite ()
@@ -45,7 +64,8 @@ FILES = {
   t)
 """,
 }
-GOOD = ["exe:uiop", "exe:posix", "exe:list", "exe:optional", "exe:slow-suite"]
+GOOD = ["exe:uiop", "exe:posix", "exe:optional", "exe:rest", "exe:buildapp", "exe:arguments",
+        "exe:unkept-arguments", "exe:slow-suite"]
 
 
 @pytest.fixture(scope="module")
@@ -69,15 +89,34 @@ def test_an_entry_of_no_arguments_reads_them_itself(entries):
     assert (optional.stdout, optional.returncode) == ("2|1\n", 0), optional.stderr
 
 
-def test_an_entry_of_one_argument_gets_the_argument_list(entries):
-    listed = run(entries, "list", "a", "b")
-    assert (listed.stdout, listed.returncode) == ("2 arguments\n", 0), listed.stderr
+def test_an_entry_of_rest_gets_the_arguments_spread(entries):
+    spread = run(entries, "rest", "a", "--b")
+    assert (spread.stdout, spread.returncode) == ("2: a|--b\n", 0), spread.stderr
+
+
+def test_an_entry_of_one_argument_gets_the_list_the_binary_names(entries):
+    buildapp = run(entries, "buildapp", "--dry-run", "file")
+    assert buildapp.stdout == "buildapp then --dry-run|file\n", buildapp.stderr
+    listed = run(entries, "arguments", "--dry-run", "file")
+    assert listed.stdout == "2 arguments: --dry-run|file\n", listed.stderr
+    unkept = run(entries, "unkept-arguments", "a", "b", "c")
+    assert unkept.stdout == "3 unkept\n", unkept.stderr
+
+
+ASK = ('say which list it is called with: entry_arguments="posix-argv" (the program\'s name '
+       'first, as sb-ext:*posix-argv*) or entry_arguments="command-line-arguments" (without it, '
+       'as uiop:command-line-arguments)')
 
 
 @pytest.mark.parametrize("binary, message", [
     ("macro", "entry entries:macro-main: ERROR: ENTRIES::MACRO-MAIN is a macro, not a function"),
     ("two", "entry entries:two-main: ERROR: ENTRIES::TWO-MAIN requires 2 arguments; an entry"
-            " takes none (it can read uiop:command-line-arguments) or one"),
+            " takes none (it can read uiop:command-line-arguments), the arguments spread"),
+    ("list", f"entry entries:list-main: ERROR: ENTRIES::LIST-MAIN takes one argument: {ASK}"),
+    ("unkept", "entry entries:unkept-main: ERROR: SBCL kept no lambda list of "
+               f"ENTRIES::UNKEPT-MAIN (compiled with (debug 0)): {ASK}"),
+    ("needless", 'entry entries:uiop-main: ERROR: ENTRIES::UIOP-MAIN takes no argument, but '
+                 'entry_arguments="posix-argv" was given'),
     ("needy-suite", "entry entries:list-main: ERROR: the test function ENTRIES::LIST-MAIN"
                     " requires 1 argument; it is called with none"),
 ])
@@ -85,9 +124,16 @@ def test_an_entry_that_cannot_be_called_fails_the_dump(entries, binary, message)
     good = (entries / "build/bin/uiop").read_bytes()
     failed = doit(entries, f"exe:{binary}")
     assert failed.returncode != 0
-    assert message in failed.output, failed.output
+    assert message in " ".join(failed.output.split()), failed.output
     assert not (entries / "build/bin" / binary).exists()
     assert (entries / "build/bin/uiop").read_bytes() == good
+
+
+def test_entry_arguments_are_checked_when_declared(tmp_path):
+    from lispbuild.declare import Project
+    from lispbuild.errors import DeclarationError
+    with pytest.raises(DeclarationError, match="entry_arguments='argv' must be \"posix-argv\""):
+        Project(root=tmp_path).binary("b", libraries=[], entry="a:main", entry_arguments="argv")
 
 
 def test_a_stopped_program_exits_with_128_plus_the_signal(entries):

@@ -270,7 +270,7 @@ project.binary("plain", libraries=["plain"], entry="cl-user:main")
 DOIT_CONFIG = lispbuild.doit_config(project)
 def task_lispbuild():
     yield from lispbuild.tasks(project)
-""", {"main.lisp": "(defun main (args) (format t \"~A~%\" (package-name *package*)) 0)\n"})
+""", {"main.lisp": "(defun main () (format t \"~A~%\" (package-name *package*)) 0)\n"})
     built(project)
     run = subprocess.run([project / "build/bin/plain"], capture_output=True, text=True)
     assert run.stdout == "COMMON-LISP-USER\n"

@@ -16,6 +16,7 @@ import lispbuild
 project = lispbuild.Project()
 project.library("fortified", ["fortified.lisp"], directory="src")
 project.binary("fortified", libraries=["fortified"], entry="fortified:main",
+               entry_arguments="command-line-arguments",
                archives=["{archive}"])
 DOIT_CONFIG = lispbuild.doit_config(project)
 def task_lispbuild():

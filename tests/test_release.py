@@ -27,14 +27,17 @@ project.library("hello-util", ["package.lisp", "text.lisp"], directory="samples/
 project.library("hello", ["package.lisp", "main.lisp"], directory="samples/hello/app",
                 depends_on=["hello-util"])
 project.binary("hello", libraries=["hello"], entry="hello:main",
+               entry_arguments="command-line-arguments",
                version="1.0.0", smoke_args=["static", "lisp"])
 project.library("ffi", ["package.lisp", "zlib.lisp", "main.lisp"], directory="samples/ffi/lisp")
 project.binary("ffi", libraries=["ffi"], entry="ffi-demo:main",
+               entry_arguments="command-line-arguments",
                c_sources=["samples/ffi/c/fnv.c"],
                archives=["/usr/lib/x86_64-linux-gnu/libz.a"],
                version="1.0.0", smoke_args=["round", "trip"])
 project.asdf_system("webserver", registry=["samples/webserver"])
 project.binary("webserver", libraries=["webserver"], entry="webserver:main",
+               entry_arguments="command-line-arguments",
                foreign_libraries={"libssl": ["/usr/lib/x86_64-linux-gnu/libssl.a"],
                                   "libcrypto": ["/usr/lib/x86_64-linux-gnu/libcrypto.a"]},
                smoke_args=["--check"])

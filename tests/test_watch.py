@@ -28,7 +28,7 @@ GREETER = {
     "greeter.asd": '(defsystem "greeter" :components ((:file "package") (:file "main")))\n',
     "package.lisp": "(defpackage #:greeter (:use #:cl) (:export #:main))\n",
     "main.lisp": "(in-package #:greeter)\n"
-                 "(defun main (args) (declare (ignore args)) (format t \"v0~%\") 0)\n",
+                 "(defun main () (format t \"v0~%\") 0)\n",
 }
 
 

@@ -120,7 +120,7 @@ def task_lispbuild():
 FOREVER = {"package.lisp": "(defpackage #:slow (:use #:cl) (:export #:main))\n",
            "forever.lisp": "(in-package #:slow)\n"
                            "(eval-when (:compile-toplevel) (loop (sleep 0.1)))\n"
-                           "(defun main (args) (length args))\n"}
+                           "(defun main () 0)\n"}
 
 
 def start_forever(tmp_path, env) -> tuple[Path, subprocess.Popen]:
@@ -210,7 +210,7 @@ THREAD = {"package.lisp": "(defpackage #:ticker (:use #:cl) (:export #:main))\n"
                          "        (sb-thread:join-thread *ticker* :default nil))\n"
                          "      sb-ext:*save-hooks*)\n",
           "main.lisp": "(in-package #:ticker)\n"
-                       "(defun main (args) (format t \"ticked ~D~%\" (length args)) 0)\n"}
+                       "(defun main (&rest args) (format t \"ticked ~D~%\" (length args)) 0)\n"}
 
 
 def test_a_library_that_starts_a_thread_compiles_in_fresh_sbcl(tmp_path, store_env):
