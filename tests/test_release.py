@@ -340,7 +340,7 @@ def test_a_release_dump_sees_directories_in_name_order(tmp_path):
     """sorteddir.c, preloaded into SBCL, lists a directory whose file
     system keeps another order (ext4's hash order, here) sorted by name."""
     library = tmp_path / "sorteddir.so"
-    link.build_sorted_listings(library, tmp_path)
+    link.build_sorted_listings(library, tmp_path, "lisp:sorteddir")
     names = [f"file-{i:03}.lisp" for i in range(200)]
     folder = tmp_path / "listing"
     folder.mkdir()
