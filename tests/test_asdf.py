@@ -221,7 +221,8 @@ def test_a_new_asd_file_in_a_registry_tree_is_seen(tmp_path, store_env):
     assert run() == "local\n"
 
 
-APP = "(defpackage #:app (:use #:cl) (:export #:main))\n(in-package #:app)\n(defun main () 0)\n"
+APP = ("(defpackage #:app (:use #:cl) (:export #:main))\n(in-package #:app)\n"
+       "(defun main () (length (rest sb-ext:*posix-argv*)))\n")
 
 
 def asdf_failure(tmp_path, asd: str, system="app") -> str:
