@@ -35,7 +35,12 @@ files of the systems defined so far (its own last)."
              collect `(:directory ,asd))
      :ignore-inherited-configuration))
   (keep-asdf-output cache)
-  (asdf:find-system system))
+  ;; A system defined in an .asd named after another (cxml-xml in
+  ;; cxml.asd) is found by loading that file, which ASDF's search by
+  ;; name cannot do.
+  (or (asdf:find-system system nil)
+      (progn (asdf:load-asd (merge-pathnames (car (last asd-files))))
+             (asdf:find-system system))))
 
 (defun register-loaded-systems (systems)
   "The image holds these systems' code: ASDF must not look for them on disk
