@@ -17,6 +17,12 @@
 
 (in-package #:lispbuild-driver)
 
+;;; The build chose its ASDF (driver.py): it is not to upgrade itself to an
+;;; asdf.asd its registry finds, which would compile asdf.lisp in every
+;;; build directory and load it in every process.
+(asdf:register-immutable-system "asdf")
+(asdf:register-immutable-system "uiop")
+
 (defun keep-asdf-output (cache)
   "Systems loaded while reading .asd files (:defsystem-depends-on) are
 compiled by ASDF itself: keep its FASLs out of the user's cache."

@@ -17,7 +17,7 @@ from .errors import DeclarationError, LispFailure, MissingToolchain
 from .rebuild import Context, package_digest
 from .scratch import scratch_dir, tmp_prefix
 from .steps import EMPTY
-from .toolchain import find_sbcl
+from .toolchain import sbcl_files
 
 DEBIAN_SOURCES = "/usr/share/common-lisp/source/"
 
@@ -102,7 +102,7 @@ def _graph_lines(ctx: Context, systems: list[str], registry: list[str]) -> list[
     root = str(ctx.root) + "/"
     request = {"systems": systems, "lispbuild": package_digest(),
                "registry": [_portable(r, root) for r in registry],
-               "sbcl": digests.digest(find_sbcl().core)}
+               "sbcl": ctx.toolchain_digests(sbcl_files)}
     key = digest_bytes(json.dumps(request, sort_keys=True).encode())
     cached, remote = store.get_derived("asdf-graph", key, _graph_record), ctx.remote
     if cached is None and remote is not None:

@@ -1,10 +1,10 @@
 ;;;; Compiles lispbuild's own Lisp, once per SBCL build (driver.py):
-;;;;   sbcl --script bootstrap.lisp OUT.fasl ASDF-OUT.fasl ASDF.lisp MAIN.lisp SOURCE...
+;;;;   sbcl --script bootstrap.lisp OUT.fasl ASDF-OUT.fasl ASDF.lisp ASDF.fasl MAIN.lisp SOURCE...
 ;;;; Each SOURCE is compiled and loaded in turn (the later ones use the
 ;;;; earlier ones' package and macros), then MAIN.lisp is compiled (not
 ;;;; run); OUT.fasl is their FASLs, one after the other, as SBCL loads
-;;;; concatenated FASLs. ASDF.lisp is compiled with ASDF loaded, into
-;;;; ASDF-OUT.fasl.
+;;;; concatenated FASLs. ASDF.lisp is compiled with ASDF.fasl loaded (the
+;;;; ASDF the build uses, driver.py), into ASDF-OUT.fasl.
 
 ;;; lispbuild.fasl is loaded into every image lispbuild dumps, so it must be
 ;;; the same bytes wherever lispbuild is installed and whenever its files
@@ -25,7 +25,7 @@
       (sb-ext:exit :code 1 :abort t))
     fasl))
 
-(destructuring-bind (output asdf-output asdf-source main &rest sources)
+(destructuring-bind (output asdf-output asdf-source asdf-fasl main &rest sources)
     (rest sb-ext:*posix-argv*)
   (let ((fasls (append (loop for source in sources
                              for i from 0
@@ -42,5 +42,5 @@
             (read-sequence buffer in)
             (write-sequence buffer out)))
         (delete-file fasl))))
-  (require "ASDF")
+  (load asdf-fasl)
   (compile-quietly asdf-source asdf-output))

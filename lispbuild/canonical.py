@@ -315,7 +315,7 @@ class CanonicalSbcl:
     def run(self, job: LispJob) -> str:
         steps = job.state.steps()
         self._check_paths(steps)
-        fasl, asdf_support = support_fasls(self.ctx)
+        support = support_fasls(self.ctx)
         listings = sorted_listings_action()
         ensure(listings, self.ctx)
         outputs = {name: value for name, value in job.arguments.items()
@@ -329,10 +329,11 @@ class CanonicalSbcl:
         uid, gid = os.getuid(), os.getgid()
         with dump_directory(self.ctx.build, visible) as where:
             here = where.real
-            self._copy_inputs(steps, fasl, asdf_support, here)
+            self._copy_inputs(steps, support, here)
             shutil.copyfile(self.ctx.root / listings.outputs["library"],
                             here / "lispbuild/sorteddir.so")
-            settings = {"asdf_support": "lispbuild/asdf-support.fasl",
+            settings = {"asdf": "lispbuild/asdf.fasl",
+                        "asdf_support": "lispbuild/asdf-support.fasl",
                         "asdf_cache": f"{visible}/asdf-cache/", "canonical": True,
                         "build_seed": seed}
             (here / "out/request.lisp").write_text(f"({form} {lisp_plist(settings)})\n",
@@ -350,14 +351,15 @@ class CanonicalSbcl:
             return finished_job(job, returncode, here / "out/diagnostics.txt",
                                 here / "out/output.txt", self.ctx.build)
 
-    def _copy_inputs(self, steps, fasl: Path, asdf_support: Path, here: Path):
+    def _copy_inputs(self, steps, support, here: Path):
         """lispbuild's FASLs, the project's FASLs and .asd files (with the
         rest of their directory, which an .asd may read), at their relative
         paths; what lies outside the project is read where it is."""
         (here / "out").mkdir(parents=True)
         (here / "lispbuild").mkdir()
-        shutil.copyfile(fasl, here / "lispbuild/lispbuild.fasl")
-        shutil.copyfile(asdf_support, here / "lispbuild/asdf-support.fasl")
+        shutil.copyfile(support.lispbuild, here / "lispbuild/lispbuild.fasl")
+        shutil.copyfile(support.asdf, here / "lispbuild/asdf.fasl")
+        shutil.copyfile(support.asdf_support, here / "lispbuild/asdf-support.fasl")
         for kind, *rest in steps:
             path = rest[0] if kind == "load" else rest[1] if kind == "asdf" else None
             if path is None or os.path.isabs(path):

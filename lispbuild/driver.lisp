@@ -14,7 +14,7 @@
 ;;;;   (:require "MODULE")   (:asdf "system" "file.asd")   (:load "file.fasl")
 ;;;;
 ;;;; A fresh SBCL runs `sbcl --script lispbuild.fasl run REQUEST`, REQUEST
-;;;; being a file that holds (JOB :asdf-support FASL :asdf-cache DIR
+;;;; being a file that holds (JOB :asdf FASL :asdf-support FASL :asdf-cache DIR
 ;;;; [:canonical T :build-seed HEX]), T for a release dump (driver.py,
 ;;;; CanonicalSbcl), HEX its identity.
 ;;;; A warm worker (worker.lisp) performs the first steps once and forks a
@@ -107,6 +107,9 @@ FILE: SBCL's top-level form positions point just past the previous form."
 
 ;;; Steps: what an image holds before a job.
 
+(defvar *asdf* nil
+  "The ASDF the build uses (driver.py chooses it), loaded with the first
+ASDF step, in place of SBCL's.")
 (defvar *asdf-support* nil
   "The compiled asdf.lisp, loaded with the first ASDF step.")
 (defvar *asdf-cache* nil
@@ -119,7 +122,8 @@ FILE: SBCL's top-level form positions point just past the previous form."
 
 (defun ensure-asdf ()
   (unless (fboundp (find-symbol "FIND-DEFINED-SYSTEM" :lispbuild-driver))
-    (require "ASDF")
+    (unless (find-package "ASDF")
+      (load *asdf*))
     (load *asdf-support*)))
 
 (defun define-system (system asd)
@@ -136,7 +140,10 @@ the .asd files defined so far."
     (handler-case
         (progn
           (ecase kind
-            (:require (require (string-upcase name)))
+            ;; ASDF and UIOP: the build's ASDF, which holds UIOP.
+            (:require (if (string-equal name "asdf")
+                          (ensure-asdf)
+                          (require (string-upcase name))))
             (:asdf (define-system name asd))
             (:load (load name)))
           t)
@@ -518,7 +525,8 @@ but the values in the file would be this build's timing."
 which the program needs: lispbuild's own paths and diagnostics, ASDF's
 configuration (UIOP's image-dump hook clears it, as UIOP:DUMP-IMAGE does;
 the program computes it again if it uses ASDF), and its GC counters."
-  (setf *asdf-support* nil
+  (setf *asdf* nil
+        *asdf-support* nil
         *asdf-cache* nil
         *asd-files* '()
         *diagnostics* nil)
@@ -659,12 +667,13 @@ every copy of the release, as in every run of any saved image."
   "A fresh SBCL's whole life: the steps, then the job; exits. A canonical
 request (a release dump) first stops what would make its allocation depend
 on timing or on the operating system's randomness."
-  (destructuring-bind (job &key asdf-support asdf-cache canonical build-seed)
+  (destructuring-bind (job &key asdf asdf-support asdf-cache canonical build-seed)
       (read-request file)
     (when canonical
       (run-finalizers-in-main-thread)
       (fix-os-random-seed build-seed))
-    (setf *asdf-support* asdf-support
+    (setf *asdf* asdf
+          *asdf-support* asdf-support
           *asdf-cache* asdf-cache)
     (let ((ok (and (perform-steps (getf (rest job) :steps))
                    (run-job job))))

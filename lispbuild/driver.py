@@ -7,6 +7,7 @@ lispbuild's own Lisp is compiled once per SBCL build into one FASL
 (`support_fasls`), which every lispbuild SBCL loads.
 """
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -18,7 +19,7 @@ from .errors import BuildGone, LispFailure, TimeLimit
 from .rebuild import Action, Context, ensure
 from .scratch import process_alive, scratch_dir
 from .steps import LoadState
-from .toolchain import find_sbcl, musl_files, sbcl_files
+from .toolchain import find_asdf_source, find_sbcl, musl_files, sbcl_files, version_numbers
 
 TIME_LIMIT_VARIABLE = "LISPBUILD_TIME_LIMIT"
 # Generous: Debian's biggest Lisp files compile in well under a minute.
@@ -81,36 +82,84 @@ def job_form(job: LispJob, steps, diagnostics: Path) -> str:
 
 # --- lispbuild's own Lisp, compiled once -------------------------------
 
+ASDF_CHOICE = "asdf-choice.lisp"
+
+
 def _compile_support(action: Action, ctx: Context, outputs: dict):
     # Sources named lispbuild/NAME, from the package's parent: the FASL
     # header says "compiled from" the name it is given.
     sources = [f"{PACKAGE.name}/{name}" for name in SUPPORT_SOURCES]
-    proc = subprocess.run([str(find_sbcl().program), "--script",
-                           str(PACKAGE / "bootstrap.lisp"),
-                           str(outputs["fasl"]), str(outputs["asdf"]),
-                           f"{PACKAGE.name}/{ASDF_SUPPORT_SOURCE}",
-                           f"{PACKAGE.name}/{MAIN_SOURCE}", *sources],
+    _run_sbcl_script("compiling lispbuild's own Lisp", "bootstrap.lisp",
+                     str(outputs["fasl"]), str(outputs["asdf"]),
+                     f"{PACKAGE.name}/{ASDF_SUPPORT_SOURCE}", str(ctx.root / ASDF_FASL),
+                     f"{PACKAGE.name}/{MAIN_SOURCE}", *sources)
+
+
+def _run_sbcl_script(what: str, script: str, *arguments: str) -> str:
+    proc = subprocess.run([str(find_sbcl().program), "--script", str(PACKAGE / script),
+                           *arguments],
                           cwd=PACKAGE.parent, capture_output=True, text=True, errors="replace",
                           env=sbcl_environment())
     if proc.returncode != 0:
-        raise LispFailure(f"compiling lispbuild's own Lisp failed:\n"
-                          f"{(proc.stderr + proc.stdout).strip()[-4000:]}")
+        raise LispFailure(f"{what} failed:\n{(proc.stderr + proc.stdout).strip()[-4000:]}")
+    return proc.stdout
+
+
+def _choose_asdf(action: Action, ctx: Context, outputs: dict):
+    """ASDF's own choice, made once: the newer of SBCL's ASDF and Debian's
+    cl-asdf, which ASDF would otherwise compile into every build's cache
+    and upgrade itself to in every process."""
+    newer = find_asdf_source()
+    own = _run_sbcl_script("asking SBCL's ASDF its version", ASDF_CHOICE, "version").strip()
+    if newer is not None and newer.version() > version_numbers(own):
+        _run_sbcl_script(f"compiling {newer.source}", ASDF_CHOICE, "compile",
+                         str(newer.source), str(outputs["fasl"]))
+    else:
+        shutil.copyfile(find_sbcl().core.parent / "contrib" / "asdf.fasl", outputs["fasl"])
+
+
+ASDF_FASL = Path("build/.lispbuild/lisp/asdf.fasl")
+
+
+def asdf_action() -> Action:
+    return Action(task="lisp:asdf", run=_choose_asdf, inputs=[PACKAGE / ASDF_CHOICE],
+                  params={}, toolchain=(sbcl_files,), outputs={"fasl": ASDF_FASL})
 
 
 def support_action() -> Action:
     return Action(task="lisp:lispbuild", run=_compile_support,
                   inputs=[PACKAGE / n for n in (*SUPPORT_SOURCES, MAIN_SOURCE,
-                                                ASDF_SUPPORT_SOURCE, "bootstrap.lisp")],
+                                                ASDF_SUPPORT_SOURCE, "bootstrap.lisp")]
+                  + [ASDF_FASL],
                   params={}, toolchain=(sbcl_files,),
                   outputs={"fasl": Path("build/.lispbuild/lisp/lispbuild.fasl"),
                            "asdf": Path("build/.lispbuild/lisp/asdf-support.fasl")})
 
 
-def support_fasls(ctx: Context) -> tuple[Path, Path]:
-    """lispbuild.fasl and asdf-support.fasl, compiled (or restored) if needed."""
+@dataclass(frozen=True)
+class Support:
+    """The FASLs every lispbuild SBCL loads: lispbuild's, and with the
+    first ASDF step, the ASDF the build uses and lispbuild's ASDF side."""
+    lispbuild: Path
+    asdf: Path
+    asdf_support: Path
+
+
+def support_fasls(ctx: Context) -> Support:
+    """lispbuild.fasl, asdf.fasl and asdf-support.fasl, compiled (or restored) if needed."""
+    asdf = asdf_action()
+    ensure(asdf, ctx)
     action = support_action()
     ensure(action, ctx)
-    return ctx.root / action.outputs["fasl"], ctx.root / action.outputs["asdf"]
+    return Support(ctx.root / action.outputs["fasl"], ctx.root / asdf.outputs["fasl"],
+                   ctx.root / action.outputs["asdf"])
+
+
+def support_settings(ctx: Context, support: Support) -> dict:
+    """Where a fresh SBCL or a worker finds ASDF, lispbuild's ASDF side, and
+    the cache for what ASDF compiles itself."""
+    return {"asdf": support.asdf, "asdf_support": support.asdf_support,
+            "asdf_cache": asdf_cache(ctx)}
 
 
 def _build_sorted_listings(action: Action, ctx: Context, outputs: dict):
@@ -233,15 +282,16 @@ class FreshSbcl:
         self.ctx = ctx
 
     def run(self, job: LispJob) -> str:
-        fasl, asdf_support = support_fasls(self.ctx)
+        support = support_fasls(self.ctx)
         with scratch_dir(self.ctx.build, "job-") as tmp:
             request, diagnostics = Path(tmp) / "request.lisp", Path(tmp) / "diagnostics.txt"
             request.write_text(f"({job_form(job, job.state.steps(), diagnostics)} "
-                               f"{lisp_plist({'asdf_support': asdf_support, 'asdf_cache': asdf_cache(self.ctx)})})\n",
+                               f"{lisp_plist(support_settings(self.ctx, support))})\n",
                                encoding="utf-8")
             printed = Path(tmp) / "output.txt"
             with open(printed, "wb") as out:
-                proc = subprocess.Popen([str(find_sbcl().program), "--script", str(fasl), "run",
+                proc = subprocess.Popen([str(find_sbcl().program), "--script",
+                                         str(support.lispbuild), "run",
                                          str(request)], cwd=self.ctx.root, stdout=out,
                                         stderr=subprocess.STDOUT, env=sbcl_environment())
                 returncode = wait_while_owned(proc, self.ctx.owner, job)

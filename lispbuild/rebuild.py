@@ -69,9 +69,10 @@ class Context:
 
     @functools.cached_property
     def states(self) -> StateDigests:
-        from .toolchain import find_sbcl
+        from .toolchain import sbcl_files
+        toolchain = json.dumps(self.toolchain_digests(sbcl_files))
         root = hashlib.sha256(b"lispbuild load state\0" + package_digest().encode() + b"\0"
-                              + self.digests.digest(find_sbcl().core).encode()).hexdigest()
+                              + toolchain.encode()).hexdigest()
         return StateDigests(root, lambda path: self.file_digest(path))
 
     def toolchain_digests(self, find) -> list:

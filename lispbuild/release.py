@@ -25,6 +25,7 @@ from .digest import digest_bytes, hash_file
 from .errors import ReleaseFailure
 from .rebuild import package_digest
 from .scratch import tmp_prefix
+from .toolchain import find_asdf_source
 
 PLATFORM = "x86_64-linux"
 MANIFEST = "manifest.json"
@@ -159,6 +160,9 @@ def toolchain_files(sbcl, musl, archives: list[str]) -> dict[str, Path]:
         path = Path(answer) if os.path.isabs(answer) else shutil.which(answer)
         if path:
             found[role] = Path(path)
+    asdf = find_asdf_source()
+    if asdf:
+        found.update({"cl-asdf asdf.lisp": asdf.source, "cl-asdf version": asdf.version_file})
     for archive in archives:
         found[f"archive {archive}"] = Path(archive)
     return found

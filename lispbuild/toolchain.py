@@ -14,6 +14,8 @@ from pathlib import Path
 from .errors import MissingToolchain
 
 MUSL_LIB = Path("/usr/lib/x86_64-linux-musl")
+# Debian's cl-asdf: ASDF upgrades itself to it when its registry finds it.
+DEBIAN_ASDF = Path("/usr/share/common-lisp/source/cl-asdf")
 GNU_LIB = Path("/usr/lib/x86_64-linux-gnu")
 
 
@@ -66,9 +68,33 @@ def find_musl() -> Musl:
                 zstd=_file(GNU_LIB / "libzstd.a", "libzstd-dev"))
 
 
+@dataclass(frozen=True)
+class AsdfSource:
+    """An ASDF newer than SBCL's own may be: its one-file asdf.lisp and version."""
+    source: Path
+    version_file: Path
+
+    def version(self) -> tuple[int, ...]:
+        return version_numbers(self.version_file.read_text().strip().strip('"'))
+
+
+def version_numbers(text: str) -> tuple[int, ...]:
+    """ASDF's versions ("3.3.6") as ASDF compares them: by their numbers."""
+    return tuple(int(part) for part in text.split(".") if part.isdigit())
+
+
+def find_asdf_source() -> AsdfSource | None:
+    """Debian's cl-asdf, when installed."""
+    source = AsdfSource(DEBIAN_ASDF / "build" / "asdf.lisp", DEBIAN_ASDF / "version.lisp-expr")
+    return source if source.source.exists() and source.version_file.exists() else None
+
+
 def sbcl_files() -> list[Path]:
-    """What identifies the SBCL build: its core holds the build-id."""
-    return [find_sbcl().core]
+    """What identifies the Lisp toolchain: SBCL's core (it holds the
+    build-id), and the ASDF that ASDF would upgrade itself to, if any
+    (driver.py chooses between them)."""
+    asdf = find_asdf_source()
+    return [find_sbcl().core] + ([asdf.source, asdf.version_file] if asdf else [])
 
 
 def runtime_files() -> list[Path]:

@@ -22,7 +22,7 @@
 ;;;; "cannot-fork: why"; one that fails otherwise "error: why".
 ;;;;
 ;;;; CONFIG: (:id ID :fifo F :registry DIR :owner PID :library L :mode M
-;;;;          :steps STEPS :state (N HASH) :asdf-support A :asdf-cache C
+;;;;          :steps STEPS :state (N HASH) :asdf A :asdf-support S :asdf-cache C
 ;;;;          :long-lived B)   (B: the owner is a watch, which keeps workers)
 ;;;; A worker writes DIR/ID.json, saying who it is and what it holds, and
 ;;;; exits when its owner (the build's main process) is gone.
@@ -338,7 +338,8 @@ how performing the steps failed."
   (flet ((fail (text)
            (write-line-to-fd reply-fd text)
            (exit-now 1)))
-    (setf *asdf-support* (config :asdf-support)
+    (setf *asdf* (config :asdf)
+          *asdf-support* (config :asdf-support)
           *asdf-cache* (config :asdf-cache)
           *request-fd* (open-fd (config :fifo) sb-unix:o_rdwr))
     (sb-ext:disable-debugger)

@@ -39,8 +39,9 @@ from pathlib import Path
 
 from . import link
 from .scratch import process_alive
-from .driver import (FreshSbcl, LispJob, asdf_cache, check_result, job_form, lisp_literal,
+from .driver import (FreshSbcl, LispJob, check_result, job_form, lisp_literal,
                      lisp_plist, lisp_steps, over_time, sbcl_environment, support_fasls,
+                     support_settings,
                      time_limit)
 from .errors import BuildGone
 from .graph import ASDF_STEP
@@ -255,9 +256,8 @@ class WarmWorkers:
         config = {"id": worker_id, "fifo": str(fifo), "registry": str(self.dir),
                   "owner": self.ctx.owner, "library": library or "", "mode": mode,
                   "state": [n, prefixes[n]], "long_lived": self.long_lived}
-        support, asdf_support = support_fasls(self.ctx)
-        config_text = (lisp_plist({**config, "asdf_support": asdf_support,
-                                   "asdf_cache": asdf_cache(self.ctx)})
+        config_text = (lisp_plist({**config,
+                                   **support_settings(self.ctx, support_fasls(self.ctx))})
                        + " :steps " + lisp_steps(steps[from_n:n]))
         if source is not None and source.n >= (image.n if image else 0):
             lines = self._exchange(source, f"(:spawn :config ({config_text}) "
@@ -292,8 +292,8 @@ class WarmWorkers:
         ensure(action, self.ctx)
         runtime = str(self.ctx.root / action.outputs["runtime"])
         if image is None:
-            fasl, _ = support_fasls(self.ctx)
-            command = [runtime, "--core", str(find_sbcl().core), "--script", str(fasl),
+            command = [runtime, "--core", str(find_sbcl().core), "--script",
+                       str(support_fasls(self.ctx).lispbuild),
                        "serve", str(config)]
         else:
             command = [runtime, "--core", str(image.path), "--noinform",

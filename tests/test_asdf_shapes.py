@@ -1,7 +1,8 @@
 """The shapes of ASDF systems real applications use, with Debian's
 libraries unchanged, built and run with real SBCL, ASDF and musl-gcc."""
-import os
 import subprocess
+import sys
+from pathlib import Path
 
 from conftest import built, run_in_empty_root, write_project
 
@@ -63,3 +64,62 @@ def test_systems_defined_in_another_systems_asd_build_everywhere(tmp_path, store
     assert "smoke run `app <a x='2'/>`: exit 0" in release.output, release.output
     verify = built(project, "verify", "dist/app-1.0-x86_64-linux.tar.gz", env=store_env)
     assert "identical: every stage, the executable and the archive" in verify.output
+
+
+VERSION_DODO = """
+import lispbuild
+project = lispbuild.Project()
+project.asdf_system("app")
+project.binary("app", libraries=["app"], entry="app:main")
+DOIT_CONFIG = lispbuild.doit_config(project)
+def task_lispbuild():
+    yield from lispbuild.tasks(project)
+"""
+
+VERSION_FILES = {
+    "app.asd": '(defsystem "app" :depends-on ("uiop" "alexandria") :components ((:file "app")))\n',
+    "app.lisp": "(defpackage #:app (:use #:cl) (:export #:main))\n(in-package #:app)\n"
+                "(defun main () (write-line (asdf:asdf-version)) 0)\n",
+}
+
+
+def test_the_build_uses_debians_newer_asdf_compiled_once_per_machine(tmp_path, store_env):
+    """Debian's cl-asdf is newer than SBCL's ASDF, and ASDF would upgrade
+    itself to it in every process, compiling it in every build directory.
+    lispbuild makes the same choice once: the program has Debian's ASDF,
+    and a second project, with the same per-user tool store, reads no
+    asdf.lisp."""
+    debian = Path("/usr/share/common-lisp/source/cl-asdf")
+    assert (debian / "build/asdf.lisp").exists(), "setup.sh installs cl-asdf"
+    newer = (debian / "version.lisp-expr").read_text().strip().strip('"')
+    env = {**store_env, "XDG_CACHE_HOME": str(tmp_path / "user-cache")}
+    traces = []
+    for name in ("first", "second"):
+        project = write_project(tmp_path / name, VERSION_DODO, VERSION_FILES)
+        trace = tmp_path / f"{name}.trace"
+        proc = subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve,open,openat",
+                               "-o", str(trace),
+                               sys.executable, "-m", "doit", "-n", "2"], cwd=project,
+                              capture_output=True, text=True, env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        run = subprocess.run([project / "build/bin/app"], capture_output=True, text=True)
+        assert (run.returncode, run.stdout) == (0, f"{newer}\n"), run
+        assert not list((project / "build").rglob("asdf-cache/**/asdf.fasl"))
+        traces.append(trace.read_text())
+    read_asdf = [programs_reading(t, "cl-asdf/build/asdf.lisp") for t in traces]
+    assert read_asdf[0] == {"sbcl"} and read_asdf[1] == set(), read_asdf
+
+
+def programs_reading(trace: str, name: str) -> set[str]:
+    """The programs other than Python (which hashes the toolchain) that
+    opened a file whose path ends with `name`, in an strace -f log."""
+    program, readers = {}, set()
+    for line in trace.splitlines():
+        pid, _, call = line.partition(" ")
+        call = call.strip()
+        if call.startswith("execve(") and call.endswith("= 0"):
+            program[pid] = Path(call.split('"')[1]).name
+        elif call.startswith(("open(", "openat(")) and f'{name}"' in call \
+                and not program.get(pid, "python").startswith("python"):
+            readers.add(program[pid])
+    return readers
