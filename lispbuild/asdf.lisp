@@ -48,6 +48,99 @@ files of the systems defined so far (its own last)."
       (progn (asdf:load-asd (merge-pathnames (car (last asd-files))))
              (asdf:find-system system))))
 
+(defun defined-system (name)
+  (or (asdf:registered-system name) (asdf:find-system name)))
+
+(defun file-component (system source)
+  "The component of SYSTEM (a name) whose file is SOURCE, or NIL."
+  (let ((file (probe-file source)))
+    (labels ((walk (c)
+               (if (typep c 'asdf:parent-component)
+                   (some #'walk (asdf:component-children c))
+                   (let ((path (asdf:component-pathname c)))
+                     (and file path (equal (pathname-name path) (pathname-name file))
+                          (equal (probe-file path) file) c)))))
+      (walk (defined-system system)))))
+
+(define-condition replaced-perform (error)
+  ((component :initarg :component)
+   (operation :initarg :operation)
+   (function :initarg :function))
+  (:report (lambda (c stream)
+             (with-slots (component operation function) c
+               (format stream "component ~A of system ~A is a ~(~A~) whose ~(~A~) does ~
+                               not call ~S: a PERFORM method replaces ASDF's, and ~
+                               lispbuild compiles and loads each file itself through ~
+                               that function"
+                       (asdf:component-name component)
+                       (asdf:component-name (asdf:component-system component))
+                       (type-of component) operation function)))))
+
+(defun perform-as-asdf-would (operation component function replacement)
+  "ASDF's PERFORM of OPERATION on COMPONENT, with every method and hook
+the system wraps it in (an :around-compile hook, PERFORM methods of its
+component classes or of the component itself, such as ironclad's binding
+of *INLINE-EXPANSION-LIMIT* around compiling, or rt's feature pushed
+after loading), where ASDF's own call of FUNCTION (UIOP:COMPILE-FILE*,
+UIOP:LOAD*) calls REPLACEMENT with the same arguments instead: lispbuild
+compiles and loads its own files. True if REPLACEMENT was called. ASDF's
+bookkeeping of done actions is left out: lispbuild keeps its own."
+  (let ((called nil))
+    (sb-int:encapsulate function 'lispbuild
+                        (lambda (real &rest arguments)
+                          (declare (ignore real))
+                          (setf called t)
+                          (apply replacement arguments)))
+    (sb-int:encapsulate 'asdf::mark-operation-done 'lispbuild
+                        (lambda (real operation component)
+                          (declare (ignore real operation component))))
+    (unwind-protect (asdf:perform (asdf:make-operation operation) component)
+      (sb-int:unencapsulate function 'lispbuild)
+      (sb-int:unencapsulate 'asdf::mark-operation-done 'lispbuild))
+    called))
+
+(defun perform-file-as-asdf-would (operation component function replacement)
+  (unless (perform-as-asdf-would operation component function replacement)
+    (error 'replaced-perform :component component :operation operation
+                             :function function)))
+
+(defun compile-as-asdf-would (system source compile)
+  "Compile SOURCE, a file of SYSTEM, as ASDF's COMPILE-OP would, where
+COMPILE, a function of &key COMPILE-CHECK that returns the FASL or NIL,
+is ASDF's COMPILE-FILE*: it compiles SOURCE as given (a relative name
+keeps the project's place out of the FASL) to lispbuild's output.
+Returns the FASL, or NIL."
+  (let ((component (file-component system source))
+        (fasl nil))
+    (if (null component)
+        (funcall compile)
+        (catch 'compile-failed
+          (perform-file-as-asdf-would
+           'asdf:compile-op component 'uiop:compile-file*
+           (lambda (input &key compile-check &allow-other-keys)
+             (declare (ignore input))
+             (setf fasl (funcall compile :compile-check compile-check))
+             (if fasl
+                 (values fasl nil nil)
+                 (throw 'compile-failed nil))))
+          fasl))))
+
+(defun load-as-asdf-would (fasl system source)
+  "Load FASL, the compiled SOURCE of SYSTEM, as ASDF's LOAD-OP would."
+  (let ((component (file-component system source)))
+    (if (null component)
+        (load fasl)
+        (perform-file-as-asdf-would 'asdf:load-op component 'uiop:load*
+                                    (lambda (file &rest keys)
+                                      (declare (ignore file))
+                                      (apply #'load fasl keys))))))
+
+(defun loaded-as-asdf-would (system)
+  "What ASDF does when every file of SYSTEM is loaded: its LOAD-OP on the
+system itself, which runs nothing but the methods systems add (rt pushes
+:RT onto *FEATURES*, ironclad PROVIDEs itself)."
+  (perform-as-asdf-would 'asdf:load-op (defined-system system) 'uiop:load* #'load))
+
 (defun register-loaded-systems (systems)
   "The image holds these systems' code: ASDF must not look for them on disk
 (the static executable runs where their sources are not)."

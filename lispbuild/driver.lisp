@@ -3,7 +3,8 @@
 ;;;;
 ;;;; A job is a plist:
 ;;;;   (:compile :steps STEPS :source S :output O :undefined U :external-format E
-;;;;    :features (X...) :policy ((Q . N)...) :fail-on-warning B :diagnostics D)
+;;;;    :features (X...) :policy ((Q . N)...) :fail-on-warning B [:asdf-system NAME]
+;;;;    :diagnostics D)
 ;;;;   (:check-undefined :steps STEPS :references (U...) :output O
 ;;;;    :fail-on-warning B :diagnostics D)
 ;;;;   (:grovel :steps STEPS :source S :output O :cc CC :features (X...) :diagnostics D)
@@ -12,6 +13,9 @@
 ;;;;   (:asdf-graph :systems (S...) :registry (DIR...) :output O :diagnostics D)
 ;;;; STEPS are what the image must hold before the job, in order:
 ;;;;   (:require "MODULE")   (:asdf "system" "file.asd")   (:load "file.fasl")
+;;;;   (:load "file.fasl" "system" "file.lisp")   a file of an ASDF system,
+;;;;                                   loaded as ASDF's LOAD-OP would
+;;;;   (:loaded "system")              ASDF's LOAD-OP of the system itself
 ;;;;
 ;;;; A fresh SBCL runs `sbcl --script lispbuild.fasl run REQUEST`, REQUEST
 ;;;; being a file that holds (JOB :asdf FASL :asdf-support FASL :asdf-cache DIR
@@ -136,7 +140,7 @@ the .asd files defined so far."
 
 (defun perform-step (step)
   "Perform one step; a failure is noted against its file, and is NIL."
-  (destructuring-bind (kind name &optional asd) step
+  (destructuring-bind (kind name &optional asd-or-system source) step
     (handler-case
         (progn
           (ecase kind
@@ -144,11 +148,14 @@ the .asd files defined so far."
             (:require (if (string-equal name "asdf")
                           (ensure-asdf)
                           (require (string-upcase name))))
-            (:asdf (define-system name asd))
-            (:load (load name)))
+            (:asdf (define-system name asd-or-system))
+            (:load (if asd-or-system
+                       (call-asdf-support "LOAD-AS-ASDF-WOULD" name asd-or-system source)
+                       (load name)))
+            (:loaded (call-asdf-support "LOADED-AS-ASDF-WOULD" name)))
           t)
       (error (condition)
-        (note (if (eq kind :asdf) asd name) nil
+        (note (case kind (:asdf asd-or-system) (:loaded (format nil "system ~A" name)) (t name)) nil
               (if (eq kind :load) "ERROR while loading" "ERROR")
               condition)
         nil))))
@@ -193,10 +200,22 @@ it writes no such line, and the FASL is the same whoever compiles it."
   "Full WARNINGs seen. Counted here because inside WITH-COMPILATION-UNIT,
 COMPILE-FILE's own FAILURE-P misses the warnings deferred to the unit's end.")
 
-(defun compile-reporting (source output undefined external-format)
+(defun compile-checked (source output external-format &key compile-check
+                        &allow-other-keys)
+  "COMPILE-FILE, then COMPILE-CHECK as UIOP:COMPILE-FILE* calls it (an
+:around-compile hook may pass one): NIL if it refuses the FASL."
+  (let ((fasl (compile-file source :output-file (merge-pathnames output)
+                                   :external-format external-format
+                                   :verbose nil :print nil)))
+    (and fasl
+         (or (null compile-check) (funcall compile-check source :output-file fasl))
+         fasl)))
+
+(defun compile-reporting (source output undefined external-format system)
   "COMPILE-FILE SOURCE to OUTPUT, noting every problem with its line, but
-for references to what is undefined, written to UNDEFINED (see below).
-Returns the FASL's pathname, or NIL."
+for references to what is undefined, written to UNDEFINED (see below);
+as ASDF's COMPILE-OP when SOURCE is a file of the ASDF SYSTEM (inside its
+hooks and methods). Returns the FASL's pathname, or NIL."
   (handler-case
       (handler-bind
           ((sb-c:compiler-error
@@ -218,12 +237,14 @@ Returns the FASL's pathname, or NIL."
         ;; COMPILE-FILE reads it; the relative name keeps the project's
         ;; location out of the FASL.
         (let ((*package* (find-package "CL-USER")))
-          (with-compilation-unit (:source-namestring source)
-            (multiple-value-prog1
-                (compile-file source :output-file (merge-pathnames output)
-                                     :external-format external-format
-                                     :verbose nil :print nil)
-              (write-deferred source undefined)))))
+          (flet ((compile-it (&rest flags)
+                   (with-compilation-unit (:source-namestring source)
+                     (multiple-value-prog1
+                         (apply #'compile-checked source output external-format flags)
+                       (write-deferred source undefined)))))
+            (if system
+                (call-asdf-support "COMPILE-AS-ASDF-WOULD" system source #'compile-it)
+                (compile-it)))))
     ;; An error the compiler does not handle, e.g. in EVAL-WHEN or IN-PACKAGE.
     ((and error (not sb-c:compiler-error)) (c)
       (incf *errors*)
@@ -231,14 +252,15 @@ Returns the FASL's pathname, or NIL."
       nil)))
 
 (defun compile-job (&key source output undefined external-format features policy
-                      fail-on-warning &allow-other-keys)
+                      fail-on-warning asdf-system &allow-other-keys)
   (push-features features)
   (proclaim-policy policy)
   (fixed-write-date source)
   (forget-runtime-path)
   (clear-pathname-table)
   (let ((fasl (compile-reporting source output undefined
-                                 (intern (string-upcase external-format) :keyword))))
+                                 (intern (string-upcase external-format) :keyword)
+                                 asdf-system)))
     (cond ((or (null fasl) (plusp *errors*))
            (unless *diagnostics*
              (note source nil "ERROR" "compilation failed"))

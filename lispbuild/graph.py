@@ -105,10 +105,27 @@ def prologue_steps(library: Library) -> tuple:
               if library.asdf_system else ()))
 
 
+def load_steps(library: Library) -> dict[str, tuple]:
+    """The step that loads each of a library's files, by path. A file of an
+    ASDF system names the system and the source, so that the image loads it
+    as ASDF's LOAD-OP would, inside the methods the system adds."""
+    if not library.asdf_system:
+        return {s.path: ("load", _fasl_path(library, s.path)) for s in library.sources}
+    directory = str(library.directory)
+    return {s.path: ("load", _fasl_path(library, s.path)) if s.grovel else
+            ("load", _fasl_path(library, s.path), library.asdf_system,
+             posixpath.normpath(posixpath.join(directory, s.path)))
+            for s in library.sources}
+
+
+def loaded_steps(library: Library) -> tuple:
+    """What follows a library's last file: ASDF's LOAD-OP of its system."""
+    return (("loaded", library.asdf_system),) if library.asdf_system else ()
+
+
 def library_steps(library: Library) -> tuple:
-    """What loading a library is: its prologue, then its FASLs."""
-    return (*prologue_steps(library),
-            *(("load", _fasl_path(library, s.path)) for s in library.sources))
+    """What loading a library is: its prologue, its FASLs, its epilogue."""
+    return (*prologue_steps(library), *load_steps(library).values(), *loaded_steps(library))
 
 
 class _Orders:
@@ -174,8 +191,8 @@ class _Orders:
     def complete(self, name: str) -> LoadState:
         if name not in self._complete:
             library = self.libraries[name]
-            self._complete[name] = self.base(name).extend(
-                ("load", _fasl_path(library, s.path)) for s in library.sources)
+            self._complete[name] = self.base(name).extend(self.steps(name)[
+                len(prologue_steps(library)):])
         return self._complete[name]
 
 
@@ -184,6 +201,7 @@ def _library_fasls(library: Library, base: LoadState, after_deps: tuple) -> list
     (a list, an ASDF system) extends the state of the one before it."""
     nodes, needed_by, loaded = [], {}, base
     paths = tuple(s.path for s in library.sources)
+    loads = load_steps(library)
     for i, source in enumerate(library.sources):
         if source.needs == paths[:i] or (len(source.needs) == i
                                          and set(source.needs) == set(paths[:i])):
@@ -194,9 +212,9 @@ def _library_fasls(library: Library, base: LoadState, after_deps: tuple) -> list
                 needed |= needed_by[need] | {need}
             implied = set().union(*(needed_by[n] for n in source.needs))
             direct = [n for n in source.needs if n not in implied]
-            state = base.extend(("load", _fasl_path(library, p)) for p in paths if p in needed)
+            state = base.extend(loads[p] for p in paths if p in needed)
         needed_by[source.path] = needed
-        loaded = loaded.extend([("load", _fasl_path(library, source.path))])
+        loaded = loaded.extend([loads[source.path]])
         name = f"{library.name}/{source.path}"
         written = posixpath.normpath(posixpath.join(str(library.directory), source.path))
         fasl = _fasl_path(library, source.path)

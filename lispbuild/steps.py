@@ -5,6 +5,9 @@ A step is one of
     ("require", MODULE)        an SBCL contrib (or ASDF and UIOP)
     ("asdf", SYSTEM, ASD)      an ASDF system's definition, from its .asd
     ("load", FASL)             a compiled file
+    ("load", FASL, SYSTEM, SOURCE)   a compiled file of an ASDF system,
+                               loaded as ASDF's LOAD-OP would
+    ("loaded", SYSTEM)         ASDF's LOAD-OP of a system whose files are loaded
 
 A state is a chain: the steps of its parent, then its own. The states of a
 library's files share the chain of the library's dependencies, and a

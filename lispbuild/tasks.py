@@ -80,7 +80,8 @@ def compile_fasl(action: Action, ctx: Context, outputs: dict):
                    "undefined": outputs["undefined"],
                    "external_format": p["external_format"], "features": p["features"],
                    "policy": [tuple(q) for q in p["policy"]],
-                   "fail_on_warning": p["fail_on_warning"]},
+                   "fail_on_warning": p["fail_on_warning"],
+                   **({"asdf_system": p["asdf_system"]} if "asdf_system" in p else {})},
         library=p["library"], base=action.means["base"],
         hints={"project": action.means["project"],
                "built_before": (ctx.root / action.outputs["fasl"]).exists()})), action)
@@ -270,7 +271,9 @@ def fasl_action(node: FaslNode) -> Action:
         params={"source": node.source, "library": library.name,
                 "external_format": node.external_format, "features": list(library.features),
                 "policy": [list(q) for q in library.policy],
-                "fail_on_warning": library.fail_on_warning},
+                "fail_on_warning": library.fail_on_warning,
+                # Its :around-compile hook is ASDF's to find.
+                **({"asdf_system": library.asdf_system} if library.asdf_system else {})},
         outputs={"fasl": node.fasl, "undefined": node.undefined}, toolchain=(sbcl_files,),
         state=node.state, means={"base": node.base, "project": _in_project(library)})
 

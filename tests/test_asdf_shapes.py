@@ -1,5 +1,7 @@
 """The shapes of ASDF systems real applications use, with Debian's
 libraries unchanged, built and run with real SBCL, ASDF and musl-gcc."""
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -123,3 +125,128 @@ def programs_reading(trace: str, name: str) -> set[str]:
                 and not program.get(pid, "python").startswith("python"):
             readers.add(program[pid])
     return readers
+
+
+SHAPES_FILES = {
+    # A system that :defsystem-depends-on this one gets its component classes.
+    "ext/lsp-ext.asd": '(defsystem "lsp-ext" :components ((:file "lsp-ext")))\n',
+    "ext/lsp-ext.lisp": """(in-package :asdf)
+(defclass lsp-file (cl-source-file) ((type :initform "lsp")))
+(export 'lsp-file :asdf)
+;; Compiled inside a binding, as ironclad's files are.
+(defclass double-file (cl-source-file) ())
+(export 'double-file :asdf)
+(defmethod perform :around ((o compile-op) (c double-file))
+  (let ((*read-default-float-format* 'double-float))
+    (call-next-method)))
+""",
+    "app.asd": """(defsystem "app" :defsystem-depends-on ("lsp-ext")
+  :serial t
+  :around-compile (lambda (compile)
+                    (let ((*features* (cons :app-hooked *features*)))
+                      (funcall compile)))
+  :components ((:file "package")
+               (:module "code" :pathname "src"
+                :components ((:file "text" :encoding :utf-8)
+                             (:lsp-file "extra")
+                             (:double-file "floats")
+                             (:file "never" :if-feature :no-such-feature)
+                             (:file "sbcl-only" :if-feature :sbcl)))
+               (:static-file "data/notes.txt")
+               (:file "main"
+                :perform (load-op :after (o c) (pushnew :app-main-loaded *features*))))
+  :perform (load-op :after (o c) (pushnew :app-loaded *features*))
+  :perform (test-op (o c) (error "not part of a build")))
+""",
+    "package.lisp": "(defpackage #:app (:use #:cl) (:export #:main))\n",
+    "src/text.lisp": '(in-package #:app)\n(defparameter *text* "caf\u00e9")\n',
+    "src/extra.lsp": "(in-package #:app)\n(defparameter *extra* :lsp)\n",
+    "src/floats.lisp": "(in-package #:app)\n(defparameter *float* 1.5)\n"
+                       "(defparameter *hooked* #+app-hooked :hooked #-app-hooked :not-hooked)\n",
+    "src/never.lisp": '(in-package #:app)\n(error "never compiled")\n',
+    "src/sbcl-only.lisp": "(in-package #:app)\n(defparameter *sbcl* t)\n",
+    "data/notes.txt": "notes\n",
+    "main.lisp": """(in-package #:app)
+(defun main ()
+  (format t "~A ~A ~A ~A ~A ~A ~A ~A~%" *text* (length *text*) *extra* *sbcl*
+          (type-of *float*) *hooked* (find :app-main-loaded *features*)
+          (find :app-loaded *features*))
+  0)
+""",
+}
+
+ASDF_ALONE = """(require "ASDF")
+(asdf:initialize-source-registry
+ '(:source-registry (:tree "{project}/") (:tree "/usr/share/common-lisp/source/")
+   :ignore-inherited-configuration))
+(asdf:initialize-output-translations
+ '(:output-translations (t ("{cache}/" :**/ :*.*.*)) :ignore-inherited-configuration))
+(asdf:load-system "{system}")
+(funcall (find-symbol "MAIN" "APP"))
+"""
+
+
+def asdf_alone(project: Path, system: str, tmp_path: Path) -> str:
+    """What SBCL prints when ASDF itself loads `system` and APP:MAIN runs."""
+    script = tmp_path / f"asdf-alone-{system}.lisp"
+    script.write_text(ASDF_ALONE.format(project=project, cache=tmp_path / "asdf-alone-cache",
+                                        system=system))
+    run = subprocess.run(["sbcl", "--script", str(script)], capture_output=True, text=True,
+                         timeout=900, env={**os.environ, "HOME": str(tmp_path)})
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return run.stdout.splitlines()[-1] + "\n"
+
+
+def test_asdf_extension_points_are_honoured_as_asdf_honours_them(tmp_path, store_env):
+    """Component classes from :defsystem-depends-on (another file type, a
+    PERFORM :around compile-op), an :around-compile hook, :perform methods
+    on load-op of a component and of the system, :if-feature, :encoding,
+    :pathname and :static-file: the static executable says what ASDF's
+    own LOAD-SYSTEM gives, in workers and in fresh SBCLs."""
+    expected = "café 4 LSP T DOUBLE-FLOAT HOOKED APP-MAIN-LOADED APP-LOADED\n"
+    project = write_project(tmp_path / "shapes", VERSION_DODO, SHAPES_FILES)
+    assert asdf_alone(project, "app", tmp_path) == expected
+    built(project, "-n", "2", env=store_env)
+    run = run_in_empty_root(project / "build/bin/app", tmp_path)
+    assert (run.returncode, run.stdout) == (0, expected), run
+    fresh = project.parent / "shapes-fresh"
+    shutil.copytree(project, fresh, ignore=shutil.ignore_patterns("build"))
+    built(fresh, env={**store_env, "LISPBUILD_FRESH": "1", "LISPBUILD_STORE": str(tmp_path / "s")})
+    assert subprocess.run([fresh / "build/bin/app"], capture_output=True,
+                          text=True).stdout == expected
+
+
+QMYND_DODO = """
+import lispbuild
+project = lispbuild.Project()
+project.asdf_system("app")
+project.binary("app", libraries=["app"], entry="app:main", foreign_libraries={
+    "libssl": ["/usr/lib/x86_64-linux-gnu/libssl.a"],
+    "libcrypto": ["/usr/lib/x86_64-linux-gnu/libcrypto.a"]})
+DOIT_CONFIG = lispbuild.doit_config(project)
+def task_lispbuild():
+    yield from lispbuild.tasks(project)
+"""
+
+QMYND_FILES = {
+    "app.asd": '(defsystem "app" :depends-on ("qmynd") :components ((:file "app")))\n',
+    "app.lisp": """(defpackage #:app (:use #:cl) (:export #:main))
+(in-package #:app)
+(defun main ()
+  ;; Defined by the final forms that asdf-finalizers' :around-compile hook
+  ;; lets qmynd's files expand.
+  (let ((f (find-symbol "VECTOR-OF-QMYND-IMPL::COLUMN-DEFINITION-V41-PACKET-P" "LIST-OF")))
+    (format t "~A ~A~%" (and f (fboundp f) t) (and f (fboundp f) (funcall f (vector)))))
+  0)
+""",
+}
+
+
+def test_debians_qmynd_compiles_inside_its_around_compile_hook(tmp_path, store_env):
+    """qmynd's files compile inside asdf-finalizers' hook, so the type
+    predicates its (FINAL-FORMS) define are in the image, as in ASDF's."""
+    project = write_project(tmp_path / "qmynd-app", QMYND_DODO, QMYND_FILES)
+    result = built(project, "-n", "2", env=store_env)
+    assert "expanded outside of" not in result.output, result.output[-3000:]
+    run = run_in_empty_root(project / "build/bin/app", tmp_path)
+    assert (run.returncode, run.stdout) == (0, "T T\n"), run
