@@ -44,9 +44,14 @@ files of the systems defined so far (its own last)."
   ;; A system defined in an .asd named after another (cxml-xml in
   ;; cxml.asd) is found by loading that file, which ASDF's search by
   ;; name cannot do.
-  (or (asdf:find-system system nil)
-      (progn (asdf:load-asd (merge-pathnames (car (last asd-files))))
-             (asdf:find-system system))))
+  (let ((found (or (asdf:find-system system nil)
+                   (progn (asdf:load-asd (merge-pathnames (car (last asd-files))))
+                          (asdf:find-system system)))))
+    ;; Defined once for the job: ASDF is not to load its definition again
+    ;; (it would, in the middle of a file's LOAD-OP, for a system whose
+    ;; .asd its search does not find by name).
+    (asdf:register-immutable-system system)
+    found))
 
 (defun defined-system (name)
   (or (asdf:registered-system name) (asdf:find-system name)))
@@ -85,16 +90,21 @@ after loading), where ASDF's own call of FUNCTION (UIOP:COMPILE-FILE*,
 UIOP:LOAD*) calls REPLACEMENT with the same arguments instead: lispbuild
 compiles and loads its own files. True if REPLACEMENT was called. ASDF's
 bookkeeping of done actions is left out: lispbuild keeps its own."
-  (let ((called nil))
+  (let* ((operation (asdf:make-operation operation))
+         (input (first (asdf:input-files operation component)))
+         (called nil))
+    ;; Only the call for this component's file: ASDF may load an .asd too.
     (sb-int:encapsulate function 'lispbuild
-                        (lambda (real &rest arguments)
-                          (declare (ignore real))
-                          (setf called t)
-                          (apply replacement arguments)))
+                        (lambda (real file &rest arguments)
+                          (cond ((and input (equal (pathname file) input))
+                                 (setf called t)
+                                 (apply replacement file arguments))
+                                (t (apply real file arguments)))))
     (sb-int:encapsulate 'asdf::mark-operation-done 'lispbuild
-                        (lambda (real operation component)
-                          (declare (ignore real operation component))))
-    (unwind-protect (asdf:perform (asdf:make-operation operation) component)
+                        (lambda (real o c)
+                          (unless (and (eq o operation) (eq c component))
+                            (funcall real o c))))
+    (unwind-protect (asdf:perform operation component)
       (sb-int:unencapsulate function 'lispbuild)
       (sb-int:unencapsulate 'asdf::mark-operation-done 'lispbuild))
     called))

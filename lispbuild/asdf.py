@@ -17,7 +17,7 @@ from .errors import DeclarationError, LispFailure, MissingToolchain
 from .rebuild import Context, package_digest
 from .scratch import scratch_dir, tmp_prefix
 from .steps import EMPTY
-from .toolchain import sbcl_files
+from .toolchain import find_sbcl, sbcl_files
 
 DEBIAN_SOURCES = "/usr/share/common-lisp/source/"
 
@@ -27,17 +27,24 @@ def library_name(system: str) -> str:
     return system.replace("/", "--")
 
 
-def _query(ctx: Context, systems: list[str], registry: list[str]) -> str:
+def _query(ctx: Context, systems: list[str], registry: list[str]) -> tuple[str, list[str]]:
+    """ASDF's answer, and the files the SBCL that gave it read (the .asd
+    files it loaded, and what they read: another .asd, a version file)."""
     with scratch_dir(ctx.build, "asdf-") as tmp:
-        output = Path(tmp) / "graph.tsv"
+        output, reads = Path(tmp) / "graph.tsv", Path(tmp) / "reads.txt"
         try:
             FreshSbcl(ctx).run(LispJob(
                 task=f"asking ASDF for {', '.join(systems)}", command="asdf-graph",
                 state=EMPTY, product=output,
-                arguments={"systems": systems, "registry": registry, "output": output}))
+                arguments={"systems": systems, "registry": registry, "output": output,
+                           "reads": reads}))
         except (LispFailure, MissingToolchain) as error:
             raise DeclarationError(str(error)) from None
-        return output.read_text(encoding="utf-8")
+        own = (str(ctx.build) + os.sep, str(find_sbcl().core.parent) + os.sep,
+               str(Path(__file__).parent) + os.sep)
+        read = [path for path in reads.read_text(encoding="utf-8").splitlines()
+                if not path.startswith(own) and os.path.isfile(path)]
+        return output.read_text(encoding="utf-8"), read
 
 
 def _unchanged(asd: dict, digests: DigestCache) -> bool:
@@ -95,7 +102,9 @@ def _remember_trees(memo_path: Path, memo: dict, key: str, directories: dict):
     os.replace(tmp, memo_path)
 
 
-def _graph_lines(ctx: Context, systems: list[str], registry: list[str]) -> list[list[str]]:
+def _graph_lines(ctx: Context, systems: list[str],
+                 registry: list[str]) -> tuple[list[list[str]], list[str]]:
+    """ASDF's answer, and the files it was read from (the record's `asd`)."""
     digests, store = ctx.digests, ctx.store
     # Kept with the project's root as ROOT/, so that another checkout (or a
     # machine sharing a remote store) finds it.
@@ -113,18 +122,22 @@ def _graph_lines(ctx: Context, systems: list[str], registry: list[str]) -> list[
         if _unchanged(local["asd"], digests) and _same_asd_files(ctx, key, local, registry):
             if remote is not None:  # uploads, when the project does
                 remote.push_derived("asdf-graph", key, cached, store)
-            return local["lines"]
+            return local["lines"], list(local["asd"])
     # The trees as they are before ASDF looks (a file added meanwhile is
     # seen by the next build, and ASDF asked again), less what ASDF skips.
     files, directories = _asd_files(registry, set())
-    lines = [line.split("\t") for line in _query(ctx, systems, registry).splitlines()]
+    answer, read = _query(ctx, systems, registry)
+    lines = [line.split("\t") for line in answer.splitlines()]
     if any(line[0] == "error" for line in lines):
-        return lines  # asked again next time: the fix may be a new .asd anywhere
+        return lines, []  # asked again next time: the fix may be a new .asd anywhere
     excluded = next((set(line[1:]) for line in lines if line[0] == "exclude"), set())
     files = [f for f in files if not _excluded(os.path.dirname(f), registry, excluded)]
     directories = {d: m for d, m in directories.items()
                    if not _excluded(d, registry, excluded)}
-    asd = {fields[2]: digests.digest(Path(fields[2])) for fields in lines if fields[0] == "asd"}
+    # Each system's .asd, and whatever else ASDF read to answer: the answer
+    # holds while they hold.
+    asd = {path: digests.digest(Path(path))
+           for path in [fields[2] for fields in lines if fields[0] == "asd"] + read}
     record = {"asd": {_portable(p, root): d for p, d in asd.items()},
               "asd_files": [_portable(p, root) for p in files],
               "lines": [line[:2] + [_portable(line[2], root)] + line[3:]
@@ -133,7 +146,7 @@ def _graph_lines(ctx: Context, systems: list[str], registry: list[str]) -> list[
     store.put_derived("asdf-graph", key, record)
     if ctx.remote is not None:
         ctx.remote.push_derived("asdf-graph", key, record, store)
-    return lines
+    return lines, list(asd)
 
 
 def _portable(path: str, root: str) -> str:
@@ -173,7 +186,9 @@ def asdf_libraries(project: Project, ctx: Context) -> dict[str, Library]:
         return {}
     registry = [str(project.root / r) + "/" for r in project.asdf_registry] + [DEBIAN_SOURCES]
     systems_asked = sorted(project.asdf_systems_by_name)
-    lines = _graph_lines(ctx, systems_asked, registry)
+    lines, read = _graph_lines(ctx, systems_asked, registry)
+    root = f"{project.root}/"
+    planned_from = tuple(sorted(p[len(root):] for p in read if p.startswith(root)))
     systems: dict[str, dict] = {}
     for kind, name, *rest in lines:
         lib = library_name(name)
@@ -204,5 +219,5 @@ def asdf_libraries(project: Project, ctx: Context) -> dict[str, Library]:
                           fail_on_warning=fail_on_warning.get(name, True),
                           asdf_system=s.get("system"), asd=s.get("asd"),
                           version=s.get("version"),
-                          unavailable=s.get("unavailable", ""))
+                          unavailable=s.get("unavailable", ""), planned_from=planned_from)
             for name, s in systems.items()}

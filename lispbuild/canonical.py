@@ -348,6 +348,8 @@ class CanonicalSbcl:
             for name, value in outputs.items():
                 if (here / arguments[name]).exists():
                     shutil.move(here / arguments[name], value)
+            if "reads" in outputs and outputs["reads"].exists():
+                _files_read_in_project(outputs["reads"], visible, self.ctx.root)
             return finished_job(job, returncode, here / "out/diagnostics.txt",
                                 here / "out/output.txt", self.ctx.build)
 
@@ -378,3 +380,20 @@ class CanonicalSbcl:
         for directory, _, names in os.walk(here):
             for name in names:
                 os.utime(os.path.join(directory, name), (0, 0))
+
+
+def _files_read_in_project(listing: Path, visible: Path, root: Path):
+    """The files a dump read, as the project's: what it read of the copies
+    at `visible` is the project's file of the same name; lispbuild's own
+    files there, its request and ASDF's cache are not the project's."""
+    inside = f"{visible}/"
+    own = ("lispbuild/", "out/", "asdf-cache/")
+    lines = []
+    for path in listing.read_text(encoding="utf-8").splitlines():
+        if path.startswith(inside):
+            rest = path[len(inside):]
+            if rest.startswith(own):
+                continue
+            path = str(root / rest)
+        lines.append(path + "\n")
+    listing.write_text("".join(lines), encoding="utf-8")

@@ -58,6 +58,7 @@ class Library:
     asd: str | None = None           # that system's .asd file
     version: str | None = None       # that system's :version
     unavailable: str = ""            # why ASDF could not give it: what needs it fails
+    planned_from: tuple[str, ...] = ()  # the project's files ASDF read to plan it
 
 
 @dataclass(frozen=True)

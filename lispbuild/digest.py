@@ -148,18 +148,20 @@ class DigestCache:
                     (task, build, previous, read))
         self._write("insert or replace into last values ('build', ?)", (build,))
 
-    def finish_run(self, task: str):
-        self._write("update ran set ok=1 where name=?", (task,))
+    def finish_run(self, task: str, restored: bool):
+        # ok: 0 while it runs (and if it did not finish), 1 built, 2 restored.
+        self._write("update ran set ok=? where name=?", (2 if restored else 1, task))
 
-    def last_run(self, task: str) -> tuple[bool, str | None, str, bool] | None:
+    def last_run(self, task: str) -> tuple[bool, str | None, str, int] | None:
         """Whether the task ran in the last build that ran any, what it read
-        the time before and this time (JSON), and whether it ran to the end."""
+        the time before and this time (JSON), and how it ended: 0 it did
+        not, 1 built, 2 restored from a store."""
         row = self._db().execute("select build, previous, current, ok from ran where name=?",
                                  (task,)).fetchone()
         if row is None:
             return None
         last = self._db().execute("select value from last where what='build'").fetchone()
-        return (last is not None and row[0] == last[0]), row[1], row[2], bool(row[3])
+        return (last is not None and row[0] == last[0]), row[1], row[2], row[3]
 
     def record_task(self, task: str, key: str, outputs: str):
         if self._keys is not None:

@@ -4,13 +4,14 @@
 ;;;; A job is a plist:
 ;;;;   (:compile :steps STEPS :source S :output O :undefined U :external-format E
 ;;;;    :features (X...) :policy ((Q . N)...) :fail-on-warning B [:asdf-system NAME]
-;;;;    :diagnostics D)
+;;;;    :reads R :diagnostics D)
 ;;;;   (:check-undefined :steps STEPS :references (U...) :output O
 ;;;;    :fail-on-warning B :diagnostics D)
 ;;;;   (:grovel :steps STEPS :source S :output O :cc CC :features (X...) :diagnostics D)
 ;;;;   (:dump :steps STEPS :features (X...) :entry "pkg:fn" :entry-arguments A :core C :linkage L
-;;;;    :shared-objects SO :compression B :test B :diagnostics D)
-;;;;   (:asdf-graph :systems (S...) :registry (DIR...) :output O :diagnostics D)
+;;;;    :shared-objects SO :reads R :compression B :test B :diagnostics D)
+;;;; R: where the files the process opened for reading are written, one a line.
+;;;;   (:asdf-graph :systems (S...) :registry (DIR...) :output O :reads R :diagnostics D)
 ;;;; STEPS are what the image must hold before the job, in order:
 ;;;;   (:require "MODULE")   (:asdf "system" "file.asd")   (:load "file.fasl")
 ;;;;   (:load "file.fasl" "system" "file.lisp")   a file of an ASDF system,
@@ -108,6 +109,37 @@ FILE: SBCL's top-level form positions point just past the previous form."
                (apply #'format nil (simple-condition-format-control reader-error)
                       (simple-condition-format-arguments reader-error)))
               (t (princ-to-string reader-error))))))
+
+;;; Files read: every file this process opens for reading from its start
+;;; (its steps too: loading a FASL may read a data file), written with a
+;;; compile's or a dump's outputs, so that what it read beyond what it
+;;; declared is known and part of its record (observed.py).
+
+(defvar *files-read* (make-hash-table :test 'equal))
+
+(defun note-file-read (open file &rest keys &key (direction :input) &allow-other-keys)
+  (let ((stream (apply open file keys)))
+    (when (and (streamp stream) (member direction '(:input :io)))
+      (let ((name (ignore-errors (namestring (truename stream)))))
+        (when name
+          (setf (gethash name *files-read*) t))))
+    stream))
+
+(defun record-files-read ()
+  (unless (sb-int:encapsulated-p 'open 'files-read)
+    (sb-int:encapsulate 'open 'files-read #'note-file-read)))
+
+(defun stop-recording-files-read ()
+  "Before a dump: the program opens files as it likes."
+  (sb-int:unencapsulate 'open 'files-read)
+  (clrhash *files-read*))
+
+(defun write-files-read (path)
+  (with-open-file (out path :direction :output :if-exists :supersede
+                            :external-format :utf-8)
+    (dolist (name (sort (loop for name being the hash-keys of *files-read* collect name)
+                        #'string<))
+      (write-line name out))))
 
 ;;; Steps: what an image holds before a job.
 
@@ -252,7 +284,7 @@ hooks and methods). Returns the FASL's pathname, or NIL."
       nil)))
 
 (defun compile-job (&key source output undefined external-format features policy
-                      fail-on-warning asdf-system &allow-other-keys)
+                      fail-on-warning asdf-system reads &allow-other-keys)
   (push-features features)
   (proclaim-policy policy)
   (fixed-write-date source)
@@ -261,6 +293,7 @@ hooks and methods). Returns the FASL's pathname, or NIL."
   (let ((fasl (compile-reporting source output undefined
                                  (intern (string-upcase external-format) :keyword)
                                  asdf-system)))
+    (write-files-read reads)
     (cond ((or (null fasl) (plusp *errors*))
            (unless *diagnostics*
              (note source nil "ERROR" "compilation failed"))
@@ -547,6 +580,7 @@ but the values in the file would be this build's timing."
 which the program needs: lispbuild's own paths and diagnostics, ASDF's
 configuration (UIOP's image-dump hook clears it, as UIOP:DUMP-IMAGE does;
 the program computes it again if it uses ASDF), and its GC counters."
+  (stop-recording-files-read)
   (setf *asdf* nil
         *asdf-support* nil
         *asdf-cache* nil
@@ -566,7 +600,7 @@ the program computes it again if it uses ASDF), and its GC counters."
   "Called just before SAVE-LISP-AND-DIE: a worker's faster dump (worker.lisp).")
 
 (defun dump-job (&key steps features entry entry-arguments core linkage shared-objects
-                   compression test diagnostics &allow-other-keys)
+                   reads compression test diagnostics &allow-other-keys)
   (push-features features)
   (multiple-value-bind (function convention) (find-entry entry test entry-arguments)
     (unless function
@@ -578,6 +612,7 @@ the program computes it again if it uses ASDF), and its GC counters."
     (write-linkage linkage)
     (write-shared-objects shared-objects)
     (write-diagnostics diagnostics)
+    (write-files-read reads)
     (forget-build-state)
     (sb-ext:disable-debugger)
     (when *before-save* (funcall *before-save*))
@@ -595,7 +630,8 @@ the program computes it again if it uses ASDF), and its GC counters."
     (:grovel (apply #'grovel-job (rest job)))
     (:asdf-graph
      (ensure-asdf)
-     (apply #'call-asdf-support "ASDF-GRAPH" (rest job)))))
+     (prog1 (apply #'call-asdf-support "ASDF-GRAPH" (rest job))
+       (write-files-read (getf (rest job) :reads))))))
 
 (defun read-request (file)
   (with-open-file (in file :external-format :utf-8)
@@ -694,6 +730,7 @@ on timing or on the operating system's randomness."
     (when canonical
       (run-finalizers-in-main-thread)
       (fix-os-random-seed build-seed))
+    (record-files-read)
     (setf *asdf* asdf
           *asdf-support* asdf-support
           *asdf-cache* asdf-cache)

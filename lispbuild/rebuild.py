@@ -24,6 +24,7 @@ from typing import Callable
 
 from doit.exceptions import TaskFailed
 
+from . import observed
 from .digest import DigestCache
 from .errors import CorruptObject, InputUnreadable, LispbuildError, MissingSource
 from .scratch import scratch_dir
@@ -259,8 +260,10 @@ def _outputs_current(action: Action, ctx: Context) -> bool:
     if recorded is not None and recorded[0] == key:
         outputs = json.loads(recorded[1])
     local = valid_outputs(outputs, action.outputs)
+    if local and not observed.still_read_alike(outputs, ctx, _in_store(ctx.store)):
+        local, outputs = False, None
     if not local:
-        outputs = ctx.store.get_action(key, action.outputs)
+        outputs = _stored_outputs(action, key, ctx, ctx.store)
     if outputs is None:
         return False
     for role, recorded in outputs.items():
@@ -310,9 +313,12 @@ def _restore_or_build(action: Action, ctx: Context, store: Store | None = None):
     if store is ctx.store:  # a task of the build: `doit why` can say why it ran
         ctx.digests.record_run(action.task, ctx.build_id,
                                json.dumps(what_it_read(action, ctx, description), sort_keys=True))
-    outputs, whence = store.get_action(key, action.outputs), "the store"
+    outputs, whence = _stored_outputs(action, key, ctx, store), "the store"
     if outputs is None and remote is not None:
         outputs, whence = remote.fetch(key, action.outputs, store), "the remote store"
+        if outputs is not None and not observed.still_read_alike(outputs, ctx,
+                                                                 _in_store(store)):
+            outputs = None  # built from files that have changed since
     if outputs is not None:
         try:
             _restore(action, ctx, store, outputs)
@@ -330,7 +336,7 @@ def _restore_or_build(action: Action, ctx: Context, store: Store | None = None):
             ctx.digests.remember(dest, recorded["sha256"])
     ctx.digests.record_task(action.task, key, json.dumps(outputs, sort_keys=True))
     if store is ctx.store:
-        ctx.digests.finish_run(action.task)
+        ctx.digests.finish_run(action.task, restored=whence != "built")
     # What this machine has (and _build recorded: no input changed meanwhile)
     # goes to the remote store, when the project uploads.
     if remote is not None and whence != "the remote store" \
@@ -372,4 +378,26 @@ def _build(action: Action, ctx: Context, key: str, store: Store) -> dict:
         # key: keep it out of the store.
         if action_key(action, ctx) == key:
             store.put_action(key, outputs)
+            variant = observed.variant_recorded(key, outputs, _in_store(store))
+            if variant is not None:
+                store.put_action(variant, outputs)
         return outputs
+
+
+def _in_store(store: Store):
+    """The text of a stored object (an action's `reads` output)."""
+    return lambda sha256: store.object_path(sha256).read_text(encoding="utf-8")
+
+
+def _stored_outputs(action: Action, key: str, ctx: Context, store: Store) -> dict | None:
+    """The outputs the store holds for the action as it would run now:
+    its key's latest record if the files it observed read alike, else
+    the record made when they were as they are now (observed.py)."""
+    outputs = store.get_action(key, action.outputs)
+    if outputs is None or observed.still_read_alike(outputs, ctx, _in_store(store)):
+        return outputs
+    variant = observed.variant_now(key, outputs, ctx, _in_store(store))
+    found = variant and store.get_action(variant, action.outputs)
+    if found and observed.still_read_alike(found, ctx, _in_store(store)):
+        return found
+    return None

@@ -27,8 +27,8 @@ from pathlib import Path, PurePosixPath
 
 from doit.exceptions import TaskFailed
 
-from . import link, linkage, release, schedule, scratch, watch
-from .asdf import asdf_libraries
+from . import link, linkage, observed, release, schedule, scratch, watch
+from .asdf import asdf_libraries, library_name
 from .declare import Project
 from .digest import digest_bytes
 from .canonical import CanonicalSbcl, release_directory
@@ -77,7 +77,7 @@ def compile_fasl(action: Action, ctx: Context, outputs: dict):
     _report_warnings(ctx.lisp.run(LispJob(
         task=action.task, command="compile", state=action.state, product=outputs["fasl"],
         arguments={"source": p["source"], "output": outputs["fasl"],
-                   "undefined": outputs["undefined"],
+                   "undefined": outputs["undefined"], "reads": outputs[observed.ROLE],
                    "external_format": p["external_format"], "features": p["features"],
                    "policy": [tuple(q) for q in p["policy"]],
                    "fail_on_warning": p["fail_on_warning"],
@@ -85,6 +85,7 @@ def compile_fasl(action: Action, ctx: Context, outputs: dict):
         library=p["library"], base=action.means["base"],
         hints={"project": action.means["project"],
                "built_before": (ctx.root / action.outputs["fasl"]).exists()})), action)
+    observed.record(outputs[observed.ROLE], action, ctx, find_sbcl().core.parent)
 
 
 def grovel(action: Action, ctx: Context, outputs: dict):
@@ -115,23 +116,25 @@ def check_undefined(action: Action, ctx: Context, outputs: dict):
 
 
 def dump_core(action: Action, ctx: Context, outputs: dict):
-    _dump(action, ctx.lisp, outputs)
+    _dump(action, ctx, ctx.lisp, outputs)
 
 
 def dump_release_core(action: Action, ctx: Context, outputs: dict):
     """A fresh SBCL in a canonical process: the same image whoever dumps
     it, wherever, whenever (canonical.py)."""
-    _dump(action, CanonicalSbcl(ctx, action.params["dump_directory"]), outputs)
+    _dump(action, ctx, CanonicalSbcl(ctx, action.params["dump_directory"]), outputs)
 
 
-def _dump(action: Action, lisp, outputs: dict):
+def _dump(action: Action, ctx: Context, lisp, outputs: dict):
     p = action.params
     _print_notes(lisp.run(LispJob(
         task=action.task, command="dump", state=action.state, product=outputs["core"],
         arguments={"features": p["features"], "entry": p["entry"],
                    "entry_arguments": p["entry_arguments"], "core": outputs["core"],
                    "linkage": outputs["linkage"], "shared_objects": outputs["shared_objects"],
+                   "reads": outputs[observed.ROLE],
                    "compression": p["compression"], "test": p["test"]})))
+    observed.record(outputs[observed.ROLE], action, ctx, find_sbcl().core.parent)
 
 
 def compile_c(action: Action, ctx: Context, outputs: dict):
@@ -195,8 +198,14 @@ def make_release(action: Action, ctx: Context, outputs: dict):
                "outputs": {role: {"path": str(path), "sha256": ctx.file_digest(path)}
                            for role, path in sorted(stage.outputs.items())}}
               for stage in action.means["stages"]]
-    sources = [{"path": name, "sha256": ctx.digests.digest(path)}
-               for name, path in sorted(named_inputs(action.inputs[1:], str(ctx.root)))]
+    sources = {name: ctx.digests.digest(path)
+               for name, path in named_inputs(action.inputs[1:], str(ctx.root))}
+    # And what its stages read beyond what they declared (observed.py).
+    for stage in action.means["stages"]:
+        if observed.ROLE in stage.outputs:
+            sources.update(observed.inputs(
+                (ctx.root / stage.outputs[observed.ROLE]).read_text(encoding="utf-8")))
+    sources = [{"path": name, "sha256": sha256} for name, sha256 in sorted(sources.items())]
     manifest = {
         "format": release.FORMAT, "name": p["binary"], "version": p["version"],
         "platform": release.PLATFORM, "source_date_epoch": p["epoch"],
@@ -274,7 +283,9 @@ def fasl_action(node: FaslNode) -> Action:
                 "fail_on_warning": library.fail_on_warning,
                 # Its :around-compile hook is ASDF's to find.
                 **({"asdf_system": library.asdf_system} if library.asdf_system else {})},
-        outputs={"fasl": node.fasl, "undefined": node.undefined}, toolchain=(sbcl_files,),
+        outputs={"fasl": node.fasl, "undefined": node.undefined,
+                 observed.ROLE: node.fasl.removesuffix(".fasl") + ".reads"},
+        toolchain=(sbcl_files,),
         state=node.state, means={"base": node.base, "project": _in_project(library)})
 
 
@@ -340,7 +351,8 @@ def binary_actions(node: BinaryNode, release_mode: bool = False) -> list[Action]
                        "compression": b.compression, "test": b.test,
                        **({"dump_directory": release_directory()} if release_mode else {})},
                outputs={"core": Path(core), "linkage": Path(record),
-                        "shared_objects": Path(shared)},
+                        "shared_objects": Path(shared),
+                        observed.ROLE: Path(core).with_suffix(".reads")},
                toolchain=(sbcl_files, musl_files) if release_mode else (sbcl_files,),
                state=node.state),
         Action(task=f"{prefix}linkage:{b.name}", run=resolve_linkage,
@@ -554,7 +566,9 @@ def _release_tasks(graph, node: BinaryNode, ctx: Context, writers: dict,
     sources = sorted({str(i) for a in built + c_actions for i in a.inputs
                       if not str(i).startswith("build/")
                       and not str(i).startswith(LISPBUILD_FILES)}
-                     | {step[2] for step in steps if step[0] == "asdf"} | {"dodo.py"})
+                     | {step[2] for step in steps if step[0] == "asdf"} | {"dodo.py"}
+                     | {f for step in steps if step[0] == "asdf"
+                        for f in graph.libraries[library_name(step[1])].planned_from})
     yield _doit_task(core, ctx, list(node.after))
     yield _doit_task(table, ctx, [core.task, *c_tasks])
     yield _doit_task(runtime, ctx, [table.task, *c_tasks])

@@ -60,10 +60,11 @@ def explain(digests: DigestCache, task: str) -> list[str]:
     found = digests.last_run(task)
     if found is None:
         return [f"{task} has not run in this build directory"]
-    in_last, previous, current, finished = found
+    in_last, previous, current, ended = found
     when = "in the last build" if in_last else \
         "in an earlier build (in the last one it was up to date, or did not run)"
-    head = f"{task} ran {when}{'' if finished else ', and did not finish'}"
+    how = {0: ", and did not finish", 1: "", 2: " (restored from a store)"}.get(ended, "")
+    head = f"{task} ran {when}{how}"
     if previous is None:
         return [f"{head}: nothing earlier is recorded (a new task, or a new build directory)"]
     lines = differences(json.loads(previous), json.loads(current))

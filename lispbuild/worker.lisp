@@ -338,6 +338,7 @@ how performing the steps failed."
   (flet ((fail (text)
            (write-line-to-fd reply-fd text)
            (exit-now 1)))
+    (record-files-read)
     (setf *asdf* (config :asdf)
           *asdf-support* (config :asdf-support)
           *asdf-cache* (config :asdf-cache)
