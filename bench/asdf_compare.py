@@ -6,8 +6,10 @@ today:     one SBCL process: (asdf:load-system NAME) with ASDF's FASL cache,
            then save-lisp-and-die :executable t;
 lispbuild: `doit -n 2 exe:NAME`, with a store of its own.
 
-Projects: samples/webserver, samples/ppcre-grep, and a synthetic project
-(bench/synthetic.py). Each with a project-local copy of a dependency
+Projects: samples/webserver, samples/ppcre-grep, an application assembled
+from Debian's libraries (bench/application/: drakma, postmodern, cl-who,
+ironclad, cxml, local-time, yason and what they need, 133 systems and 392
+files), and a synthetic project (bench/synthetic.py). Each with a project-local copy of a dependency
 (alexandria for the samples, the synthetic project's first library), which
 both find before Debian's. Builds: cold (empty FASL cache / store), no-op,
 a one-line edit in the project's own file, and a one-line edit in an early
@@ -53,6 +55,16 @@ def sample(name: str):
     return make
 
 
+def application(dest: Path):
+    shutil.copytree(REPO / "bench" / "application", dest)
+    shutil.copytree(DEBIAN / "alexandria", dest / "alexandria")
+
+
+APPLICATION_PACKAGES = ("cl-drakma", "cl-postmodern", "cl-who", "cl-ironclad", "cl-cxml",
+                        "cl-puri", "cl-local-time", "cl-yason", "cl-parse-number", "cl-esrap",
+                        "cl-salza2", "cl-chipz")
+
+
 def synthetic(files: int):
     def make(dest: Path):
         generate(dest, files, max(10, files // 50))
@@ -68,6 +80,11 @@ PROJECTS = {
     "ppcre-grep": lambda files: Project(
         "ppcre-grep", sample("ppcre-grep"),
         ("grep.lisp", '"~D:~A~%"', '"~D:{i}~A~%"'),
+        ("alexandria/alexandria-1/definitions.lisp", "Retain the current value.",
+         "Retain the current value {i}.")),
+    "application": lambda files: Project(
+        "application", application,
+        ("main.lisp", '"~A~%" (html word)', '"~A {i}~%" (html word)'),
         ("alexandria/alexandria-1/definitions.lisp", "Retain the current value.",
          "Retain the current value {i}.")),
     "synth-app": lambda files: Project(
@@ -129,7 +146,7 @@ class Setup:
         project.make(self.ours / "project")
         foreign = (',\n               foreign_libraries={"libssl": ["/usr/lib/x86_64-linux-gnu/libssl.a"], '
                    '"libcrypto": ["/usr/lib/x86_64-linux-gnu/libcrypto.a"]}'
-                   if project.name == "webserver" else "")
+                   if project.name in ("webserver", "application") else "")
         (self.ours / "project" / "dodo.py").write_text(LISPBUILD_DODO.format(
             name=project.name, package=project.name, foreign=foreign))
         self.ours_env = {**os.environ, "LISPBUILD_STORE": str(tmp / f"store-{project.name}")}
@@ -241,6 +258,13 @@ def main():
     parser.add_argument("--notes-only", action="store_true",
                         help="only where a webserver edit's time goes, and the processes")
     args = parser.parse_args()
+    if "application" in args.projects:
+        missing = [p for p in APPLICATION_PACKAGES if subprocess.run(
+            ["dpkg-query", "-W", "-f=${Status}", p], capture_output=True,
+            text=True).stdout != "install ok installed"]
+        if missing:
+            sys.exit(f"the application needs Debian's {' '.join(missing)}: "
+                     f"apt-get install {' '.join(missing)}")
     rows, notes = [], []
     with tempfile.TemporaryDirectory(prefix="lispbuild-asdf-bench-") as tmp:
         for name in args.projects:

@@ -11,6 +11,7 @@
 ;;;;   version NAME VERSION       (when the system declares one)
 ;;;;   module NAME MODULE         (a system that is an SBCL module to REQUIRE)
 ;;;;   file NAME PATH EXTERNAL-FORMAT NEEDED-PATH...
+;;;;   cfile NAME PATH            (a C source file of the system)
 ;;;; PATHs are relative to the system's directory; a file's NEEDED-PATHs are
 ;;;; the files of the same system loaded before it compiles, in ASDF's plan
 ;;;; order. Systems are written dependencies first.
@@ -244,12 +245,13 @@ reading .asd files loaded, for :defsystem-depends-on.)"
 (defun check-component (component)
   (when (or (and (typep component 'asdf:source-file)
                  (not (typep component 'asdf:cl-source-file))
+                 (not (typep component 'asdf:c-source-file))
                  (not (typep component 'asdf:static-file)))
             ;; A C wrapper library (:cffi-wrapper-file): processed, not compiled.
             (and (cffi-class-p component "PROCESS-OP-INPUT")
                  (not (grovel-file-p component))))
     (error "component ~A of system ~A is a ~(~A~); lispbuild compiles Lisp ~
-            source files and CFFI grovel files only"
+            source files, CFFI grovel files and C source files only"
            (asdf:component-name component)
            (asdf:component-name (asdf:component-system component))
            (type-of component))))
@@ -274,6 +276,11 @@ reading .asd files loaded, for :defsystem-depends-on.)"
       (loop for (op . c) in order
             when (and (typep op 'asdf:compile-op) (same-system-p c system))
               do (check-component c)
+            ;; A C library of the system (cffi-tests' c-test-lib): lispbuild
+            ;; builds it, for the static link and for the SBCL that loads it.
+            when (and (typep op 'asdf:compile-op) (typep c 'asdf:c-source-file)
+                      (same-system-p c system))
+              do (tsv out "cfile" name (relative-name c system))
             when (and (typep op 'asdf:compile-op) (typep c 'asdf:cl-source-file)
                       (same-system-p c system))
               do (apply #'tsv out (if (grovel-file-p c) "grovel" "file") name

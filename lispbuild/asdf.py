@@ -206,6 +206,8 @@ def asdf_libraries(project: Project, ctx: Context) -> dict[str, Library]:
             systems[lib]["asd"] = str(_directory(rest[0], project.root))
         elif kind == "version":
             systems[lib]["version"] = rest[0]
+        elif kind == "cfile":
+            systems[lib].setdefault("c_sources", []).append(rest[0])
         elif kind == "depends":
             systems[lib]["depends"].append(library_name(rest[0]))
         elif kind in ("file", "grovel"):
@@ -219,5 +221,6 @@ def asdf_libraries(project: Project, ctx: Context) -> dict[str, Library]:
                           fail_on_warning=fail_on_warning.get(name, True),
                           asdf_system=s.get("system"), asd=s.get("asd"),
                           version=s.get("version"),
-                          unavailable=s.get("unavailable", ""), planned_from=planned_from)
+                          unavailable=s.get("unavailable", ""), planned_from=planned_from,
+                          c_sources=tuple(s.get("c_sources", ())))
             for name, s in systems.items()}

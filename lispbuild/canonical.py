@@ -41,6 +41,7 @@ from .driver import (LispJob, finished_job, job_form, lisp_plist, sorted_listing
 from .errors import LispFailure
 from .rebuild import Context, ensure
 from .scratch import scratch_dir
+from .steps import SHARED_LIBRARIES
 from .toolchain import find_sbcl
 
 # Where release dumps run. The path shapes the image's bytes, so it is the
@@ -71,13 +72,13 @@ def release_directory() -> str:
     return os.environ.get(RELEASE_DIR_VARIABLE) or DEFAULT_RELEASE_DIR
 
 
-def canonical_environment(preload: Path) -> dict:
+def canonical_environment(preload: Path, shared_libraries: Path) -> dict:
     """All a release dump's SBCL sees of the environment: the same for
-    every user, shell and machine (`preload` is in the canonical
-    directory)."""
+    every user, shell and machine (`preload` and `shared_libraries`, the
+    project's C libraries, are in the canonical directory)."""
     return {"PATH": "/usr/bin:/bin", "SBCL_HOME": str(find_sbcl().core.parent),
             "HOME": "/nonexistent", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TZ": "UTC",
-            "LD_PRELOAD": str(preload)}
+            "LD_PRELOAD": str(preload), "LD_LIBRARY_PATH": str(shared_libraries)}
 
 
 def _check(result: int, what: str):
@@ -342,7 +343,8 @@ class CanonicalSbcl:
                 proc = subprocess.Popen(
                     [str(find_sbcl().program), "--script", "lispbuild/lispbuild.fasl", "run",
                      "out/request.lisp"], stdout=out, stderr=subprocess.STDOUT,
-                    env=canonical_environment(visible / "lispbuild/sorteddir.so"),
+                    env=canonical_environment(visible / "lispbuild/sorteddir.so",
+                                              visible / SHARED_LIBRARIES),
                     preexec_fn=lambda: where.preexec(uid, gid))
                 returncode = wait_while_owned(proc, self.ctx.owner, job)
             for name, value in outputs.items():
@@ -363,10 +365,10 @@ class CanonicalSbcl:
         shutil.copyfile(support.asdf, here / "lispbuild/asdf.fasl")
         shutil.copyfile(support.asdf_support, here / "lispbuild/asdf-support.fasl")
         for kind, *rest in steps:
-            path = rest[0] if kind == "load" else rest[1] if kind == "asdf" else None
+            path = rest[0] if kind in ("load", "foreign") else rest[1] if kind == "asdf" else None
             if path is None or os.path.isabs(path):
                 continue
-            if kind == "load":
+            if kind in ("load", "foreign"):
                 (here / path).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(self.ctx.root / path, here / path)
             else:

@@ -59,6 +59,7 @@ class Library:
     version: str | None = None       # that system's :version
     unavailable: str = ""            # why ASDF could not give it: what needs it fails
     planned_from: tuple[str, ...] = ()  # the project's files ASDF read to plan it
+    c_sources: tuple[str, ...] = ()  # C files of an ASDF system (c-source-file components)
 
 
 @dataclass(frozen=True)

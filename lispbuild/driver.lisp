@@ -7,7 +7,8 @@
 ;;;;    :reads R :diagnostics D)
 ;;;;   (:check-undefined :steps STEPS :references (U...) :output O
 ;;;;    :fail-on-warning B :diagnostics D)
-;;;;   (:grovel :steps STEPS :source S :output O :cc CC :features (X...) :diagnostics D)
+;;;;   (:grovel :steps STEPS :source S :output O :cc CC :cc-flags (F...) :features (X...)
+;;;;    :diagnostics D)
 ;;;;   (:dump :steps STEPS :features (X...) :entry "pkg:fn" :entry-arguments A :core C :linkage L
 ;;;;    :shared-objects SO :reads R :compression B :test B :diagnostics D)
 ;;;; R: where the files the process opened for reading are written, one a line.
@@ -17,6 +18,7 @@
 ;;;;   (:load "file.fasl" "system" "file.lisp")   a file of an ASDF system,
 ;;;;                                   loaded as ASDF's LOAD-OP would
 ;;;;   (:loaded "system")              ASDF's LOAD-OP of the system itself
+;;;;   (:foreign "build/clib/lib.so")  a library's C code, loaded by its Lisp
 ;;;;
 ;;;; A fresh SBCL runs `sbcl --script lispbuild.fasl run REQUEST`, REQUEST
 ;;;; being a file that holds (JOB :asdf FASL :asdf-support FASL :asdf-cache DIR
@@ -184,7 +186,9 @@ the .asd files defined so far."
             (:load (if asd-or-system
                        (call-asdf-support "LOAD-AS-ASDF-WOULD" name asd-or-system source)
                        (load name)))
-            (:loaded (call-asdf-support "LOADED-AS-ASDF-WOULD" name)))
+            (:loaded (call-asdf-support "LOADED-AS-ASDF-WOULD" name))
+            ;; Found by the library's code on LD_LIBRARY_PATH (driver.py).
+            (:foreign nil))
           t)
       (error (condition)
         (note (case kind (:asdf asd-or-system) (:loaded (format nil "system ~A" name)) (t name)) nil
@@ -417,8 +421,9 @@ to OUTPUT too. Fails on an undefined variable if FAIL-ON-WARNING."
 ;;; compile. The program is built with CC (musl-gcc): the sizes and
 ;;; constants are those of the C library the executable links.
 
-(defun grovel-job (&key source output cc features &allow-other-keys)
-  "Run SOURCE's groveller, built with CC, and write the Lisp it writes to OUTPUT."
+(defun grovel-job (&key source output cc cc-flags features &allow-other-keys)
+  "Run SOURCE's groveller, built with CC and CC-FLAGS after CFFI's own, and
+write the Lisp it writes to OUTPUT."
   (push-features features)
   (let ((process (and (find-package "CFFI-GROVEL")
                       (find-symbol "PROCESS-GROVEL-FILE" "CFFI-GROVEL"))))
@@ -427,8 +432,10 @@ to OUTPUT too. Fails on an undefined variable if FAIL-ON-WARNING."
                                 names it in :defsystem-depends-on")
       (return-from grovel-job nil))
     (handler-case
-        (progv (list (find-symbol "*CC*" "CFFI-TOOLCHAIN") (find-symbol "*LD*" "CFFI-TOOLCHAIN"))
-            (list cc cc)
+        (progv (list (find-symbol "*CC*" "CFFI-TOOLCHAIN") (find-symbol "*LD*" "CFFI-TOOLCHAIN")
+                     (find-symbol "*CC-FLAGS*" "CFFI-TOOLCHAIN"))
+            (list cc cc (append (symbol-value (find-symbol "*CC-FLAGS*" "CFFI-TOOLCHAIN"))
+                                cc-flags))
           (let* ((output (merge-pathnames output))
                  (written (funcall process source
                                    (make-pathname :name (pathname-name source) :type "lisp"

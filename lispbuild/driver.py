@@ -18,7 +18,7 @@ from . import link
 from .errors import BuildGone, LispFailure, TimeLimit
 from .rebuild import Action, Context, ensure
 from .scratch import process_alive, scratch_dir
-from .steps import LoadState
+from .steps import SHARED_LIBRARIES, LoadState
 from .toolchain import find_asdf_source, find_sbcl, musl_files, sbcl_files, version_numbers
 
 TIME_LIMIT_VARIABLE = "LISPBUILD_TIME_LIMIT"
@@ -173,10 +173,21 @@ def sorted_listings_action() -> Action:
                   outputs={"library": Path("build/.lispbuild/lisp/sorteddir.so")})
 
 
-def sbcl_environment() -> dict:
+def sbcl_environment(root: Path | None = None) -> dict:
+    """The environment of lispbuild's SBCLs; in a project (`root`), the
+    dynamic loader also finds the shared libraries built from its
+    libraries' C files (graph.shared_library), as their code asks for them
+    by name."""
     env = dict(os.environ)
     env["SBCL_HOME"] = str(find_sbcl().core.parent)
+    if root is not None:
+        # There before the SBCL starts: glibc remembers a directory that
+        # was missing at its first search and never looks in it again.
+        (root / SHARED_LIBRARIES).mkdir(parents=True, exist_ok=True)
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            [str(root / SHARED_LIBRARIES)] + [p for p in [os.environ.get("LD_LIBRARY_PATH")] if p])
     return env
+
 
 
 def asdf_cache(ctx: Context) -> str:
@@ -293,7 +304,8 @@ class FreshSbcl:
                 proc = subprocess.Popen([str(find_sbcl().program), "--script",
                                          str(support.lispbuild), "run",
                                          str(request)], cwd=self.ctx.root, stdout=out,
-                                        stderr=subprocess.STDOUT, env=sbcl_environment())
+                                        stderr=subprocess.STDOUT,
+                                        env=sbcl_environment(self.ctx.root))
                 returncode = wait_while_owned(proc, self.ctx.owner, job)
             return finished_job(job, returncode, diagnostics, printed, self.ctx.build)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from .declare import Binary, Library, Project
 from .errors import DeclarationError, DependencyCycle
-from .steps import EMPTY, LoadState
+from .steps import EMPTY, SHARED_LIBRARIES, LoadState
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class BinaryNode:
     state: LoadState          # every library the binary needs, loaded
     features: tuple[str, ...]
     unavailable: str = ""     # why it cannot be built (a system ASDF could not give)
+    c_sources: tuple[str, ...] = ()   # its libraries' C files, linked in
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,23 @@ def grovel_output(fasl: str) -> str:
 ASDF_STEP = ("require", "ASDF")
 
 
+def library_c_sources(library: Library) -> list[str]:
+    """A library's C files, as paths from the project root (or absolute)."""
+    return [posixpath.normpath(posixpath.join(str(library.directory), c))
+            for c in library.c_sources]
+
+
+def shared_library_task(c_source: str) -> str:
+    return f"clib:{c_source}"
+
+
+def shared_library(c_source: str) -> str:
+    """The shared library built from a C file of a library, for the SBCLs
+    that load the library's code: by its file's name, as the code asks the
+    dynamic loader for it (cffi-tests' libtest.c is libtest.so)."""
+    return f"{SHARED_LIBRARIES}/{posixpath.splitext(posixpath.basename(c_source))[0]}.so"
+
+
 def prologue_steps(library: Library) -> tuple:
     """What a library's files need of it before any of them: its modules
     and its ASDF definition, ASDF first (a no-op once loaded; it makes
@@ -102,7 +120,8 @@ def prologue_steps(library: Library) -> tuple:
     all)."""
     return (*(("require", m) for m in library.requires),
             *((ASDF_STEP, ("asdf", library.asdf_system, library.asd))
-              if library.asdf_system else ()))
+              if library.asdf_system else ()),
+            *(("foreign", shared_library(c)) for c in library_c_sources(library)))
 
 
 def load_steps(library: Library) -> dict[str, tuple]:
@@ -238,7 +257,8 @@ def plan(project: Project, derived: dict[str, Library]) -> Graph:
 
     fasls: dict[str, FaslNode] = {}
     for library in libraries.values():
-        after = tuple(library_task(d) for d in library.depends_on)
+        after = tuple(library_task(d) for d in library.depends_on) + tuple(
+            shared_library_task(c) for c in library_c_sources(library))
         for node in _library_fasls(library, orders.base(library.name), after):
             fasls[node.name] = node
 
@@ -253,6 +273,7 @@ def plan(project: Project, derived: dict[str, Library]) -> Graph:
             binary=binary, after=tuple(library_task(n) for n in binary.libraries),
             state=orders.state_of(binary.libraries),
             features=tuple(sorted({f for n in order for f in libraries[n].features})),
+            c_sources=tuple(c for n in order for c in library_c_sources(libraries[n])),
             unavailable=broken and f"binary {binary.name} needs ASDF system "
                                    f"{broken.asdf_system}, which ASDF cannot give:\n"
                                    f"{broken.unavailable}" or "")

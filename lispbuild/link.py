@@ -82,10 +82,23 @@ def _run(command: list, what: str, cwd: Path, task: str):
         raise _failure(what, proc.returncode, kept, cwd)
 
 
-def compile_c(source: Path, object_file: Path, cwd: Path, task: str):
-    """Compile one C source to an object with musl-gcc."""
+# A grovel file's C program asks for a library's header (libffi's ffi.h)
+# from Debian's include directories, which musl-gcc leaves out: they are
+# searched after musl's own, so the C library's headers stay musl's.
+GROVEL_FLAGS = ("-idirafter", "/usr/include/x86_64-linux-gnu", "-idirafter", "/usr/include")
+
+
+def compile_c(source: Path, object_file: Path, cwd: Path, task: str, weak: bool = False):
+    """Compile one C source to an object with musl-gcc; `weak`: every
+    symbol it defines weak, as for a library's C file (cffi-tests' libtest
+    and libtest2 both define ns_function, each in its own shared library):
+    in the one namespace of a static executable the first definition wins,
+    as the first library loaded wins a global lookup."""
     _run([find_musl().gcc, *CFLAGS, "-c", source, "-o", object_file], f"musl-gcc on {source}",
          cwd, task)
+    if weak:
+        _run([find_program("objcopy", "binutils"), "--weaken", object_file],
+             f"objcopy on {object_file.name}", cwd, task)
 
 
 def link_runtime(objects: list[Path], archives: list[Path], runtime: Path, cwd: Path,
@@ -109,6 +122,14 @@ def link_dev_runtime(runtime: Path, cwd: Path, task: str):
     _run([gcc, "-O2", "-c", DEV_RUNTIME_SOURCE, "-o", stub], "gcc on devruntime.c", cwd, task)
     _run([gcc, "-Wl,--export-dynamic", "-o", runtime, weakened, stub,
           "-ldl", "-lpthread", "-lzstd", "-lm"], "linking the development runtime", cwd, task)
+
+
+def shared_library(source: Path, library: Path, cwd: Path, task: str):
+    """A C file of a Lisp library as a shared library for glibc, for the
+    SBCL that loads the library's code (its static executable links the
+    object musl-gcc makes instead)."""
+    _run([find_musl().real_gcc, "-shared", "-fPIC", "-O2", f"-Wl,-soname,{library.name}",
+          "-o", library, source], f"gcc on {source}", cwd, task)
 
 
 def build_sorted_listings(library: Path, cwd: Path, task: str):

@@ -8,6 +8,8 @@ A step is one of
     ("load", FASL, SYSTEM, SOURCE)   a compiled file of an ASDF system,
                                loaded as ASDF's LOAD-OP would
     ("loaded", SYSTEM)         ASDF's LOAD-OP of a system whose files are loaded
+    ("foreign", SHARED)        a shared library built from a library's C file,
+                               which its code loads (by name, from build/clib/)
 
 A state is a chain: the steps of its parent, then its own. The states of a
 library's files share the chain of the library's dependencies, and a
@@ -20,6 +22,9 @@ built, and a worker that holds N steps with digest D can serve any state
 whose first N steps fold to D.
 """
 import hashlib
+
+# Where the shared libraries of "foreign" steps are, for the dynamic loader.
+SHARED_LIBRARIES = "build/clib"
 
 
 class LoadState:
@@ -49,7 +54,7 @@ EMPTY = LoadState(None, ())
 def step_files(step: tuple) -> list[str]:
     """The files whose contents a step depends on."""
     kind = step[0]
-    return [step[2]] if kind == "asdf" else [step[1]] if kind == "load" else []
+    return [step[2]] if kind == "asdf" else [step[1]] if kind in ("load", "foreign") else []
 
 
 def fold(digest: str, step: tuple, file_digests: list[str]) -> str:

@@ -19,6 +19,7 @@ import functools
 import importlib
 import inspect
 import os
+import posixpath
 import re
 import subprocess
 import sys
@@ -35,7 +36,8 @@ from .canonical import CanonicalSbcl, release_directory
 from .driver import TIME_LIMIT_VARIABLE, FreshSbcl, LispJob, signal_name, time_limit
 from .embed import check_static, embed_core
 from .errors import LispFailure
-from .graph import BinaryNode, FaslNode, library_task, plan
+from .graph import (BinaryNode, FaslNode, library_c_sources, library_task, plan,
+                    shared_library, shared_library_task)
 from .progress import SHOW_ALL_VARIABLE, ProgressReporter, outside_warnings
 from .rebuild import (Action, Context, action_key, execute, is_up_to_date, named_inputs,
                       release_build_lock)
@@ -93,7 +95,8 @@ def grovel(action: Action, ctx: Context, outputs: dict):
     _report_warnings(ctx.lisp.run(LispJob(
         task=action.task, command="grovel", state=action.state, product=outputs["lisp"],
         arguments={"source": p["source"], "output": outputs["lisp"],
-                   "cc": str(find_musl().gcc), "features": p["features"]})), action)
+                   "cc": str(find_musl().gcc), "cc_flags": p["cc_flags"],
+                   "features": p["features"]})), action)
 
 
 def check_undefined(action: Action, ctx: Context, outputs: dict):
@@ -138,7 +141,8 @@ def _dump(action: Action, ctx: Context, lisp, outputs: dict):
 
 
 def compile_c(action: Action, ctx: Context, outputs: dict):
-    link.compile_c(ctx.root / action.inputs[0], outputs["object"], ctx.root, action.task)
+    link.compile_c(ctx.root / action.inputs[0], outputs["object"], ctx.root, action.task,
+                   weak=action.params.get("weak", False))
 
 
 
@@ -168,7 +172,12 @@ def resolve_linkage(action: Action, ctx: Context, outputs: dict):
         print(f"{p['binary']}: not linked, as the dynamic image could not find them either "
               f"(calling one signals UNDEFINED-ALIEN-ERROR): {', '.join(tolerated)}",
               file=sys.stderr)
-    outputs["table"].write_text(linkage.symbol_table_source(list(resolved)))
+    # A library's C code is looked up by name while the program runs too
+    # (CFFI's defcvar, a foreign-funcall the image never made): every symbol
+    # it defines answers dlsym().
+    exported = {name for path in p.get("exported", [])
+                for name in _defined_symbols(ctx.root / path, ctx)}
+    outputs["table"].write_text(linkage.symbol_table_source(list(resolved) + sorted(exported)))
 
 
 def link_runtime(action: Action, ctx: Context, outputs: dict):
@@ -294,7 +303,7 @@ def grovel_action(node: FaslNode) -> Action:
     return Action(
         task=f"grovel:{node.name}", run=grovel, inputs=[node.grovel],
         params={"source": node.grovel, "library": library.name,
-                "features": list(library.features)},
+                "features": list(library.features), "cc_flags": list(link.GROVEL_FLAGS)},
         outputs={"lisp": node.source}, toolchain=(sbcl_files, musl_files), state=node.state,
         means={"project": _in_project(library)})
 
@@ -312,10 +321,23 @@ def library_action(library, nodes: list[FaslNode], complete) -> Action:
         state=complete, means={"project": _in_project(library)})
 
 
-def c_action(source: str) -> Action:
+def shared_library_action(source: str) -> Action:
+    """clib:PATH: a library's C file as a shared library (link.shared_library)."""
+    return Action(task=shared_library_task(source), run=build_shared_library, inputs=[source],
+                  params={"source": source}, outputs={"library": Path(shared_library(source))},
+                  toolchain=(musl_files,))
+
+
+def build_shared_library(action: Action, ctx: Context, outputs: dict):
+    link.shared_library(ctx.root / action.inputs[0], outputs["library"], ctx.root, action.task)
+
+
+def c_action(source: str, weak: bool = False) -> Action:
+    """c:PATH: a C file as a musl object; `weak` for a library's (link.compile_c)."""
     path = link.COMPAT_SOURCE if source == COMPAT_TASK else Path(source)
     return Action(task=f"c:{source}", run=compile_c, inputs=[path],
-                  params={"source": source, "cflags": list(link.CFLAGS)},
+                  params={"source": source, "cflags": list(link.CFLAGS),
+                          **({"weak": True} if weak else {})},
                   outputs={"object": Path(_object_path(source))}, toolchain=(musl_files,))
 
 
@@ -340,7 +362,10 @@ def binary_actions(node: BinaryNode, release_mode: bool = False) -> list[Action]
         table, runtime = f"build/linkage/{b.name}-symbols.c", f"build/runtime/{b.name}"
         exe = f"build/bin/{b.name}"
     archives = _archives(b)
-    objects = [_object_path(str(s)) for s in b.c_sources] + [_object_path(COMPAT_TASK)]
+    objects = [_object_path(str(s)) for s in (*b.c_sources, *node.c_sources)] \
+        + [_object_path(COMPAT_TASK)]
+    # What the image loads by the name of a library's C file, those files link.
+    provided = [posixpath.splitext(posixpath.basename(c))[0] for c in node.c_sources]
     return [
         Action(task=f"{prefix}core:{b.name}", run=dump_release_core if release_mode else dump_core,
                # A release dump also preloads sorteddir.c, built with gcc,
@@ -359,7 +384,10 @@ def binary_actions(node: BinaryNode, release_mode: bool = False) -> list[Action]
                inputs=[Path(record), Path(shared), *map(Path, objects), *map(Path, archives)],
                params={"binary": b.name, "record": record, "shared_objects": shared,
                        "objects": objects, "archives": archives,
-                       "foreign_libraries": [name for name, _ in b.foreign_libraries]},
+                       "foreign_libraries": [name for name, _ in b.foreign_libraries]
+                       + provided,
+                       **({"exported": [_object_path(c) for c in node.c_sources]}
+                          if node.c_sources else {})},
                outputs={"table": Path(table)}, toolchain=(runtime_files, musl_files)),
         Action(task=f"{prefix}runtime:{b.name}", run=link_runtime,
                inputs=[Path(table), *map(Path, objects), *map(Path, archives)],
@@ -493,7 +521,17 @@ def _doit_tasks(project: Project):
                                     graph.complete[library.name])
             yield _doit_task(action, ctx, task_dep)
     c_sources = {str(s) for b in project.binaries.values() for s in b.c_sources}
+    # The C files of libraries: an object for each static link, and a
+    # shared library for the SBCLs that load the library's code.
+    library_c = sorted({c for library in graph.libraries.values()
+                        for c in library_c_sources(library)})
+    c_sources |= set(library_c)
     c_actions = {}
+    clib_actions = {}
+    for source in library_c:
+        action = clib_actions[source] = shared_library_action(source)
+        inputs.append(os.path.join(ctx.root, source))
+        yield _doit_task(action, ctx, [])
 
     @functools.cache
     def release_origin() -> release.Origin:
@@ -501,12 +539,12 @@ def _doit_tasks(project: Project):
         sources = [node.grovel or node.source for node in graph.fasls.values()]
         asd = [library.asd for library in graph.libraries.values()
                if library.asd and not os.path.isabs(library.asd)]
-        own = ["dodo.py", *sorted(c_sources), *asd] + [p for p in sources
-                                                      if not os.path.isabs(p)]
+        own = ["dodo.py", *sorted(s for s in c_sources if not os.path.isabs(s)), *asd] \
+            + [p for p in sources if not os.path.isabs(p)]
         return release.source_origin(project.root, own)
 
     for source in sorted(c_sources | {COMPAT_TASK}):
-        action = c_actions[source] = c_action(source)
+        action = c_actions[source] = c_action(source, weak=source in library_c)
         inputs += [os.path.join(ctx.root, i) for i in action.inputs]
         yield _doit_task(action, ctx, [])
     for node in graph.binaries.values():
@@ -518,7 +556,8 @@ def _doit_tasks(project: Project):
                    "task_dep": [f"core:{b.name}"], "doc": f"exe {b.name}"}
             continue
         core, table, runtime, exe = binary_actions(node)
-        c_tasks = [f"c:{s}" for s in b.c_sources] + [f"c:{COMPAT_TASK}"]
+        own_c = [str(s) for s in b.c_sources] + list(node.c_sources)
+        c_tasks = [f"c:{s}" for s in own_c] + [f"c:{COMPAT_TASK}"]
         yield _doit_task(core, ctx, list(node.after))
         yield _doit_task(table, ctx, [core.task, *c_tasks])
         yield _doit_task(runtime, ctx, [table.task, *c_tasks])
@@ -526,7 +565,8 @@ def _doit_tasks(project: Project):
         inputs += [os.path.join(ctx.root, i) for i in runtime.inputs
                    if not str(i).startswith("build/")]
         yield from _release_tasks(graph, node, ctx, writers,
-                                  [c_actions[str(s)] for s in b.c_sources]
+                                  [clib_actions[s] for s in node.c_sources]
+                                  + [c_actions[s] for s in own_c]
                                   + [c_actions[COMPAT_TASK]], c_tasks, release_origin)
     for run in project.runs.values():
         yield {"basename": watch.RUN_EXE_TASK, "name": run.name, "actions": [],

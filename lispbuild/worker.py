@@ -54,7 +54,8 @@ IMAGE_WAIT_SECONDS = 60
 # Measured here: a worker loads a FASL in about 3 ms, an ASDF definition
 # in about 15 ms and a contrib in about 20 ms; it starts from an image in
 # about 0.2 s.
-STEP_SECONDS = {"load": 0.003, "asdf": 0.015, "require": 0.02, "loaded": 0.001}
+STEP_SECONDS = {"load": 0.003, "asdf": 0.015, "require": 0.02, "loaded": 0.001,
+                "foreign": 0.0}
 IMAGE_START_SECONDS = 0.2
 
 
@@ -302,7 +303,7 @@ class WarmWorkers:
         try:
             fd = os.open(reply, os.O_RDONLY | os.O_NONBLOCK)
             process = subprocess.Popen(command, cwd=self.ctx.root, stdin=subprocess.DEVNULL,
-                                       stdout=log, stderr=log, env=sbcl_environment(),
+                                       stdout=log, stderr=log, env=sbcl_environment(self.ctx.root),
                                        start_new_session=True)
         finally:
             log.close()

@@ -428,4 +428,4 @@ def test_a_c_wrapper_file_is_reported_by_name(tmp_path):
     output = asdf_failure(tmp_path, '(defsystem "app" :defsystem-depends-on ("cffi-grovel")'
                                     ' :components ((:file "app") (:cffi-wrapper-file "wrap")))')
     assert cannot_give("app") + "component wrap of system app is a wrapper-file; lispbuild " \
-        "compiles Lisp source files and CFFI grovel files only" in output, output
+        "compiles Lisp source files, CFFI grovel files and C source files only" in output, output

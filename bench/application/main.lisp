@@ -1,0 +1,13 @@
+(in-package #:application)
+
+(defun main (arguments)
+  (let ((word (or (first arguments) "static")))
+    (format t "~A~%" (html word))
+    (format t "~A~%" (json `(("word" . ,word) ("length" . ,(length word)))))
+    (format t "~A ~A~%" (xml-root "<report><item/></report>") (sha256 word))
+    (format t "~A ~A ~A~%" (round-trip word) (esrap:parse 'digits "2026")
+            (parse-number:parse-number "1.5e3"))
+    (format t "~A~%" (query))
+    (format t "~A ~A ~A~%" (day 3970000000) (drakma:url-encode word :utf-8)
+            (cl-ppcre:regex-replace-all "a" word "4"))
+    0))

@@ -1,0 +1,3 @@
+(defpackage #:application
+  (:use #:cl)
+  (:export #:main))
