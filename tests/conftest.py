@@ -53,6 +53,22 @@ def copy_samples(dest: Path) -> Path:
     return dest
 
 
+ASDF_DODO = """
+import lispbuild
+project = lispbuild.Project()
+project.asdf_system("{system}")
+project.binary("{binary}", libraries=["{library}"], entry="{binary}:main"{options})
+DOIT_CONFIG = lispbuild.doit_config(project)
+def task_lispbuild():
+    yield from lispbuild.tasks(project)
+"""
+
+
+def asdf_dodo(system: str, library: str = "app", binary: str = "app", options: str = "") -> str:
+    """A dodo.py of one ASDF system and one binary, BINARY:MAIN its entry."""
+    return ASDF_DODO.format(system=system, library=library, binary=binary, options=options)
+
+
 def write_project(dest: Path, dodo: str, files: dict[str, str]) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "dodo.py").write_text(dodo)

@@ -9,7 +9,8 @@ import urllib.request
 
 import pytest
 
-from conftest import REPO, built, doit, empty_root_command, run_in_empty_root, write_project
+from conftest import (REPO, asdf_dodo, built, doit, empty_root_command, run_in_empty_root,
+                      write_project)
 
 
 def test_ppcre_grep_runs_from_an_empty_root(samples, tmp_path):
@@ -130,21 +131,6 @@ def test_no_op_build_of_asdf_systems_starts_no_sbcl(samples, tmp_path):
     programs = {os.path.basename(line.split('"')[1]) for line in trace.read_text().splitlines()
                 if "execve(" in line and "= 0" in line}
     assert "sbcl" not in programs, programs
-
-
-ASDF_DODO = """
-import lispbuild
-project = lispbuild.Project()
-project.asdf_system("{system}")
-project.binary("{binary}", libraries=["{library}"], entry="{binary}:main"{options})
-DOIT_CONFIG = lispbuild.doit_config(project)
-def task_lispbuild():
-    yield from lispbuild.tasks(project)
-"""
-
-
-def asdf_dodo(system: str, library: str = "app", binary: str = "app", options: str = "") -> str:
-    return ASDF_DODO.format(system=system, library=library, binary=binary, options=options)
 
 
 @pytest.fixture

@@ -6,18 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import built, run_in_empty_root, write_project
+from conftest import asdf_dodo, built, run_in_empty_root, write_project
 
-CXML_DODO = """
-import lispbuild
-project = lispbuild.Project()
-project.asdf_system("app")
-project.binary("app", libraries=["app"], entry="app:main", version="1.0",
-               smoke_args=["<a x='2'/>"])
-DOIT_CONFIG = lispbuild.doit_config(project)
-def task_lispbuild():
-    yield from lispbuild.tasks(project)
-"""
 
 CXML_FILES = {
     "app.asd": '(defsystem "app" :depends-on ("cxml") :components ((:file "app")))\n',
@@ -45,7 +35,8 @@ def test_systems_defined_in_another_systems_asd_build_everywhere(tmp_path, store
     and cxml, each depending on others: ASDF's search by name finds none but
     cxml. Workers, fresh SBCLs, a release dump and `doit verify` all load
     the definitions from cxml.asd."""
-    project = write_project(tmp_path / "cxml-app", CXML_DODO, CXML_FILES)
+    project = write_project(tmp_path / "cxml-app", asdf_dodo(
+        "app", options=', version="1.0", smoke_args=["<a x=\'2\'/>"]'), CXML_FILES)
     result = built(project, "-n", "2", env=store_env)
     assert "a worker could not start" not in result.output, result.output
     assert {"lib:cxml-xml", "lib:cxml-dom", "lib:cxml-klacks", "lib:cxml"} <= result.executed
@@ -68,15 +59,6 @@ def test_systems_defined_in_another_systems_asd_build_everywhere(tmp_path, store
     assert "identical: every stage, the executable and the archive" in verify.output
 
 
-VERSION_DODO = """
-import lispbuild
-project = lispbuild.Project()
-project.asdf_system("app")
-project.binary("app", libraries=["app"], entry="app:main")
-DOIT_CONFIG = lispbuild.doit_config(project)
-def task_lispbuild():
-    yield from lispbuild.tasks(project)
-"""
 
 VERSION_FILES = {
     "app.asd": '(defsystem "app" :depends-on ("uiop" "alexandria") :components ((:file "app")))\n',
@@ -97,7 +79,7 @@ def test_the_build_uses_debians_newer_asdf_compiled_once_per_machine(tmp_path, s
     env = {**store_env, "XDG_CACHE_HOME": str(tmp_path / "user-cache")}
     traces = []
     for name in ("first", "second"):
-        project = write_project(tmp_path / name, VERSION_DODO, VERSION_FILES)
+        project = write_project(tmp_path / name, asdf_dodo("app"), VERSION_FILES)
         trace = tmp_path / f"{name}.trace"
         proc = subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve,open,openat",
                                "-o", str(trace),
@@ -204,7 +186,7 @@ def test_asdf_extension_points_are_honoured_as_asdf_honours_them(tmp_path, store
     :pathname and :static-file: the static executable says what ASDF's
     own LOAD-SYSTEM gives, in workers and in fresh SBCLs."""
     expected = "café 4 LSP T DOUBLE-FLOAT HOOKED APP-MAIN-LOADED APP-LOADED\n"
-    project = write_project(tmp_path / "shapes", VERSION_DODO, SHAPES_FILES)
+    project = write_project(tmp_path / "shapes", asdf_dodo("app"), SHAPES_FILES)
     assert asdf_alone(project, "app", tmp_path) == expected
     built(project, "-n", "2", env=store_env)
     run = run_in_empty_root(project / "build/bin/app", tmp_path)
@@ -216,17 +198,9 @@ def test_asdf_extension_points_are_honoured_as_asdf_honours_them(tmp_path, store
                           text=True).stdout == expected
 
 
-QMYND_DODO = """
-import lispbuild
-project = lispbuild.Project()
-project.asdf_system("app")
-project.binary("app", libraries=["app"], entry="app:main", foreign_libraries={
-    "libssl": ["/usr/lib/x86_64-linux-gnu/libssl.a"],
-    "libcrypto": ["/usr/lib/x86_64-linux-gnu/libcrypto.a"]})
-DOIT_CONFIG = lispbuild.doit_config(project)
-def task_lispbuild():
-    yield from lispbuild.tasks(project)
-"""
+
+OPENSSL = (', foreign_libraries={"libssl": ["/usr/lib/x86_64-linux-gnu/libssl.a"], '
+           '"libcrypto": ["/usr/lib/x86_64-linux-gnu/libcrypto.a"]}')
 
 QMYND_FILES = {
     "app.asd": '(defsystem "app" :depends-on ("qmynd") :components ((:file "app")))\n',
@@ -245,23 +219,14 @@ QMYND_FILES = {
 def test_debians_qmynd_compiles_inside_its_around_compile_hook(tmp_path, store_env):
     """qmynd's files compile inside asdf-finalizers' hook, so the type
     predicates its (FINAL-FORMS) define are in the image, as in ASDF's."""
-    project = write_project(tmp_path / "qmynd-app", QMYND_DODO, QMYND_FILES)
+    project = write_project(tmp_path / "qmynd-app", asdf_dodo("app", options=OPENSSL),
+                            QMYND_FILES)
     result = built(project, "-n", "2", env=store_env)
     assert "expanded outside of" not in result.output, result.output[-3000:]
     run = run_in_empty_root(project / "build/bin/app", tmp_path)
     assert (run.returncode, run.stdout) == (0, "T T\n"), run
 
 
-CFFI_DODO = """
-import lispbuild
-project = lispbuild.Project()
-project.asdf_system("suite")
-project.binary("suite", libraries=["suite"], entry="suite:main",
-               foreign_libraries={"libffi": ["/usr/lib/x86_64-linux-gnu/libffi.a"]})
-DOIT_CONFIG = lispbuild.doit_config(project)
-def task_lispbuild():
-    yield from lispbuild.tasks(project)
-"""
 
 CFFI_FILES = {
     "suite.asd": '(defsystem "suite" :depends-on ("cffi-tests") :components ((:file "suite")))\n',
@@ -302,7 +267,8 @@ def test_c_files_of_a_system_are_linked_in_and_its_suite_runs_static(tmp_path, s
     libtest2.c, libfsbv.c) are built with gcc into the shared libraries its
     bindings load while the image is made, and with musl-gcc into the
     static executable, whose dlsym() knows every symbol they define."""
-    project = write_project(tmp_path / "cffi-suite", CFFI_DODO, CFFI_FILES)
+    project = write_project(tmp_path / "cffi-suite", asdf_dodo("suite", "suite", "suite", options=(
+        ', foreign_libraries={"libffi": ["/usr/lib/x86_64-linux-gnu/libffi.a"]}')), CFFI_FILES)
     result = built(project, "-n", "2", env=store_env)
     assert {"clib:/usr/share/common-lisp/source/cl-cffi/tests/libtest.c",
             "c:/usr/share/common-lisp/source/cl-cffi/tests/libtest2.c"} <= result.executed

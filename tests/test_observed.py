@@ -6,17 +6,8 @@ import json
 import subprocess
 import tarfile
 
-from conftest import built, write_project
+from conftest import asdf_dodo, built, write_project
 
-DODO = """
-import lispbuild
-project = lispbuild.Project()
-project.asdf_system("app")
-project.binary("app", libraries=["app"], entry="app:main", version="1.0")
-DOIT_CONFIG = lispbuild.doit_config(project)
-def task_lispbuild():
-    yield from lispbuild.tasks(project)
-"""
 
 FILES = {
     # The version is read from a file when ASDF loads app.asd.
@@ -50,7 +41,7 @@ def program_says(project) -> str:
 
 
 def test_files_read_while_planning_compiling_and_dumping_are_inputs(tmp_path, store_env):
-    project = write_project(tmp_path / "observed", DODO, FILES)
+    project = write_project(tmp_path / "observed", asdf_dodo("app", options=', version="1.0"'), FILES)
     built(project, "-n", "2", env=store_env)
     assert program_says(project) == "hello 1.0\n"
     reads = (project / "build/core/app.reads").read_text()
