@@ -93,8 +93,12 @@ def test_a_worker_started_from_an_image_writes_the_fasl_of_a_fresh_sbcl(samples,
     ctx.lisp = FreshSbcl(ctx)
     action = fasl_action(plan(dodo, asdf_libraries(dodo, ctx)).fasls["webserver/webserver.lisp"])
     fresh = tmp_path / "webserver.fasl"
-    compile_fasl(action, ctx, {"fasl": fresh, "undefined": tmp_path / "webserver.undefined"})
+    reads = tmp_path / "webserver.reads"
+    compile_fasl(action, ctx, {"fasl": fresh, "undefined": tmp_path / "webserver.undefined",
+                               "reads": reads})
     assert fresh.read_bytes() == (project / "build/fasl/webserver/webserver.fasl").read_bytes()
+    # And it read, beyond what it declared, what the worker's compile read.
+    assert reads.read_text() == (project / "build/fasl/webserver/webserver.reads").read_text()
 
 
 def test_no_sbcl_remains_after_success_or_failure(tmp_path, store_env):
