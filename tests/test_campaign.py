@@ -25,6 +25,7 @@ import pytest
 
 import doit as doit_package
 from conftest import REPO, DoitRun, built, doit, write_project
+from lispbuild.canonical import DEFAULT_RELEASE_DIR
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="creates a user (useradd): run as root")
@@ -457,7 +458,7 @@ def test_release_directory_planted_by_another_user_changes_nothing(ordinary_user
                            str(trace), sys.executable, "-m", "doit", "-n", "2", "release:hello"],
                           cwd=project, env=store_env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    visible = re.search(r'mount\("/proc/self/fd/\d+", "(/tmp/lispbuild-release/[0-9a-f]{16})"',
+    visible = re.search(rf'mount\("/proc/self/fd/\d+", "({re.escape(DEFAULT_RELEASE_DIR)}/[0-9a-f]{{16}})"',
                         trace.read_text())[1]
     exe = (project / "build/release/hello/hello").read_bytes()
     planted = Path(tempfile.mkdtemp(prefix="planted-"))
@@ -510,7 +511,7 @@ def test_an_ordinary_user_builds_watches_and_releases(ordinary_user, tmp_path, s
         assert release.returncode == 0, release.output
         assert (project / "build/release/hello/hello").read_bytes() == \
             (mine / "build/release/hello/hello").read_bytes()
-        assert not Path("/tmp/lispbuild-release").exists()
+        assert not Path(DEFAULT_RELEASE_DIR).exists()
         # A watch: a save rebuilds.
         watch = as_user(user, shared, project, "watch", "exe:hello", start_new_session=True)
         try:
