@@ -242,16 +242,22 @@ reading .asd files loaded, for :defsystem-depends-on.)"
   "A :cffi-grovel-file: lispbuild runs its groveller, then compiles the Lisp it writes."
   (cffi-class-p component "GROVEL-FILE"))
 
+(defun wrapper-file-p (component)
+  "A :cffi-wrapper-file: lispbuild processes it into a C library and the
+Lisp bindings it compiles."
+  (cffi-class-p component "WRAPPER-FILE"))
+
 (defun check-component (component)
   (when (or (and (typep component 'asdf:source-file)
                  (not (typep component 'asdf:cl-source-file))
                  (not (typep component 'asdf:c-source-file))
                  (not (typep component 'asdf:static-file)))
-            ;; A C wrapper library (:cffi-wrapper-file): processed, not compiled.
+            ;; Another file CFFI-GROVEL processes into Lisp.
             (and (cffi-class-p component "PROCESS-OP-INPUT")
-                 (not (grovel-file-p component))))
+                 (not (grovel-file-p component))
+                 (not (wrapper-file-p component))))
     (error "component ~A of system ~A is a ~(~A~); lispbuild compiles Lisp ~
-            source files, CFFI grovel files and C source files only"
+            source files, CFFI grovel and wrapper files and C source files only"
            (asdf:component-name component)
            (asdf:component-name (asdf:component-system component))
            (type-of component))))
@@ -265,10 +271,20 @@ reading .asd files loaded, for :defsystem-depends-on.)"
     (tsv out "asd" name (namestring (asdf:system-source-file system)))
     (when (asdf:component-version system)
       (tsv out "version" name (asdf:component-version system)))
-    (loop for (op . c) in (funcall closure prepare-op system)
-          when (and (typep op 'asdf:load-op) (typep c 'asdf:system)
-                    (not (equal (asdf:component-name c) name)))
-            do (tsv out "depends" name (asdf:component-name c)))
+    ;; What its plan loads first, and what its .asd needs loaded to be
+    ;; read (:defsystem-depends-on, which ASDF 3.3 loads outside the plan).
+    (dolist (dependency (remove-duplicates
+                         (append (loop for (op . c) in (funcall closure prepare-op system)
+                                       when (and (typep op 'asdf:load-op)
+                                                 (typep c 'asdf:system)
+                                                 (not (equal (asdf:component-name c) name)))
+                                         collect (asdf:component-name c))
+                                 (loop for spec in (asdf:system-defsystem-depends-on system)
+                                       for c = (asdf/find-component:resolve-dependency-spec
+                                                system spec)
+                                       when c collect (asdf:component-name c)))
+                         :test #'equal :from-end t))
+      (tsv out "depends" name dependency))
     ;; A file needs every file of its system that ASDF's plan loads before
     ;; it, as LOAD-SYSTEM does in one image: systems rely on that order
     ;; beyond what they declare (alexandria-2 uses alexandria-1's package).
@@ -283,7 +299,10 @@ reading .asd files loaded, for :defsystem-depends-on.)"
               do (tsv out "cfile" name (relative-name c system))
             when (and (typep op 'asdf:compile-op) (typep c 'asdf:cl-source-file)
                       (same-system-p c system))
-              do (apply #'tsv out (if (grovel-file-p c) "grovel" "file") name
+              do (apply #'tsv out (cond ((grovel-file-p c) "grovel")
+                                        ((wrapper-file-p c) "wrapper")
+                                        (t "file"))
+                        name
                         (relative-name c system)
                         (let ((format (asdf:component-external-format c)))
                           (if (keywordp format) format :utf-8))

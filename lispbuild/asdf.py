@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from .declare import Library, Project, Source
+from .declare import Library, Project, Source, library_name
 from .digest import DigestCache, digest_bytes
 from .driver import FreshSbcl, LispJob
 from .errors import DeclarationError, LispFailure, MissingToolchain
@@ -20,11 +20,6 @@ from .steps import EMPTY
 from .toolchain import find_sbcl, sbcl_files
 
 DEBIAN_SOURCES = "/usr/share/common-lisp/source/"
-
-
-def library_name(system: str) -> str:
-    """ASDF's secondary systems are "primary/secondary"; a library name has no /."""
-    return system.replace("/", "--")
 
 
 def _query(ctx: Context, systems: list[str], registry: list[str]) -> tuple[str, list[str]]:
@@ -210,10 +205,11 @@ def asdf_libraries(project: Project, ctx: Context) -> dict[str, Library]:
             systems[lib].setdefault("c_sources", []).append(rest[0])
         elif kind == "depends":
             systems[lib]["depends"].append(library_name(rest[0]))
-        elif kind in ("file", "grovel"):
+        elif kind in ("file", "grovel", "wrapper"):
             path, external_format, *needs = rest
             systems[lib]["sources"].append(Source(path, tuple(needs), external_format.lower(),
-                                                  grovel=kind == "grovel"))
+                                                  grovel=kind != "file",
+                                                  wrapper=kind == "wrapper"))
     fail_on_warning = {library_name(n): f for n, f in project.asdf_systems_by_name.items()}
     return {name: Library(name=name, directory=Path(s["directory"]),
                           sources=tuple(s["sources"]), depends_on=tuple(s["depends"]),

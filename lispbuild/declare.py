@@ -30,6 +30,11 @@ def check_path(what: str, path) -> str:
     return path
 
 
+def library_name(system: str) -> str:
+    """ASDF's secondary systems are "primary/secondary"; a library name has no /."""
+    return system.replace("/", "--")
+
+
 def shared_store() -> Path:
     """The per-user store that several projects can share."""
     import platformdirs  # here: a build that does not use it need not import it
@@ -42,6 +47,7 @@ class Source:
     needs: tuple[str, ...]    # files of the same library loaded before compiling it
     external_format: str = "utf-8"
     grovel: bool = False      # a CFFI grovel file: its groveller writes the Lisp compiled
+    wrapper: bool = False     # a CFFI wrapper file (grovel too): it also writes a C library
 
 
 @dataclass(frozen=True)
@@ -210,7 +216,8 @@ class Project:
                smoke_args=None, test=False) -> Binary:
         """Declare a static executable, build/bin/NAME. `entry` names the
         function (\"package:function\") the program runs; an integer it
-        returns is the exit code. A function of no arguments is called with
+        returns is the exit code. `libraries` are declared libraries or
+        ASDF systems, by name (a secondary system as "cffi-tests/example"). A function of no arguments is called with
         none; one whose lambda list is only &rest with the arguments
         spread; one of one argument with the list `entry_arguments` names:
         "posix-argv" (sb-ext:*posix-argv*, the program's name first) or
@@ -233,7 +240,7 @@ class Project:
                                     or not re.fullmatch(r"[0-9A-Za-z][0-9A-Za-z.+~_-]*", version)):
             raise DeclarationError(f"binary {name}: version {version!r} must be a string of "
                                    f"letters, digits and . + ~ _ - (it names a file)")
-        binary = Binary(name=name, libraries=tuple(libraries), entry=entry,
+        binary = Binary(name=name, libraries=tuple(map(library_name, libraries)), entry=entry,
                         c_sources=tuple(Path(p) for p in c_sources),
                         archives=tuple(Path(p) for p in archives),
                         foreign_libraries=tuple(

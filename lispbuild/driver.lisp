@@ -9,6 +9,7 @@
 ;;;;    :fail-on-warning B :diagnostics D)
 ;;;;   (:grovel :steps STEPS :source S :output O :cc CC :cc-flags (F...) :features (X...)
 ;;;;    :diagnostics D)
+;;;;   (:wrapper :steps STEPS :source S :output O :c-output C :features (X...) :diagnostics D)
 ;;;;   (:dump :steps STEPS :features (X...) :entry "pkg:fn" :entry-arguments A :core C :linkage L
 ;;;;    :shared-objects SO :reads R :compression B :test B :diagnostics D)
 ;;;; R: where the files the process opened for reading are written, one a line.
@@ -452,6 +453,63 @@ write the Lisp it writes to OUTPUT."
                   c))
         nil))))
 
+;;; CFFI wrapper files: C functions written in Lisp forms, which
+;;; CFFI-GROVEL turns into a C library and the bindings that call it. The
+;;; library is built by the tasks that build C files (a shared library for
+;;; the SBCLs that load the bindings, an object for the static link), and
+;;; the bindings load it by its file's name.
+
+(defun write-wrapper-bindings (output library forms)
+  "The Lisp that loads LIBRARY (a file name without directory, found on
+LD_LIBRARY_PATH, or linked into the static executable), then FORMS."
+  (let ((name (intern (string-upcase (pathname-name library)) "KEYWORD")))
+    (with-open-file (out output :direction :output :if-exists :supersede)
+      (with-standard-io-syntax
+        (let ((*package* (find-package "CL"))
+              (*print-readably* nil))
+          (format out ";;;; Written by lispbuild with CFFI-GROVEL: do not edit.~%")
+          (pprint `(progn (,(find-symbol "DEFINE-FOREIGN-LIBRARY" "CFFI")
+                           (,name :type :grovel-wrapper)
+                           (t ,library))
+                          (,(find-symbol "USE-FOREIGN-LIBRARY" "CFFI") ,name))
+                  out)
+          (fresh-line out)
+          (dolist (form forms)
+            (print form out))
+          (terpri out))))))
+
+(defun wrapper-job (&key source output c-output features &allow-other-keys)
+  "Process SOURCE, a wrapper file: the C library it specifies to C-OUTPUT,
+its bindings to OUTPUT."
+  (push-features features)
+  (let ((generate (and (find-package "CFFI-GROVEL")
+                       (find-symbol "GENERATE-C-LIB-FILE" "CFFI-GROVEL"))))
+    (unless generate
+      (note source nil "ERROR" "CFFI-GROVEL is not loaded: a system with a wrapper file ~
+                                names it in :defsystem-depends-on")
+      (return-from wrapper-job nil))
+    (handler-case
+        (let* ((flags (find-symbol "*CC-FLAGS*" "CFFI-TOOLCHAIN"))
+               (before (symbol-value flags))
+               (c-output (merge-pathnames c-output)))
+          (progv (list flags) (list before)
+            (multiple-value-bind (written forms)
+                (with-standard-io-syntax
+                  (funcall generate source (make-pathname :type "lisp" :defaults c-output)))
+              (unless (equal (symbol-value flags) before)
+                (note source nil "ERROR"
+                      (format nil "a FLAG form asks for C compiler flags ~S: lispbuild builds ~
+                                   a wrapper's C file with the flags of every C file"
+                              (ldiff (symbol-value flags) before)))
+                (return-from wrapper-job nil))
+              (rename-file written c-output)
+              (write-wrapper-bindings output (format nil "~A.so" (pathname-name c-output))
+                                      forms)
+              t)))
+      (error (c)
+        (note source nil "ERROR" c)
+        nil))))
+
 ;;; Dumping the image of a binary.
 
 (defun entry-lambda-list (function)
@@ -536,6 +594,17 @@ and leave at once with 128 + 15."
   (ignore-errors (finish-output *error-output*))
   (sb-ext:exit :code 143 :abort t))
 
+(defun restore-uiop ()
+  "What UIOP's RESTORE-IMAGE does before an entry point when the program
+starts (UIOP:DUMP-IMAGE saves an image that calls it): run the hooks
+registered with UIOP:REGISTER-IMAGE-RESTORE-HOOK, among them the one that
+sets UIOP:*COMMAND-LINE-ARGUMENTS* to this program's arguments (without it,
+they are those of the process that dumped the image)."
+  (let ((package (find-package "UIOP/IMAGE")))
+    (when package
+      (funcall (find-symbol "CALL-IMAGE-RESTORE-HOOK" package))
+      (setf (symbol-value (find-symbol "*IMAGE-RESTORED-P*" package)) t))))
+
 (defun toplevel-for (function convention test)
   "Call FUNCTION as CONVENTION says (ENTRY-CONVENTION); exit with the
 integer it returns (0 otherwise), 130 on an interrupt, 143 on SIGTERM. A
@@ -543,6 +612,7 @@ TEST function is called with no arguments, and the program exits 0 if it
 returns true, 1 if false."
   (lambda ()
     (sb-sys:enable-interrupt sb-unix:sigterm #'exit-on-sigterm)
+    (restore-uiop)
     (let* ((argv sb-ext:*posix-argv*)
            (code (handler-case
                      (cond (test (if (funcall function) 0 1))
@@ -554,19 +624,47 @@ returns true, 1 if false."
                    (sb-sys:interactive-interrupt () 130))))
       (sb-ext:exit :code (if (typep code '(integer 0 255)) code 0)))))
 
+(defun c-name-p (string)
+  "True for a string that reads as a C identifier with a lower-case letter
+in it (Lisp's own symbol names have none)."
+  (flet ((letter-p (c) (or (char<= #\a c #\z) (char<= #\A c #\Z) (char= c #\_))))
+    (and (< 1 (length string) 128)
+         (letter-p (char string 0))
+         (every (lambda (c) (or (letter-p c) (char<= #\0 c #\9))) string)
+         (some #'lower-case-p string))))
+
+(defun strings-naming-c-symbols ()
+  "Every string in the heap that could name a C symbol: a foreign function
+the program looks up only when it runs (a FOREIGN-FUNCALL compiled at run
+time, libffi's ffi_type_double through FOREIGN-SYMBOL-POINTER)."
+  (let ((names (make-hash-table :test 'equal)))
+    (sb-vm:map-allocated-objects
+     (lambda (object type size)
+       (declare (ignore type size))
+       (when (and (stringp object) (c-name-p object))
+         (setf (gethash object names) t)))
+     :all)
+    (loop for name being the hash-keys of names collect (coerce name 'simple-base-string))))
+
 (defun write-linkage (path)
   "One line per linkage-table entry: \"function NAME\" or \"data NAME\",
 followed by \" undefined\" when this (dynamic) image could not find it
-either, though the shared objects it loaded were there to provide it."
+either, though the shared objects it loaded were there to provide it; then
+\"named NAME\" for each other string that could name a C symbol."
   (let* ((undefined (cdr sb-sys:*linkage-info*))
-         (entries (loop for key being the hash-keys of (car sb-sys:*linkage-info*)
+         (keys (loop for key being the hash-keys of (car sb-sys:*linkage-info*) collect key))
+         (entries (loop for key in keys
                         collect (format nil "~:[function~;data~] ~A~:[~; undefined~]"
                                         (consp key) (if (consp key) (car key) key)
                                         (and sb-sys:*shared-objects*
-                                             (member key undefined :test #'equal))))))
+                                             (member key undefined :test #'equal)))))
+         (linked (mapcar (lambda (key) (if (consp key) (car key) key)) keys))
+         (named (set-difference (strings-naming-c-symbols) linked :test #'string=)))
     (with-open-file (out path :direction :output :if-exists :supersede)
       (dolist (line (sort entries #'string<))
-        (write-line line out)))))
+        (write-line line out))
+      (dolist (name (sort named #'string<))
+        (format out "named ~A~%" name)))))
 
 (defun write-shared-objects (path)
   "The shared objects the image loaded (CFFI's foreign libraries among
@@ -595,6 +693,8 @@ the program computes it again if it uses ASDF), and its GC counters."
         *diagnostics* nil)
   (clrhash *source-texts*)
   (when (find-package "UIOP")
+    ;; As UIOP:DUMP-IMAGE of an executable: UIOP:ARGV0 is then the program's.
+    (setf (symbol-value (find-symbol "*IMAGE-DUMPED-P*" "UIOP")) :executable)
     (funcall (find-symbol "CALL-IMAGE-DUMP-HOOK" "UIOP")))
   ;; After the last collection SAVE-LISP-AND-DIE makes in Lisp (in
   ;; TUNE-IMAGE-FOR-DUMP; the one in C after it counts nothing).
@@ -635,6 +735,7 @@ the program computes it again if it uses ASDF), and its GC counters."
     (:dump (apply #'dump-job (rest job)))
     (:check-undefined (apply #'check-undefined-job (rest job)))
     (:grovel (apply #'grovel-job (rest job)))
+    (:wrapper (apply #'wrapper-job (rest job)))
     (:asdf-graph
      (ensure-asdf)
      (prog1 (apply #'call-asdf-support "ASDF-GRAPH" (rest job))

@@ -26,6 +26,7 @@ class FaslNode:
     source: str               # relative to the project root
     fasl: str                 # relative to the project root
     grovel: str               # a CFFI grovel file whose groveller writes `source`, or ""
+    wrapper_c: str            # the C library a CFFI wrapper file writes beside `source`, or ""
     undefined: str            # what it refers to undefined (driver.lisp), beside the FASL
     after: tuple[str, ...]    # tasks that write what `state` loads
     base: LoadState           # the library's dependencies and prologue
@@ -100,6 +101,16 @@ def library_c_sources(library: Library) -> list[str]:
     """A library's C files, as paths from the project root (or absolute)."""
     return [posixpath.normpath(posixpath.join(str(library.directory), c))
             for c in library.c_sources]
+
+
+def wrapper_c_source(fasl: str) -> str:
+    """Where the C library a CFFI wrapper file specifies is written: beside
+    its Lisp bindings, by the file's name, which is the library's."""
+    return grovel_output(fasl).removesuffix(".lisp") + ".c"
+
+
+def library_wrapper_c_sources(library: Library) -> list[str]:
+    return [wrapper_c_source(_fasl_path(library, s.path)) for s in library.sources if s.wrapper]
 
 
 def shared_library_task(c_source: str) -> str:
@@ -241,6 +252,7 @@ def _library_fasls(library: Library, base: LoadState, after_deps: tuple) -> list
             name=name, library=library,
             source=grovel_output(fasl) if source.grovel else written,
             grovel=written if source.grovel else "",
+            wrapper_c=wrapper_c_source(fasl) if source.wrapper else "",
             fasl=fasl, undefined=fasl.removesuffix(".fasl") + ".undefined",
             after=after_deps + tuple(f"fasl:{library.name}/{n}" for n in direct),
             base=base, state=state, external_format=source.external_format))
@@ -273,7 +285,8 @@ def plan(project: Project, derived: dict[str, Library]) -> Graph:
             binary=binary, after=tuple(library_task(n) for n in binary.libraries),
             state=orders.state_of(binary.libraries),
             features=tuple(sorted({f for n in order for f in libraries[n].features})),
-            c_sources=tuple(c for n in order for c in library_c_sources(libraries[n])),
+            c_sources=tuple(c for n in order for c in (*library_c_sources(libraries[n]),
+                                                       *library_wrapper_c_sources(libraries[n]))),
             unavailable=broken and f"binary {binary.name} needs ASDF system "
                                    f"{broken.asdf_system}, which ASDF cannot give:\n"
                                    f"{broken.unavailable}" or "")

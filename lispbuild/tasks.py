@@ -29,8 +29,8 @@ from pathlib import Path, PurePosixPath
 from doit.exceptions import TaskFailed
 
 from . import link, linkage, observed, release, schedule, scratch, watch
-from .asdf import asdf_libraries, library_name
-from .declare import Project
+from .asdf import asdf_libraries
+from .declare import Project, library_name
 from .digest import digest_bytes
 from .canonical import CanonicalSbcl, release_directory
 from .driver import TIME_LIMIT_VARIABLE, FreshSbcl, LispJob, signal_name, time_limit
@@ -92,6 +92,12 @@ def compile_fasl(action: Action, ctx: Context, outputs: dict):
 
 def grovel(action: Action, ctx: Context, outputs: dict):
     p = action.params
+    if "c" in outputs:  # a wrapper file: CFFI-GROVEL writes C and Lisp, compiles nothing
+        _report_warnings(ctx.lisp.run(LispJob(
+            task=action.task, command="wrapper", state=action.state, product=outputs["lisp"],
+            arguments={"source": p["source"], "output": outputs["lisp"],
+                       "c_output": outputs["c"], "features": p["features"]})), action)
+        return
     _report_warnings(ctx.lisp.run(LispJob(
         task=action.task, command="grovel", state=action.state, product=outputs["lisp"],
         arguments={"source": p["source"], "output": outputs["lisp"],
@@ -147,22 +153,25 @@ def compile_c(action: Action, ctx: Context, outputs: dict):
 
 
 
-def _defined_symbols(path: Path, ctx: Context) -> set[str]:
+def _derived(kind: str, path: Path, ctx: Context, compute):
     # Reading libc.a with pyelftools takes seconds: remember it per content.
     sha256 = ctx.digests.digest(path)
-    names = ctx.store.get_derived(
-        "symbols", sha256, lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v))
-    if names is None:
-        names = linkage.defined_symbols(path)
-        ctx.store.put_derived("symbols", sha256, names)
-    return set(names)
+    value = ctx.store.get_derived(kind, sha256, lambda v: isinstance(v, list))
+    if value is None:
+        value = compute(path)
+        ctx.store.put_derived(kind, sha256, value)
+    return value
+
+
+def _defined_symbols(path: Path, ctx: Context) -> set[str]:
+    return set(_derived("symbols", path, ctx, linkage.defined_symbols))
 
 
 def resolve_linkage(action: Action, ctx: Context, outputs: dict):
     p = action.params
     shared_objects = (ctx.root / p["shared_objects"]).read_text().splitlines()
     linkage.check_foreign_libraries(p["binary"], shared_objects, p["foreign_libraries"])
-    entries = linkage.read_linkage(ctx.root / p["record"])
+    entries, named = linkage.read_linkage(ctx.root / p["record"])
     providers = [(str(path), _defined_symbols(ctx.root / path, ctx))
                  for path in p["objects"] + [str(runtime_files()[0])] + p["archives"]
                  + [str(find_musl().zstd), str(find_musl().libc)]]
@@ -174,10 +183,17 @@ def resolve_linkage(action: Action, ctx: Context, outputs: dict):
               file=sys.stderr)
     # A library's C code is looked up by name while the program runs too
     # (CFFI's defcvar, a foreign-funcall the image never made): every symbol
-    # it defines answers dlsym().
+    # it defines answers dlsym(); and so does every symbol the image names
+    # in a string (a FOREIGN-FUNCALL of "sprintf" compiled at run time).
     exported = {name for path in p.get("exported", [])
                 for name in _defined_symbols(ctx.root / path, ctx)}
-    outputs["table"].write_text(linkage.symbol_table_source(list(resolved) + sorted(exported)))
+    archives = set(p["archives"])
+    exported.update(linkage.named_symbols(
+        named, providers, lambda label: _derived("members", ctx.root / label, ctx,
+                                                 linkage.archive_members)
+        if label in archives else None))
+    outputs["table"].write_text(linkage.symbol_table_source(
+        list(resolved) + sorted(exported), p["foreign_libraries"]))
 
 
 def link_runtime(action: Action, ctx: Context, outputs: dict):
@@ -304,7 +320,8 @@ def grovel_action(node: FaslNode) -> Action:
         task=f"grovel:{node.name}", run=grovel, inputs=[node.grovel],
         params={"source": node.grovel, "library": library.name,
                 "features": list(library.features), "cc_flags": list(link.GROVEL_FLAGS)},
-        outputs={"lisp": node.source}, toolchain=(sbcl_files, musl_files), state=node.state,
+        outputs={"lisp": node.source, **({"c": node.wrapper_c} if node.wrapper_c else {})},
+        toolchain=(sbcl_files, musl_files), state=node.state,
         means={"project": _in_project(library)})
 
 
@@ -492,6 +509,8 @@ def _doit_tasks(project: Project):
         str(project.root / library.asd) for library in graph.libraries.values() if library.asd]
     # The actions that write each FASL, for the manifests of releases.
     writers: dict[str, list[Action]] = {}
+    c_actions = {}
+    clib_actions = {}
     for node in graph.fasls.values():
         after = list(node.after)
         fasl = fasl_action(node)
@@ -501,6 +520,13 @@ def _doit_tasks(project: Project):
             after.append(action.task)
             inputs.append(os.path.join(ctx.root, node.grovel))
             writers[node.fasl] = [action, fasl]
+            if node.wrapper_c:
+                # The bindings load the library when their FASL is loaded.
+                clib = clib_actions[node.wrapper_c] = shared_library_action(node.wrapper_c)
+                yield _doit_task(clib, ctx, [action.task])
+                after.append(clib.task)
+                c = c_actions[node.wrapper_c] = c_action(node.wrapper_c, weak=True)
+                yield _doit_task(c, ctx, [action.task])
         else:
             inputs.append(os.path.join(ctx.root, node.source))
             writers[node.fasl] = [fasl]
@@ -526,8 +552,6 @@ def _doit_tasks(project: Project):
     library_c = sorted({c for library in graph.libraries.values()
                         for c in library_c_sources(library)})
     c_sources |= set(library_c)
-    c_actions = {}
-    clib_actions = {}
     for source in library_c:
         action = clib_actions[source] = shared_library_action(source)
         inputs.append(os.path.join(ctx.root, source))
@@ -543,7 +567,7 @@ def _doit_tasks(project: Project):
             + [p for p in sources if not os.path.isabs(p)]
         return release.source_origin(project.root, own)
 
-    for source in sorted(c_sources | {COMPAT_TASK}):
+    for source in sorted((c_sources | {COMPAT_TASK}) - c_actions.keys()):
         action = c_actions[source] = c_action(source, weak=source in library_c)
         inputs += [os.path.join(ctx.root, i) for i in action.inputs]
         yield _doit_task(action, ctx, [])

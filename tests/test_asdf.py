@@ -410,8 +410,9 @@ def test_trivial_features_test_suite_with_its_grovel_file_passes_static(tmp_path
     assert run.returncode == 0 and "No tests failed." in run.stdout, run
 
 
-def test_a_c_wrapper_file_is_reported_by_name(tmp_path):
-    output = asdf_failure(tmp_path, '(defsystem "app" :defsystem-depends-on ("cffi-grovel")'
-                                    ' :components ((:file "app") (:cffi-wrapper-file "wrap")))')
-    assert cannot_give("app") + "component wrap of system app is a wrapper-file; lispbuild " \
-        "compiles Lisp source files, CFFI grovel files and C source files only" in output, output
+def test_a_source_file_of_another_language_is_reported_by_name(tmp_path):
+    output = asdf_failure(tmp_path, '(defsystem "app"'
+                                    ' :components ((:file "app") (:java-source-file "Wrap")))')
+    assert cannot_give("app") + "component Wrap of system app is a java-source-file; " \
+        "lispbuild compiles Lisp source files, CFFI grovel and wrapper files and C source " \
+        "files only" in output, output

@@ -17,7 +17,8 @@ from lispbuild.graph import plan
 from lispbuild.steps import EMPTY, StateDigests
 from lispbuild.worker import worth_an_image
 from lispbuild.errors import UndeclaredForeignLibrary
-from lispbuild.linkage import (Entry, check_foreign_libraries, defined_symbols, read_linkage,
+from lispbuild.linkage import (Entry, archive_members, check_foreign_libraries,
+                               defined_symbols, named_symbols, read_linkage,
                                resolve_symbols, symbol_table_source)
 from lispbuild.scratch import sweep
 from lispbuild.store import Store
@@ -154,9 +155,11 @@ def test_unresolved_symbols_are_all_named_with_what_was_searched():
 
 def test_linkage_record_is_parsed_and_bad_lines_named(tmp_path):
     record = tmp_path / "app.linkage"
-    record.write_text("data environ\nfunction malloc\nfunction SSLv2_method undefined\n")
-    assert read_linkage(record) == [Entry("environ", True), Entry("malloc", False),
-                                    Entry("SSLv2_method", False, True)]
+    record.write_text("data environ\nfunction malloc\nfunction SSLv2_method undefined\n"
+                      "named sprintf\nnamed ffi_type_double\n")
+    assert read_linkage(record) == ([Entry("environ", True), Entry("malloc", False),
+                                     Entry("SSLv2_method", False, True)],
+                                    ["sprintf", "ffi_type_double"])
     record.write_text("function malloc\nbogus\n")
     with pytest.raises(Exception, match="app.linkage:2"):
         read_linkage(record)
@@ -167,6 +170,26 @@ def test_symbol_table_is_sorted_and_aliased():
     assert source.index('"environ"') < source.index('"exp"') < source.index('"zeta"')
     assert 'extern char lispbuild_symbol_1[] __asm__("exp");' in source
     assert "lispbuild_symbol_count = 3;" in source
+    libraries = symbol_table_source(["exp"], ["libssl", "libcrypto"])
+    assert 'lispbuild_libraries[] = {"libcrypto", "libssl", 0};' in libraries
+    assert "lispbuild_library_count = 2;" in libraries
+
+
+def test_named_strings_are_exported_only_where_the_link_stays_whole():
+    providers = [("compat.o", {"dlopen"}), ("libfirst.a", {"first_needs_later"}),
+                 ("libffi.a", {"ffi_type_double", "ffi_call", "needs_missing",
+                               "needs_first"}),
+                 ("libc.a", {"sprintf", "malloc"})]
+    members = {"libffi.a": [(["ffi_type_double"], []), (["ffi_call"], ["malloc"]),
+                            (["needs_missing"], ["nowhere"]),
+                            (["needs_first"], ["first_needs_later"])],
+               "libfirst.a": [(["first_needs_later"], ["ffi_call"])]}
+    named = ["sprintf", "ffi_type_double", "ffi_call", "needs_missing", "needs_first",
+             "first_needs_later", "dlopen", "not_defined_anywhere"]
+    assert named_symbols(named, providers, members.get) == [
+        # libc and objects are linked whole; a member whose needs are met
+        # later in the line is safe; one needing an earlier archive is not.
+        "sprintf", "ffi_type_double", "ffi_call", "first_needs_later", "dlopen"]
 
 
 def test_symbols_are_read_from_objects_and_archives(tmp_path):
@@ -181,6 +204,8 @@ def test_symbols_are_read_from_objects_and_archives(tmp_path):
     assert defined_symbols(tmp_path / "a.o") == ["caller", "data_item", "visible"]
     assert defined_symbols(tmp_path / "libab.a") == ["caller", "data_item", "visible",
                                                       "weakling"]
+    assert archive_members(tmp_path / "libab.a") == [
+        (["caller", "data_item", "visible"], ["elsewhere"]), (["weakling"], [])]
     # An archive without a symbol index is read member by member.
     subprocess.run(["ar", "rcS", "noindex.a", "a.o", "b.o"], cwd=tmp_path, check=True)
     assert defined_symbols(tmp_path / "noindex.a") == defined_symbols(tmp_path / "libab.a")
