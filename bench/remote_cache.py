@@ -6,7 +6,7 @@ one run:
 For samples/webserver and samples/ppcre-grep (with a project-local
 alexandria, as in asdf_compare.py): ASDF's cold build (one SBCL,
 asdf:load-system, save-lisp-and-die); lispbuild's cold build with an empty
-store, uploading to Debian's nginx on 127.0.0.1 (tests/nginx.py, with the
+store, uploading to Debian's nginx on 127.0.0.1 (tests/e2e/nginx.py, with the
 configuration in contrib/); and `doit -n 2` in a fresh checkout at another
 path with an empty local store, restoring from that server. Medians of
 `--runs`, wall and CPU seconds (user+sys of every process), as Markdown.
@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "e2e"))
 from asdf_compare import PROJECTS, Setup, timed  # noqa: E402
 from nginx import Nginx  # noqa: E402
 

@@ -11,6 +11,7 @@ import pytest
 
 from conftest import (REPO, asdf_dodo, built, doit, empty_root_command, run_in_empty_root,
                       write_project)
+from dodo_text import dodo_py
 
 
 def test_ppcre_grep_runs_from_an_empty_root(samples, tmp_path):
@@ -167,15 +168,10 @@ def test_an_edited_asd_file_rederives_the_graph(grep_project, store_env):
     assert "fasl:ppcre-grep/extra.lisp" in result.executed
 
 
-SHADOWED_DODO = """
-import lispbuild
-project = lispbuild.Project()
+SHADOWED_DODO = dodo_py("""\
 project.asdf_system("app", registry=["app", "vendor"])
 project.binary("app", libraries=["app"], entry="app:main")
-DOIT_CONFIG = lispbuild.doit_config(project)
-def task_lispbuild():
-    yield from lispbuild.tasks(project)
-"""
+""")
 
 
 def lib_files(where: str, says: str) -> dict:
@@ -228,17 +224,12 @@ def cannot_give(system: str) -> str:
     return f"binary app needs ASDF system {system}, which ASDF cannot give:\nasdf: ERROR: "
 
 
-TWO_SYSTEMS_DODO = """
-import lispbuild
-project = lispbuild.Project()
+TWO_SYSTEMS_DODO = dodo_py("""\
 project.asdf_system("app")
 project.asdf_system("broken")
 project.binary("app", libraries=["app"], entry="app:main")
 project.binary("other", libraries=["broken"], entry="app:main")
-DOIT_CONFIG = lispbuild.doit_config(project)
-def task_lispbuild():
-    yield from lispbuild.tasks(project)
-"""
+""")
 
 
 def test_a_system_asdf_cannot_give_spoils_only_what_needs_it(tmp_path):
@@ -259,15 +250,10 @@ def test_a_system_asdf_cannot_give_spoils_only_what_needs_it(tmp_path):
     assert subprocess.run([project / "build/bin/other", "x", "y"]).returncode == 2
 
 
-SUITE_DODO = """
-import lispbuild
-project = lispbuild.Project()
+SUITE_DODO = dodo_py("""\
 project.asdf_system("{system}")
 project.test("{name}", libraries=["{system}"], function="{function}")
-DOIT_CONFIG = lispbuild.doit_config(project)
-def task_lispbuild():
-    yield from lispbuild.tasks(project)
-"""
+""")
 
 
 def debian_suite(tmp_path, store_env, system: str, name: str, function: str):

@@ -13,10 +13,9 @@ import time
 import pytest
 
 from conftest import built, doit, write_project
+from dodo_text import dodo_py
 
-DODO = """
-import lispbuild
-project = lispbuild.Project()
+DODO = dodo_py("""\
 project.asdf_system("entries")
 for name in ("uiop", "posix", "optional", "rest", "macro", "two", "list", "unkept"):
     project.binary(name, libraries=["entries"], entry=f"entries:{name}-main")
@@ -30,10 +29,7 @@ project.binary("needless", libraries=["entries"], entry="entries:uiop-main",
                entry_arguments="posix-argv")
 project.test("slow-suite", libraries=["entries"], function="entries:slow-suite")
 project.test("needy-suite", libraries=["entries"], function="entries:list-main")
-DOIT_CONFIG = lispbuild.doit_config(project)
-def task_lispbuild():
-    yield from lispbuild.tasks(project)
-"""
+""")
 FILES = {
     "entries.asd": '(defsystem "entries" :depends-on ("uiop") :components ((:file "entries")))\n',
     "entries.lisp": """(defpackage #:entries (:use #:cl))

@@ -25,6 +25,7 @@ import pytest
 
 import doit as doit_package
 from conftest import REPO, DoitRun, built, doit, write_project
+from dodo_text import dodo_py
 from lispbuild.canonical import DEFAULT_RELEASE_DIR
 
 ROOT = os.geteuid() == 0
@@ -166,15 +167,10 @@ def test_a_full_disk_is_named_and_nothing_half_written_stays(tmp_path):
 
 # --- 5. output bounded ---------------------------------------------------------
 
-LOUD_DODO = """\
-import lispbuild
-project = lispbuild.Project()
+LOUD_DODO = dodo_py("""\
 project.library("loud", ["package.lisp", "code.lisp"], directory="src")
 project.binary("loud", libraries=["loud"], entry="loud:main")
-DOIT_CONFIG = lispbuild.doit_config(project)
-def task_lispbuild():
-    yield from lispbuild.tasks(project)
-"""
+""")
 LOUD = """(in-package #:loud)
 (eval-when (:compile-toplevel)
   (dotimes (i 1000000)
@@ -339,16 +335,11 @@ def test_builds_of_one_project_at_once_are_quiet_and_leave_a_no_op(tmp_path):
         assert not again.executed, again.output
 
 
-SLEEPER_DODO = """\
-import lispbuild
-project = lispbuild.Project()
+SLEEPER_DODO = dodo_py("""\
 project.library("sleeper", ["sleeper.lisp"], directory="src")
 project.binary("sleeper", libraries=["sleeper"], entry="sleeper:main")
 project.run("sleeper", binary="sleeper")
-DOIT_CONFIG = lispbuild.doit_config(project)
-def task_lispbuild():
-    yield from lispbuild.tasks(project)
-"""
+""")
 
 
 def test_a_running_program_does_not_hold_up_other_builds(tmp_path, store_env):

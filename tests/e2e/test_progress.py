@@ -7,16 +7,12 @@ import subprocess
 import sys
 
 from conftest import write_project
+from dodo_text import dodo_py
 
-DODO = """
-import lispbuild
-project = lispbuild.Project()
+DODO = dodo_py("""\
 project.library("greeter", ["package.lisp", "main.lisp"])
 project.binary("greeter", libraries=["greeter"], entry="greeter:main")
-DOIT_CONFIG = lispbuild.doit_config(project)
-def task_lispbuild():
-    yield from lispbuild.tasks(project)
-"""
+""")
 FILES = {
     "package.lisp": "(defpackage #:greeter (:use #:cl) (:export #:main))\n",
     "main.lisp": "(in-package #:greeter)\n(defun main () (helper) 0)\n",
@@ -81,15 +77,10 @@ def test_a_log_gets_doits_own_lines(tmp_path):
                      result.stdout), result.stdout
 
 
-FLEXI_DODO = """
-import lispbuild
-project = lispbuild.Project()
+FLEXI_DODO = dodo_py("""\
 project.asdf_system("app")
 project.binary("app", libraries=["app"], entry="app:main")
-DOIT_CONFIG = lispbuild.doit_config(project)
-def task_lispbuild():
-    yield from lispbuild.tasks(project)
-"""
+""")
 FLEXI_APP = {
     "app.asd": '(defsystem "app" :depends-on ("flexi-streams") :components ((:file "app")))\n',
     "app.lisp": "(defpackage #:app (:use #:cl))\n(in-package #:app)\n"

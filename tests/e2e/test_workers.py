@@ -17,6 +17,7 @@ from lispbuild.rebuild import Context
 from lispbuild.tasks import compile_fasl, fasl_action
 
 from conftest import built, copy_samples, doit, terminal_session, write_project
+from dodo_text import dodo_py
 
 
 def lisp_processes(project: Path) -> list[int]:
@@ -112,15 +113,10 @@ def test_no_sbcl_remains_after_success_or_failure(tmp_path, store_env):
     assert none_left_within(project, 5)
 
 
-FOREVER_DODO = """
-import lispbuild
-project = lispbuild.Project()
+FOREVER_DODO = dodo_py("""\
 project.library("slow", ["package.lisp", "forever.lisp"])
 project.binary("slow", libraries=["slow"], entry="slow:main")
-DOIT_CONFIG = lispbuild.doit_config(project)
-def task_lispbuild():
-    yield from lispbuild.tasks(project)
-"""
+""")
 FOREVER = {"package.lisp": "(defpackage #:slow (:use #:cl) (:export #:main))\n",
            "forever.lisp": "(in-package #:slow)\n"
                            "(eval-when (:compile-toplevel) (loop (sleep 0.1)))\n"
@@ -197,15 +193,10 @@ def test_a_compile_over_the_time_limit_fails_naming_the_file(tmp_path, store_env
     assert (project / "build/fasl/slow/package.fasl").exists()
 
 
-THREAD_DODO = """
-import lispbuild
-project = lispbuild.Project()
+THREAD_DODO = dodo_py("""\
 project.library("ticker", ["package.lisp", "ticker.lisp", "main.lisp"])
 project.binary("ticker", libraries=["ticker"], entry="ticker:main")
-DOIT_CONFIG = lispbuild.doit_config(project)
-def task_lispbuild():
-    yield from lispbuild.tasks(project)
-"""
+""")
 THREAD = {"package.lisp": "(defpackage #:ticker (:use #:cl) (:export #:main))\n",
           "ticker.lisp": "(in-package #:ticker)\n"
                          "(defvar *ticker* (sb-thread:make-thread\n"

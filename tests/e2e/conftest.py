@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from dodo_text import dodo_py
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -53,15 +54,10 @@ def copy_samples(dest: Path) -> Path:
     return dest
 
 
-ASDF_DODO = """
-import lispbuild
-project = lispbuild.Project()
+ASDF_DODO = dodo_py("""\
 project.asdf_system("{system}")
 project.binary("{binary}", libraries=["{library}"], entry="{binary}:main"{options})
-DOIT_CONFIG = lispbuild.doit_config(project)
-def task_lispbuild():
-    yield from lispbuild.tasks(project)
-"""
+""")
 
 
 def asdf_dodo(system: str, library: str = "app", binary: str = "app", options: str = "") -> str:

@@ -9,19 +9,15 @@ import pytest
 
 from conftest import built, write_project
 from lispbuild import link
+from dodo_text import dodo_py
 
 FORTIFIED_C = Path(__file__).parent / "c" / "fortified.c"
-DODO = """\
-import lispbuild
-project = lispbuild.Project()
+DODO = dodo_py("""\
 project.library("fortified", ["fortified.lisp"], directory="src")
 project.binary("fortified", libraries=["fortified"], entry="fortified:main",
                entry_arguments="command-line-arguments",
                archives=["{archive}"])
-DOIT_CONFIG = lispbuild.doit_config(project)
-def task_lispbuild():
-    yield from lispbuild.tasks(project)
-"""
+""")
 # Exit code: how many checks gave a wrong answer (their names go to stderr;
 # the checks point stdout elsewhere); with an argument N, N bytes are copied
 # into a buffer of 8.

@@ -12,18 +12,14 @@ from pathlib import Path
 
 from conftest import copy_samples, terminal_session, write_project
 from nginx import free_port
+from dodo_text import dodo_py
 
 STATUS = re.compile(r"^\d\d:\d\d:\d\d (.*) \(\d+\.\d\d s\) (ok|failed)$")
 
-GREETER_DODO = """
-import lispbuild
-project = lispbuild.Project()
+GREETER_DODO = dodo_py("""\
 project.asdf_system("greeter", registry=["."])
 project.binary("greeter", libraries=["greeter"], entry="greeter:main")
-DOIT_CONFIG = lispbuild.doit_config(project)
-def task_lispbuild():
-    yield from lispbuild.tasks(project)
-"""
+""")
 GREETER = {
     "greeter.asd": '(defsystem "greeter" :components ((:file "package") (:file "main")))\n',
     "package.lisp": "(defpackage #:greeter (:use #:cl) (:export #:main))\n",

@@ -17,6 +17,7 @@ from conftest import DoitRun, built, doit, write_project
 from lispbuild.digest import hash_file
 from lispbuild.store import Store
 from test_bad_input import GOOD, PACKAGE, dodo
+from dodo_text import dodo_py
 
 OUTPUTS = ("build/fasl/demo/package.fasl", "build/fasl/demo/code.fasl",
            "build/core/demo.core", "build/runtime/demo", "build/bin/demo")
@@ -262,15 +263,10 @@ def test_a_process_that_exits_or_is_killed_is_named(demo, tmp_path, form, task, 
 
 
 def test_a_file_without_in_package_is_read_in_cl_user(tmp_path):
-    project = write_project(tmp_path / "p", """
-import lispbuild
-project = lispbuild.Project()
+    project = write_project(tmp_path / "p", dodo_py("""\
 project.library("plain", ["main.lisp"])
 project.binary("plain", libraries=["plain"], entry="cl-user:main")
-DOIT_CONFIG = lispbuild.doit_config(project)
-def task_lispbuild():
-    yield from lispbuild.tasks(project)
-""", {"main.lisp": "(defun main () (format t \"~A~%\" (package-name *package*)) 0)\n"})
+"""), {"main.lisp": "(defun main () (format t \"~A~%\" (package-name *package*)) 0)\n"})
     built(project)
     run = subprocess.run([project / "build/bin/plain"], capture_output=True, text=True)
     assert run.stdout == "COMMON-LISP-USER\n"

@@ -5,16 +5,12 @@ file and line, also when the file that refers to it is not recompiled."""
 import subprocess
 
 from conftest import built, doit, write_project
+from dodo_text import dodo_py
 
-DODO = """
-import lispbuild
-project = lispbuild.Project()
+DODO = dodo_py("""\
 project.library("g", ["package.lisp", "a.lisp", "b.lisp"]{options})
 project.binary("g", libraries=["g"], entry="g:main")
-DOIT_CONFIG = lispbuild.doit_config(project)
-def task_lispbuild():
-    yield from lispbuild.tasks(project)
-"""
+""")
 PACKAGE = "(defpackage #:g (:use #:cl) (:export #:main))\n"
 A = """(in-package #:g)
 (defun main ()

@@ -3,16 +3,12 @@ import subprocess
 import sys
 
 from conftest import built, write_project
+from dodo_text import dodo_py
 
-DODO = """
-import lispbuild
-project = lispbuild.Project()
+DODO = dodo_py("""\
 project.library("greeter", ["package.lisp", "main.lisp"]{features})
 project.binary("greeter", libraries=["greeter"], entry="greeter:main")
-DOIT_CONFIG = lispbuild.doit_config(project)
-def task_lispbuild():
-    yield from lispbuild.tasks(project)
-"""
+""")
 FILES = {
     "dodo.py": DODO.format(features=""),
     "package.lisp": "(defpackage #:greeter (:use #:cl) (:export #:main))\n",

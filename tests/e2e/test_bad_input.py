@@ -8,18 +8,14 @@ from pathlib import Path
 import pytest
 
 from conftest import built, doit, write_project
+from dodo_text import dodo_py
 
-DODO = """
-import lispbuild
-project = lispbuild.Project()
+DODO = dodo_py("""\
 project.library("demo", {sources!r}, directory="src"{options})
 project.binary("demo", libraries=["demo"], entry="demo:main",
                entry_arguments="command-line-arguments")
 {extra}
-DOIT_CONFIG = lispbuild.doit_config(project)
-def task_lispbuild():
-    yield from lispbuild.tasks(project)
-"""
+""")
 
 PACKAGE = "(defpackage #:demo (:use #:cl) (:export #:main))\n"
 GOOD = """(in-package #:demo)

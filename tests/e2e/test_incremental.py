@@ -6,6 +6,7 @@ import subprocess
 import pytest
 
 from conftest import built, copy_samples, doit, write_project
+from dodo_text import dodo_py
 
 HELLO = "exe:hello"
 
@@ -77,16 +78,11 @@ def test_changing_the_policy_recompiles_that_library(hello, store_env):
     assert "runtime:hello" not in result.executed
 
 
-POLICY_DODO = """\
-import lispbuild
-project = lispbuild.Project()
+POLICY_DODO = dodo_py("""\
 project.library("careful", ["careful.lisp"], directory="src",
                 policy={"safety": 0, "debug": 3, "speed": 1})
 project.binary("careful", libraries=["careful"], entry="careful:main")
-DOIT_CONFIG = lispbuild.doit_config(project)
-def task_lispbuild():
-    yield from lispbuild.tasks(project)
-"""
+""")
 # The qualities the compiler has while it reads the file.
 POLICY_SEEN = """\
 (defpackage #:careful (:use #:cl) (:export #:main))

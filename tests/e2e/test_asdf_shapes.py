@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from conftest import asdf_dodo, built, run_in_empty_root, write_project
+from dodo_text import dodo_py
 
 
 CXML_FILES = {
@@ -273,16 +274,11 @@ def test_c_files_of_a_system_are_linked_in_and_its_suite_runs_static(tmp_path, s
         in run.stdout, run.stdout[-2000:]
 
 
-WRAPPER_DODO = """
-import lispbuild
-project = lispbuild.Project()
+WRAPPER_DODO = dodo_py("""\
 project.asdf_system("cffi-tests/example")
 project.binary("example", libraries=["cffi-tests/example"],
                entry="cffi-example::entry-point")
-DOIT_CONFIG = lispbuild.doit_config(project)
-def task_lispbuild():
-    yield from lispbuild.tasks(project)
-"""
+""")
 
 
 def test_a_cffi_wrapper_file_becomes_a_library_in_the_static_executable(tmp_path, store_env):

@@ -1,0 +1,73 @@
+;;;; Unit checks of lispbuild's pure Lisp functions, run in one SBCL:
+;;;; sbcl --script tests/lisp/units.lisp LISPBUILD-DIRECTORY
+;;;; Prints one line per failed check and "N checks, M failed"; exits 1 if any failed.
+
+(load (merge-pathnames "driver.lisp" (second sb-ext:*posix-argv*)))
+(in-package #:lispbuild-driver)
+
+(defvar *checks* 0)
+(defvar *failed* 0)
+
+(defmacro check (form expected)
+  "FORM evaluates to something EQUAL to EXPECTED."
+  `(let ((got (handler-case ,form (error (e) (list :error (princ-to-string e))))))
+     (incf *checks*)
+     (unless (equal got ,expected)
+       (incf *failed*)
+       (format t "FAIL: ~S~%  got      ~S~%  expected ~S~%" ',form got ,expected))))
+
+(defun scratch-file (text)
+  (let ((path (format nil "/tmp/lispbuild-units-~D.lisp" (sb-unix:unix-getpid))))
+    (with-open-file (out path :direction :output :if-exists :supersede)
+      (write-string text out))
+    (clrhash *source-texts*)
+    path))
+
+;;; line-at: the line of the first form at or after a position, skipping
+;;; blanks and comments (SBCL's form positions point past the last form).
+(let ((file (scratch-file (format nil "(a)~%~%; a comment~%  (b)~%(c)"))))
+  (check (line-at file 0) 1)
+  (check (line-at file 3) 4)
+  (check (line-at file (search "(c)" (car (source-text file)))) 5)
+  (check (line-at file 10000) 5)
+  (delete-file file))
+
+;;; name-record and named: a name as data that reads back in any image.
+(check (name-record 'car) '("COMMON-LISP" "CAR"))
+(check (name-record '(setf car)) '(:setf "COMMON-LISP" "CAR"))
+(check (name-record (make-symbol "GONE")) nil)
+(check (name-record '(setf car cdr)) nil)
+(check (name-record '(integer 0 1)) nil)
+(check (named '("COMMON-LISP" "CAR")) 'car)
+(check (named '(:setf "COMMON-LISP" "CAR")) '(setf car))
+(check (named '("NO-SUCH-PACKAGE-HERE" "X")) nil)
+(check (type-of (second (name-record 'car))) '(simple-array character (3)))
+
+;;; entry-convention: how an entry is called, or why it cannot be.
+(check (entry-convention 'main '() nil) :none)
+(check (entry-convention 'main '(&optional x) nil) :none)
+(check (entry-convention 'main '(&rest args) nil) :spread)
+(check (entry-convention 'main '(argv) "posix-argv") :posix-argv)
+(check (entry-convention 'main '(args) "command-line-arguments") :command-line-arguments)
+(check (entry-convention 'main '(&rest args) "posix-argv") :posix-argv)
+(defun opening (text) (subseq text 0 (min 28 (length text))))
+(check (opening (entry-convention 'main '(argv) nil)) "MAIN takes one argument: say")
+(check (opening (entry-convention 'main '(a b) nil)) "MAIN requires 2 arguments; a")
+(check (opening (entry-convention 'main '() "posix-argv")) "MAIN takes no argument, but ")
+(check (opening (entry-convention 'main :unknown nil)) "SBCL kept no lambda list of ")
+
+;;; find-entry: the function and its convention, or a note naming the problem.
+(defun lispbuild-units-main (argv) argv)
+(check (multiple-value-list (find-entry "lispbuild-driver::lispbuild-units-main" nil
+                                        "posix-argv"))
+       '(lispbuild-units-main :posix-argv))
+(check (find-entry "no-such-package-here:main" nil nil) nil)
+(check (find-entry "lispbuild-driver:when" nil nil) nil)
+
+;;; c-name-p: which strings of an image could name a C symbol.
+(check (mapcar #'c-name-p '("sprintf" "ffi_type_double" "_start" "CAR" "x" "a-b" "two words"
+                            "9lives" "SSL_new"))
+       '(t t t nil nil nil nil nil t))
+
+(format t "~D checks, ~D failed~%" *checks* *failed*)
+(sb-ext:exit :code (if (zerop *failed*) 0 1))

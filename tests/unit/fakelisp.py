@@ -1,0 +1,136 @@
+"""The rebuilder's test bench: a fake Lisp runner and doit run in this
+process, as ninja's build_test.cc drives its builder with a fake command
+runner. Nothing here starts SBCL."""
+import contextlib
+import hashlib
+import http.server
+import importlib
+import os
+import runpy
+import threading
+from pathlib import Path
+
+from doit.cmd_base import ModuleTaskLoader
+from doit.doit_cmd import DoitMain
+
+from lispbuild import rebuild
+from lispbuild.errors import LispFailure
+from lispbuild.steps import step_files
+
+
+class FakeLisp:
+    """The Lisp strategy's interface (run a job, shut down). A job's bytes
+    depend on what a real job's result depends on: the source's text and
+    the bytes of every file its load state loads, so an edit changes what
+    a real compile would change, and the same job gives the same bytes."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.ran: list[str] = []                # the tasks whose jobs ran, in order
+        self.failing: dict[str, str] = {}       # task -> what its job prints and fails with
+        self.during: dict[str, callable] = {}   # task -> called while its job runs
+        self.reads: dict[str, list[Path]] = {}  # task -> files its job reads undeclared
+
+    def run(self, job) -> str:
+        self.ran.append(job.task)
+        if job.task in self.during:
+            self.during[job.task]()
+        if job.task in self.failing:
+            raise LispFailure(f"{job.task}: {self.failing[job.task]}")
+        h = hashlib.sha256(job.command.encode())
+        for step in job.state.steps():
+            for path in step_files(step):
+                h.update(b"\0" + (self.root / path).read_bytes())
+        args = job.arguments
+        if job.command == "compile":
+            h.update(b"\0" + (self.root / args["source"]).read_bytes())
+            for path in self.reads.get(job.task, ()):
+                h.update(b"\0" + path.read_bytes())
+            Path(args["output"]).write_text(f"fake fasl {h.hexdigest()}\n")
+            Path(args["undefined"]).write_bytes(b"")
+            Path(args["reads"]).write_text(
+                "".join(f"{p}\n" for p in self.reads.get(job.task, ())))
+        elif job.command == "check-undefined":
+            Path(args["output"]).write_bytes(b"")
+        else:
+            raise AssertionError(f"the fake runner has no {job.command} job")
+        return ""
+
+    def shutdown(self):
+        pass
+
+
+def doit_here(project: Path, fake: FakeLisp, *args: str) -> tuple[int, str]:
+    """Run doit on the project's dodo.py in this process, its Lisp jobs
+    given to `fake`: doit's exit code, and what its reporter wrote."""
+    report = project.parent / f"{project.name}-doit.txt"
+    with contextlib.chdir(project):
+        module = runpy.run_path("dodo.py")
+        tasks = importlib.import_module("lispbuild.tasks")
+        original = tasks.lisp_strategy
+        tasks.lisp_strategy = lambda ctx: fake
+        try:
+            code = DoitMain(ModuleTaskLoader(module)).run(
+                ["run", "--output-file", str(report), *args])
+        finally:
+            tasks.lisp_strategy = original
+            rebuild.release_build_lock()
+    return code, report.read_text()
+
+
+class _Store(http.server.BaseHTTPRequestHandler):
+    """GET, HEAD and PUT of files under the server's directory, as nginx's
+    WebDAV module serves a remote store (contrib/nginx-remote-cache.conf)."""
+
+    def _path(self) -> Path:
+        return self.server.directory / self.path.lstrip("/")
+
+    def do_GET(self, body=True):
+        path = self._path()
+        if not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if body:
+            self.wfile.write(data)
+
+    def do_HEAD(self):
+        self.do_GET(body=False)
+
+    def do_PUT(self):
+        data = self.rfile.read(int(self.headers["Content-Length"]))
+        path = self._path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        self.send_response(201)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def http_store(directory: Path):
+    """A remote store's URL, served from `directory` by a thread."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Store)
+    server.directory = directory
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/store"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def write(path: Path, text: str):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    # The rebuilder trusts a file whose size and time did not change: an
+    # edit in the same clock tick must still be seen, as an editor's is.
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
