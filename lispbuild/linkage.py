@@ -41,6 +41,15 @@ def read_linkage(path: Path) -> tuple[list[Entry], list[str]]:
     return entries, named
 
 
+def keep_named(record: Path, defined: set[str]):
+    """Rewrite the record keeping, of its "named" lines, those whose name
+    is in `defined`."""
+    lines = Path(record).read_text().splitlines(keepends=True)
+    Path(record).write_text("".join(
+        line for line in lines
+        if not line.startswith("named ") or line[6:].strip() in defined))
+
+
 def foreign_library_name(shared_object: str) -> str:
     """"/usr/lib/x86_64-linux-gnu/libssl.so.3" -> "libssl"."""
     return Path(shared_object).name.split(".so")[0]

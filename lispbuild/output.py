@@ -107,3 +107,13 @@ def excerpt(path: Path, shown_as: str) -> str:
     left_out = total - len(head) - len(tail)
     return "\n".join([*head, f"[... {left_out:,} lines left out; all {total:,} lines "
                               f"({size:,} bytes) are in {shown_as}]", *tail])
+
+
+# A compile of code outside the project (Debian's libraries) says only how
+# many warnings it had, in this form; the progress reporter adds them up
+# per library.
+OUTSIDE_WARNINGS = re.compile(r"^(\d+) warnings? outside the project in (\S+)$")
+
+
+def outside_warnings(count: int, library: str) -> str:
+    return f"{count} warning{'s' if count != 1 else ''} outside the project in {library}"

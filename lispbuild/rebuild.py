@@ -126,17 +126,29 @@ class Action:
 
 
 PACKAGE = Path(__file__).parent
+# Code that drives or reports on builds, and decides no output's bytes.
+NOT_IN_KEYS = ("commands",)
+
+
+def key_code(package: Path = PACKAGE, suffixes=(".py", ".lisp")) -> list[Path]:
+    """lispbuild's code that decides what its tasks write: every Python and
+    Lisp file of the package but the commands. Its C sources are not code
+    of the builder but inputs of their tasks (a release's manifest names
+    them too: `suffixes`)."""
+    return sorted(path for path in package.rglob("*")
+                  if path.suffix in suffixes and path.is_file()
+                  and path.relative_to(package).parts[0] not in NOT_IN_KEYS
+                  and "__pycache__" not in path.parts)
 
 
 @functools.cache
-def package_digest(suffixes=(".py", ".lisp")) -> str:
-    """Digest of lispbuild's code: a changed builder changes every key.
-    Its C sources are not code of the builder but inputs of their tasks
-    (a release's manifest names them too: `suffixes`)."""
+def package_digest(suffixes=(".py", ".lisp"), package: Path = PACKAGE) -> str:
+    """Digest of the code of lispbuild that decides bytes (key_code): a
+    changed builder changes every key; a changed command changes none."""
     h = hashlib.sha256()
-    for path in sorted(PACKAGE.iterdir()):
-        if path.suffix in suffixes:
-            h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for path in key_code(package, suffixes):
+        h.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes()
+                 + b"\0")
     return h.hexdigest()
 
 

@@ -18,6 +18,7 @@ import atexit
 import functools
 import importlib
 import inspect
+import json
 import os
 import posixpath
 import re
@@ -28,7 +29,7 @@ from pathlib import Path, PurePosixPath
 
 from doit.exceptions import TaskFailed
 
-from . import link, linkage, observed, release, schedule, scratch, watch
+from . import link, linkage, observed, release, schedule, scratch
 from .asdf import asdf_libraries
 from .declare import Project, library_name
 from .digest import digest_bytes
@@ -38,11 +39,12 @@ from .embed import check_static, embed_core
 from .errors import LispFailure
 from .graph import (BinaryNode, FaslNode, library_c_sources, library_task, plan,
                     shared_library, shared_library_task)
-from .progress import SHOW_ALL_VARIABLE, ProgressReporter, outside_warnings
+from .output import outside_warnings
 from .rebuild import (Action, Context, action_key, execute, is_up_to_date, named_inputs,
                       release_build_lock)
 from .remote import remote_from
-from .store_check import STORE_CONFIG
+from .settings import (OWNER_VARIABLE, REPORTER, RUN_EXE_TASK, SHOW_ALL_VARIABLE,
+                       STOP_GRACE_SECONDS, STORE_CONFIG, WATCH_FILE, WATCH_VARIABLE)
 from .toolchain import find_musl, find_sbcl, musl_files, runtime_files, sbcl_files
 from .worker import WarmWorkers, die_with_parent
 
@@ -144,13 +146,19 @@ def _dump(action: Action, ctx: Context, lisp, outputs: dict):
                    "reads": outputs[observed.ROLE],
                    "compression": p["compression"], "test": p["test"]})))
     observed.record(outputs[observed.ROLE], action, ctx, find_sbcl().core.parent)
+    # Of the strings that could name a C symbol, those libc or the
+    # binary's archives define: the others (words, a worker's digests,
+    # pieces of this machine's paths) would make the record differ from
+    # one dump to the next, and the linkage task run again for nothing.
+    defined = set().union(*(_defined_symbols(Path(a), ctx) for a in p["archives"]),
+                          _defined_symbols(find_musl().libc, ctx),
+                          _defined_symbols(find_musl().zstd, ctx))
+    linkage.keep_named(outputs["linkage"], defined)
 
 
 def compile_c(action: Action, ctx: Context, outputs: dict):
     link.compile_c(ctx.root / action.inputs[0], outputs["object"], ctx.root, action.task,
                    weak=action.params.get("weak", False))
-
-
 
 
 def _derived(kind: str, path: Path, ctx: Context, compute):
@@ -275,7 +283,7 @@ def run_executable(path: Path, args: list, exit_code: int, limited: bool):
     except subprocess.TimeoutExpired:
         process.terminate()
         try:
-            process.wait(watch.STOP_GRACE_SECONDS)
+            process.wait(STOP_GRACE_SECONDS)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
@@ -387,16 +395,16 @@ def binary_actions(node: BinaryNode, release_mode: bool = False) -> list[Action]
         Action(task=f"{prefix}core:{b.name}", run=dump_release_core if release_mode else dump_core,
                # A release dump also preloads sorteddir.c, built with gcc,
                # and its directory's path is in the image.
-               inputs=[link.SORTED_LISTINGS_SOURCE] if release_mode else [],
-               params={"binary": b.name, "features": list(node.features),
+               # The archives: what the image's strings may name (_dump).
+               inputs=([link.SORTED_LISTINGS_SOURCE] if release_mode else []) + archives,
+               params={"binary": b.name, "features": list(node.features), "archives": archives,
                        "entry": b.entry, "entry_arguments": b.entry_arguments,
                        "compression": b.compression, "test": b.test,
                        **({"dump_directory": release_directory()} if release_mode else {})},
                outputs={"core": Path(core), "linkage": Path(record),
                         "shared_objects": Path(shared),
                         observed.ROLE: Path(core).with_suffix(".reads")},
-               toolchain=(sbcl_files, musl_files) if release_mode else (sbcl_files,),
-               state=node.state),
+               toolchain=(sbcl_files, musl_files), state=node.state),
         Action(task=f"{prefix}linkage:{b.name}", run=resolve_linkage,
                inputs=[Path(record), Path(shared), *map(Path, objects), *map(Path, archives)],
                params={"binary": b.name, "record": record, "shared_objects": shared,
@@ -493,7 +501,7 @@ def doit_tasks(project: Project):
 
 def _doit_tasks(project: Project):
     ctx = Context(root=project.root, store_root=project.store,
-                  owner=int(os.environ.get(watch.OWNER_VARIABLE) or os.getpid()))
+                  owner=int(os.environ.get(OWNER_VARIABLE) or os.getpid()))
     ctx.lisp = lisp_strategy(ctx)
     ctx.remote = remote_from(project.remote, ctx.build, ctx.owner)
     if os.getpid() == ctx.owner:
@@ -501,7 +509,7 @@ def _doit_tasks(project: Project):
             print(f"removed {path.relative_to(ctx.root)}, left by a stopped build",
                   file=sys.stderr)
         _die_with_this_process()
-    if not os.environ.get(watch.WATCH_VARIABLE):  # a watch stops its workers itself
+    if not os.environ.get(WATCH_VARIABLE):  # a watch stops its workers itself
         atexit.register(ctx.lisp.shutdown)
     graph = plan(project, asdf_libraries(project, ctx))
     # What a watch watches (watch.py): every input of the graph.
@@ -593,10 +601,10 @@ def _doit_tasks(project: Project):
                                   + [c_actions[s] for s in own_c]
                                   + [c_actions[COMPAT_TASK]], c_tasks, release_origin)
     for run in project.runs.values():
-        yield {"basename": watch.RUN_EXE_TASK, "name": run.name, "actions": [],
+        yield {"basename": RUN_EXE_TASK, "name": run.name, "actions": [],
                "task_dep": [f"exe:{run.binary}"]}
-    if os.environ.get(watch.WATCH_VARIABLE):
-        watch.write_watch_file(ctx.root, inputs, {
+    if os.environ.get(WATCH_VARIABLE):
+        write_watch_file(ctx.root, inputs, {
             run.name: {"executable": str(ctx.root / "build/bin" / run.binary),
                        "args": list(run.args)} for run in project.runs.values()})
     for kind, runs in (("run", project.runs), ("test", project.tests)):
@@ -643,6 +651,16 @@ def _release_tasks(graph, node: BinaryNode, ctx: Context, writers: dict,
     yield task
 
 
+def write_watch_file(root: Path, inputs: list[str], runs: dict):
+    """What the watch needs to know of a build; written by tasks.py when a
+    watch asks for it (LISPBUILD_WATCH)."""
+    path = root / WATCH_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"inputs": sorted(set(inputs)), "runs": runs}))
+    os.replace(tmp, path)
+
+
 def doit_config(project: Project) -> dict:
     """DOIT_CONFIG: lispbuild's progress reporter; doit's own record kept in SQLite (the default dbm falls
     back to dbm.dumb here), and every executable built by default."""
@@ -660,4 +678,4 @@ def doit_config(project: Project) -> dict:
             "default_tasks": ["exe"], STORE_CONFIG: str(project.store),
             # Each task's words are kept and written when it ends, above
             # the status line (progress.py).
-            "reporter": ProgressReporter, "verbosity": 0}
+            "reporter": REPORTER, "verbosity": 0}

@@ -11,7 +11,7 @@ import pytest
 
 from lispbuild import canonical, output, space, store
 from lispbuild.errors import LispFailure
-from lispbuild.watch import _dodo_error
+from lispbuild.commands.watch import _dodo_error
 
 
 def lines_file(path: Path, count: int, width: int = 20) -> Path:

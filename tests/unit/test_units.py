@@ -18,7 +18,7 @@ from lispbuild.steps import EMPTY, StateDigests
 from lispbuild.worker import worth_an_image
 from lispbuild.errors import UndeclaredForeignLibrary
 from lispbuild.linkage import (Entry, archive_members, check_foreign_libraries,
-                               defined_symbols, named_symbols, read_linkage,
+                               defined_symbols, keep_named, named_symbols, read_linkage,
                                resolve_symbols, symbol_table_source)
 from lispbuild.scratch import sweep
 from lispbuild.store import Store
@@ -173,6 +173,13 @@ def test_symbol_table_is_sorted_and_aliased():
     libraries = symbol_table_source(["exp"], ["libssl", "libcrypto"])
     assert 'lispbuild_libraries[] = {"libcrypto", "libssl", 0};' in libraries
     assert "lispbuild_library_count = 2;" in libraries
+
+
+def test_a_record_keeps_the_named_strings_that_name_a_symbol(tmp_path):
+    record = tmp_path / "app.linkage"
+    record.write_text("function malloc\nnamed sprintf\nnamed zygote\nnamed a5dbd8e8\n")
+    keep_named(record, {"sprintf", "malloc", "free"})
+    assert record.read_text() == "function malloc\nnamed sprintf\n"
 
 
 def test_named_strings_are_exported_only_where_the_link_stays_whole():

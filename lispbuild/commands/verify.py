@@ -24,13 +24,13 @@ from pathlib import Path
 
 from doit.cmd_base import Command
 
-from . import release
-from .digest import digest_bytes, hash_file
-from .canonical import DEFAULT_RELEASE_DIR, RELEASE_DIR_VARIABLE
-from .errors import LispbuildError, ReleaseFailure
-from .store import Store
+from .. import release
+from ..digest import digest_bytes, hash_file
+from ..canonical import DEFAULT_RELEASE_DIR, RELEASE_DIR_VARIABLE
+from ..errors import LispbuildError, ReleaseFailure
+from ..store import Store
+from ..toolchain import find_musl, find_sbcl
 from .store_check import project_store
-from .toolchain import find_musl, find_sbcl
 
 # The order in which stages run, by task prefix.
 STAGES = (("FASLs", ("grovel:", "fasl:")), ("C objects", ("c:",)),
@@ -101,7 +101,7 @@ def release_sources_here(name: str, root: Path) -> list[str] | None:
     from doit import loader
     from doit.cmd_base import DodoTaskLoader
 
-    from .rebuild import named_inputs, release_build_lock
+    from ..rebuild import named_inputs, release_build_lock
     dodo = DodoTaskLoader()
     dodo.setup({"dodoFile": "dodo.py", "cwdPath": None, "seek_file": False})
     try:

@@ -31,29 +31,15 @@ from pathlib import Path
 from doit.cmd_base import Command, DodoTaskLoader
 from doit.doit_cmd import DoitMain
 
-from .digest import DigestCache
-from .rebuild import Context, release_build_lock
-from .worker import WarmWorkers, become_subreaper
-
-WATCH_FILE = "build/.lispbuild/watch.json"
-OWNER_VARIABLE = "LISPBUILD_OWNER"
-WATCH_VARIABLE = "LISPBUILD_WATCH"
-STOP_GRACE_SECONDS = 3.0
-RUN_EXE_TASK = "_run-exe"   # run-exe:NAME builds the binary of run:NAME
+from ..digest import DigestCache
+from ..rebuild import Context, release_build_lock
+from ..settings import (OWNER_VARIABLE, RUN_EXE_TASK, STOP_GRACE_SECONDS, WATCH_FILE,
+                        WATCH_VARIABLE)
+from ..worker import WarmWorkers, become_subreaper
 
 # A diagnostic about a file of the project: "path:line: ...", the path
 # relative (those of Debian's libraries are absolute).
 PROJECT_DIAGNOSTIC = re.compile(r"^[^/\s][^\s:]*:\d+: ")
-
-
-def write_watch_file(root: Path, inputs: list[str], runs: dict):
-    """What the watch needs to know of a build; written by tasks.py when a
-    watch asks for it (LISPBUILD_WATCH)."""
-    path = root / WATCH_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"inputs": sorted(set(inputs)), "runs": runs}))
-    os.replace(tmp, path)
 
 
 def say(line: str):

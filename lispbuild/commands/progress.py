@@ -16,14 +16,8 @@ import time
 
 from doit.reporter import ConsoleReporter
 
-# A compile of code outside the project (Debian's libraries) says only how
-# many warnings it had, in this form; the reporter adds them up per library.
-OUTSIDE_WARNINGS = re.compile(r"^(\d+) warnings? outside the project in (\S+)$")
-SHOW_ALL_VARIABLE = "LISPBUILD_WARNINGS"
-
-
-def outside_warnings(count: int, library: str) -> str:
-    return f"{count} warning{'s' if count != 1 else ''} outside the project in {library}"
+from ..output import OUTSIDE_WARNINGS
+from ..settings import SHOW_ALL_VARIABLE
 
 
 class ProgressReporter(ConsoleReporter):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from doit.cmd_base import Command
 
-from .digest import DigestCache
+from ..digest import DigestCache
 
 SHOWN = 10  # files named per kind of change; the rest are counted
 

@@ -7,9 +7,8 @@ from pathlib import Path
 
 from doit.cmd_base import Command, DodoTaskLoader
 
-from .store import Store
-
-STORE_CONFIG = "lispbuild_store"  # the key doit_config() puts in DOIT_CONFIG
+from ..settings import STORE_CONFIG
+from ..store import Store
 
 
 def project_store() -> Path | None:

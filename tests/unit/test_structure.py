@@ -1,0 +1,63 @@
+"""The package's structure, enforced: which modules may import which (read
+with ast), what `import lispbuild` loads, and which code is in the keys."""
+import ast
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from lispbuild.rebuild import PACKAGE, key_code, package_digest
+
+# Layers, lowest first: a module may import its own layer's and lower ones.
+LAYERS = {"": 0, "commands": 1}
+
+
+def layer(module: Path) -> str:
+    parts = module.relative_to(PACKAGE).parts
+    return parts[0] if len(parts) > 1 else ""
+
+
+def imported_layers(module: Path) -> set[str]:
+    """The layers a module imports from, by its relative imports."""
+    found = set()
+    here = module.relative_to(PACKAGE).parts[:-1]
+    for node in ast.walk(ast.parse(module.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = list(here[:len(here) - (node.level - 1)])
+            target = base + (node.module.split(".") if node.module else [])
+            if target and target[0] in LAYERS and target[0] != "":
+                found.add(target[0])
+            elif not target and node.names and node.names[0].name in LAYERS:
+                found.add(node.names[0].name)
+            else:
+                found.add("")
+    return found
+
+
+def test_no_module_imports_from_a_layer_above_its_own():
+    wrong = {str(m.relative_to(PACKAGE)): sorted(imported_layers(m))
+             for m in PACKAGE.rglob("*.py")
+             if any(LAYERS[l] > LAYERS[layer(m)] for l in imported_layers(m))}
+    assert wrong == {}
+
+
+def test_importing_lispbuild_loads_no_command():
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, lispbuild; print(' '.join(sorted(sys.modules)))"],
+        capture_output=True, text=True, check=True).stdout.split()
+    assert [m for m in loaded if m.startswith("lispbuild.commands")] == []
+    assert "watchfiles" not in loaded and "lispbuild.tasks" in loaded
+
+
+def test_a_command_edited_changes_no_key_and_the_builder_edited_changes_all(tmp_path):
+    names = {p.relative_to(PACKAGE).as_posix() for p in key_code()}
+    assert "rebuild.py" in names and "driver.lisp" in names and "tasks.py" in names
+    assert not any(n.startswith("commands/") for n in names)
+    copy = tmp_path / "lispbuild"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    before = package_digest(package=copy)
+    (copy / "commands" / "why.py").write_text("# edited\n")
+    (copy / "commands" / "progress.py").write_text("# edited\n")
+    assert package_digest.__wrapped__(package=copy) == before
+    (copy / "steps.py").write_text((copy / "steps.py").read_text() + "# edited\n")
+    assert package_digest.__wrapped__(package=copy) != before
