@@ -28,7 +28,7 @@ def _query(ctx: Context, systems: list[str], registry: list[str]) -> tuple[str, 
     with scratch_dir(ctx.build, "asdf-") as tmp:
         output, reads = Path(tmp) / "graph.tsv", Path(tmp) / "reads.txt"
         try:
-            FreshSbcl(ctx).run(LispJob(
+            (ctx.lisp or FreshSbcl(ctx)).run(LispJob(
                 task=f"asking ASDF for {', '.join(systems)}", command="asdf-graph",
                 state=EMPTY, product=output,
                 arguments={"systems": systems, "registry": registry, "output": output,

@@ -289,19 +289,20 @@ _NOT_SOURCES = ("build", "cache", "dist")
 
 
 class CanonicalSbcl:
-    """Each job in a fresh SBCL, in the canonical process of the module's doc."""
+    """Each job in a fresh SBCL, in the canonical process of the module's
+    doc, under the directory the job's hints name (release_directory)."""
 
-    def __init__(self, ctx: Context, parent: str):
+    def __init__(self, ctx: Context):
         self.ctx = ctx
-        self.parent = Path(parent)
 
-    def _check_paths(self, steps):
-        if not self.parent.is_absolute() or any(c in str(self.parent) for c in "*?["):
-            raise LispFailure(f"{RELEASE_DIR_VARIABLE}={str(self.parent)!r}: give an absolute "
+    @staticmethod
+    def _check_paths(parent: Path, steps):
+        if not parent.is_absolute() or any(c in str(parent) for c in "*?["):
+            raise LispFailure(f"{RELEASE_DIR_VARIABLE}={str(parent)!r}: give an absolute "
                               f"path without * ? or [ (SBCL reads them as wildcards)")
-        hidden = hidden_directory(self.parent / "x")
+        hidden = hidden_directory(parent / "x")
         if hidden == Path("/"):
-            raise LispFailure(f"{RELEASE_DIR_VARIABLE}={str(self.parent)!r}: give a directory "
+            raise LispFailure(f"{RELEASE_DIR_VARIABLE}={str(parent)!r}: give a directory "
                               f"below another than / (the dump hides the one above it)")
         sbcl = find_sbcl()
         read_where_they_are = [sbcl.program, sbcl.core] + [
@@ -311,11 +312,12 @@ class CanonicalSbcl:
             if path.is_relative_to(hidden):
                 raise LispFailure(f"{path}: a release dump cannot read it, since it hides "
                                   f"{hidden} (the directory above {RELEASE_DIR_VARIABLE}="
-                                  f"{self.parent}): set {RELEASE_DIR_VARIABLE} elsewhere")
+                                  f"{parent}): set {RELEASE_DIR_VARIABLE} elsewhere")
 
     def run(self, job: LispJob) -> str:
         steps = job.state.steps()
-        self._check_paths(steps)
+        parent = Path(job.hints["release_directory"])
+        self._check_paths(parent, steps)
         support = support_fasls(self.ctx)
         listings = sorted_listings_action()
         ensure(listings, self.ctx)
@@ -326,7 +328,7 @@ class CanonicalSbcl:
         form = job_form(LispJob(job.task, job.command, job.state, arguments, job.product),
                         steps, Path("out/diagnostics.txt"))
         seed = digest_bytes(form.encode())
-        visible = self.parent / seed[:16]
+        visible = parent / seed[:16]
         uid, gid = os.getuid(), os.getgid()
         with dump_directory(self.ctx.build, visible) as where:
             here = where.real

@@ -37,8 +37,8 @@ class Context:
     """Where a project's files, build directory and store are, and the
     remote store behind it; the process
     that owns the build (doit's main process: warm workers end with it);
-    and how Lisp jobs run (`lisp`, a strategy: driver.FreshSbcl or
-    worker.WarmWorkers, set by whoever makes the context)."""
+    and how Lisp jobs run (`lisp`: runners.Runners, set by whoever makes
+    the context)."""
     root: Path
     store_root: Path
     owner: int = field(default_factory=os.getpid)
@@ -383,16 +383,18 @@ def _build(action: Action, ctx: Context, key: str, store: Store) -> dict:
         scratch = Path(scratch)
         paths = {role: scratch / Path(p).name for role, p in action.outputs.items()}
         action.run(action, ctx, paths)
+        # Which runner made a Lisp job's outputs (runners.Runners.runner_of).
+        made_by = getattr(ctx.lisp, "runner_of", lambda task: None)(action.task)
         outputs = {role: {"sha256": store.put_file(path),
                           "executable": role in action.executable}
                    for role, path in paths.items()}
         # An input edited while the action ran makes the result belong to no
         # key: keep it out of the store.
         if action_key(action, ctx) == key:
-            store.put_action(key, outputs)
+            store.put_action(key, outputs, made_by)
             variant = observed.variant_recorded(key, outputs, _in_store(store))
             if variant is not None:
-                store.put_action(variant, outputs)
+                store.put_action(variant, outputs, made_by)
         return outputs
 
 

@@ -191,8 +191,11 @@ class Store:
             return outputs
         return None
 
-    def put_action(self, key: str, outputs: dict):
-        data = json.dumps({"outputs": outputs}, sort_keys=True, indent=1).encode()
+    def put_action(self, key: str, outputs: dict, made_by: str | None = None):
+        """Record the outputs of an action key; `made_by`, the runner that
+        made them (runners.py), is said in the record, not checked."""
+        record = {"outputs": outputs, **({"made_by": made_by} if made_by else {})}
+        data = json.dumps(record, sort_keys=True, indent=1).encode()
         _atomic_write(self._action_path(key), lambda f: f.write(data), 0o444)
 
     def _derived_path(self, kind: str, sha256: str) -> Path:

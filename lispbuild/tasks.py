@@ -33,8 +33,8 @@ from . import link, linkage, observed, release, schedule, scratch
 from .asdf import asdf_libraries
 from .declare import Project, library_name
 from .digest import digest_bytes
-from .canonical import CanonicalSbcl, release_directory
-from .driver import TIME_LIMIT_VARIABLE, FreshSbcl, LispJob, signal_name, time_limit
+from .canonical import release_directory
+from .driver import TIME_LIMIT_VARIABLE, LispJob, signal_name, time_limit
 from .embed import check_static, embed_core
 from .errors import LispFailure
 from .graph import (BinaryNode, FaslNode, library_c_sources, library_task, plan,
@@ -46,12 +46,12 @@ from .remote import remote_from
 from .settings import (OWNER_VARIABLE, REPORTER, RUN_EXE_TASK, SHOW_ALL_VARIABLE,
                        STOP_GRACE_SECONDS, STORE_CONFIG, WATCH_FILE, WATCH_VARIABLE)
 from .toolchain import find_musl, find_sbcl, musl_files, runtime_files, sbcl_files
-from .worker import WarmWorkers, die_with_parent
+from .runners import Runners
+from .worker import die_with_parent
 
 COMPAT_TASK = "lispbuild/compat.c"
 # lispbuild's own C files, inputs of c: tasks but not the project's sources.
 LISPBUILD_FILES = str(link.COMPAT_SOURCE.parent) + os.sep
-FRESH_VARIABLE = "LISPBUILD_FRESH"
 
 
 def _print_notes(notes: str):
@@ -127,19 +127,19 @@ def check_undefined(action: Action, ctx: Context, outputs: dict):
 
 
 def dump_core(action: Action, ctx: Context, outputs: dict):
-    _dump(action, ctx, ctx.lisp, outputs)
+    _dump(action, ctx, outputs)
 
 
 def dump_release_core(action: Action, ctx: Context, outputs: dict):
     """A fresh SBCL in a canonical process: the same image whoever dumps
-    it, wherever, whenever (canonical.py)."""
-    _dump(action, ctx, CanonicalSbcl(ctx, action.params["dump_directory"]), outputs)
+    it, wherever, whenever (canonical.py, which runners.py picks for it)."""
+    _dump(action, ctx, outputs, {"release_directory": action.params["dump_directory"]})
 
 
-def _dump(action: Action, ctx: Context, lisp, outputs: dict):
+def _dump(action: Action, ctx: Context, outputs: dict, hints: dict | None = None):
     p = action.params
-    _print_notes(lisp.run(LispJob(
-        task=action.task, command="dump", state=action.state, product=outputs["core"],
+    _print_notes(ctx.lisp.run(LispJob(
+        task=action.task, command="dump", state=action.state, product=outputs["core"], hints=hints or {},
         arguments={"features": p["features"], "entry": p["entry"],
                    "entry_arguments": p["entry_arguments"], "core": outputs["core"],
                    "linkage": outputs["linkage"], "shared_objects": outputs["shared_objects"],
@@ -458,10 +458,8 @@ def _doit_task(action: Action, ctx: Context, task_dep: list[str]) -> dict:
 
 
 def lisp_strategy(ctx: Context):
-    """Warm workers, unless LISPBUILD_FRESH asks for a fresh SBCL per job."""
-    if os.environ.get(FRESH_VARIABLE, "") not in ("", "0"):
-        return FreshSbcl(ctx)
-    return WarmWorkers(ctx)
+    """How this build's Lisp jobs run (runners.py)."""
+    return Runners(ctx)
 
 
 _forks_die_with = None

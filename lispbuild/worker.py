@@ -32,20 +32,17 @@ import os
 import select
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import link
-from .scratch import process_alive
-from .driver import (FreshSbcl, LispJob, check_result, job_form, lisp_literal,
-                     lisp_plist, lisp_steps, over_time, sbcl_environment, support_fasls,
-                     support_settings,
-                     time_limit)
-from .errors import BuildGone
+from .driver import (LispJob, check_result, job_form, lisp_literal, lisp_plist, lisp_steps,
+                     over_time, sbcl_environment, support_fasls, support_settings, time_limit)
 from .graph import ASDF_STEP
 from .rebuild import Action, Context, ensure
+from .runners import RunnerUnavailable
+from .scratch import process_alive
 from .toolchain import find_sbcl, runtime_files
 
 # How long the owner waits, when it exits, for images being saved.
@@ -74,7 +71,7 @@ def dev_runtime_action() -> Action:
                   toolchain=(runtime_files,), executable=frozenset({"runtime"}))
 
 
-class WorkerUnavailable(Exception):
+class WorkerUnavailable(RunnerUnavailable):
     """This job cannot run in a worker; it runs in a fresh SBCL."""
 
 
@@ -139,7 +136,6 @@ class WarmWorkers:
         if os.getpid() == ctx.owner:
             become_subreaper()
         self.ctx = ctx
-        self.fresh = FreshSbcl(ctx)
         self.dir = ctx.build / ".lispbuild" / "workers"
         self.images = ctx.build / ".lispbuild" / "images"
         self.requests = self.dir / "requests" / str(ctx.owner)
@@ -150,15 +146,7 @@ class WarmWorkers:
     # --- running a job ---------------------------------------------------
 
     def run(self, job: LispJob) -> str:
-        try:
-            return self._run(job)
-        except WorkerUnavailable as why:
-            if not process_alive(self.ctx.owner):
-                raise BuildGone("the build was stopped") from None
-            print(f"{job.task}: {why}; running it in a fresh SBCL", file=sys.stderr)
-            return self.fresh.run(job)
-
-    def _run(self, job: LispJob) -> str:
+        """The job's notes; WorkerUnavailable if no worker can run it."""
         steps = job.state.steps()
         prefixes = self.ctx.states.prefixes(job.state)
         for attempt in range(PLACEMENT_ATTEMPTS):

@@ -1,17 +1,25 @@
 """ASDF systems, Debian's Common Lisp libraries, CFFI and test suites, built
 from the repository's dodo.py with real SBCL, ASDF and musl-gcc."""
+import contextlib
 import os
+import runpy
 import shutil
 import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from conftest import (REPO, asdf_dodo, built, doit, empty_root_command, run_in_empty_root,
                       write_project)
 from dodo_text import dodo_py
+from lispbuild.asdf import asdf_libraries
+from lispbuild.driver import FreshSbcl
+from lispbuild.graph import plan
+from lispbuild.rebuild import Context, release_build_lock
+from lispbuild.tasks import grovel_action
 
 
 def test_ppcre_grep_runs_from_an_empty_root(samples, tmp_path):
@@ -364,6 +372,22 @@ GROVEL_FILES = {
 }
 
 
+def same_as_fresh(project: Path, node: str, role: str, tmp_path: Path) -> bool:
+    """Whether a fresh SBCL, run on what build/ holds, writes the `role`
+    output of the grovel task of `node` (LIB/FILE) as the build did."""
+    with contextlib.chdir(project):
+        dodo = runpy.run_path("dodo.py")["project"]
+        ctx = Context(root=project, store_root=project / "cache")
+        ctx.lisp = FreshSbcl(ctx)
+        action = grovel_action(plan(dodo, asdf_libraries(dodo, ctx)).fasls[node])
+        outputs = {r: tmp_path / f"fresh-{Path(p).name}" for r, p in action.outputs.items()}
+        try:
+            action.run(action, ctx, outputs)
+        finally:
+            release_build_lock()  # taken to compile lispbuild's Lisp, if it had to
+    return outputs[role].read_bytes() == (project / action.outputs[role]).read_bytes()
+
+
 def test_a_grovel_file_is_groveled_with_musl_then_compiled(tmp_path, store_env):
     project = write_project(tmp_path / "grovel", asdf_dodo("app"), GROVEL_FILES)
     result = built(project, "-n", "2", env=store_env)
@@ -372,6 +396,9 @@ def test_a_grovel_file_is_groveled_with_musl_then_compiled(tmp_path, store_env):
         (project / "build/grovel/app/constants.lisp").read_text()
     run = run_in_empty_root(project / "build/bin/app", tmp_path)
     assert run.returncode == 0 and run.stdout == "11 390\n", run
+    # A worker grovelled it; a fresh SBCL writes the same bytes
+    # (runners.SAME_BYTES).
+    assert same_as_fresh(project, "app/constants.lisp", "lisp", tmp_path)
 
     # A C program that does not build: the file, the compiler's words; the
     # executable stays.

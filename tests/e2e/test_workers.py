@@ -47,15 +47,18 @@ def none_left_within(project: Path, seconds: float) -> bool:
 
 
 def fasls(project: Path) -> dict[str, bytes]:
-    """Every FASL, and what each file refers to undefined."""
-    root = project / "build/fasl"
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*")
-            if p.suffix in (".fasl", ".undefined")}
+    """Every FASL, what each file refers to undefined, and each library's
+    report of what it leaves undefined."""
+    root = project / "build"
+    return {str(p.relative_to(root)): p.read_bytes()
+            for p in [*(root / "fasl").rglob("*"), *(root / "undefined").rglob("*")]
+            if p.suffix in (".fasl", ".undefined", ".txt")}
 
 
 def test_workers_and_fresh_sbcl_write_the_same_fasls(samples, tmp_path):
-    """Every FASL of every sample, built by warm workers (the samples
-    fixture) and by a fresh SBCL per file, is the same bytes."""
+    """Every FASL of every sample and every library's report, built by warm
+    workers (the samples fixture) and by a fresh SBCL per job, is the same
+    bytes, as runners.SAME_BYTES says of compile and check-undefined."""
     warm = fasls(samples)
     assert len(warm) > 300  # hunchentoot and all it needs, two files each
     fresh = copy_samples(tmp_path / "fresh")

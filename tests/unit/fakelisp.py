@@ -56,6 +56,9 @@ class FakeLisp:
             raise AssertionError(f"the fake runner has no {job.command} job")
         return ""
 
+    def runner_of(self, task: str) -> str:
+        return "fake"
+
     def shutdown(self):
         pass
 

@@ -52,6 +52,14 @@ def test_a_cold_build_runs_every_job_once(project):
     assert all(b.startswith(b"fake fasl ") for b in fasls(project).values())
 
 
+def test_a_record_says_which_runner_made_its_outputs(project):
+    build(project)
+    records = [json.loads(p.read_text()) for p in (project / "cache").rglob("*.json")
+               if p.parent.parent.name == "actions"]
+    fasl_records = [r for r in records if "fasl" in r["outputs"]]
+    assert len(fasl_records) == 3 and all(r["made_by"] == "fake" for r in fasl_records)
+
+
 def test_a_build_with_nothing_changed_runs_no_job(project):
     build(project)
     assert build(project).ran == []
