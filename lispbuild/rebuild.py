@@ -312,8 +312,27 @@ def execute(action: Action, ctx: Context):
                               [ctx.build, ctx.store_root])
         return TaskFailed(full or f"{action.task}: {type(error).__name__}: {error}")
     except Exception as error:
-        return TaskFailed(f"{action.task}: {type(error).__name__}: {error}")
+        return TaskFailed(f"{action.task}: {type(error).__name__}: {error} (a fault in "
+                          f"lispbuild: {log_fault(ctx, action.task)} has its traceback)")
     return None
+
+
+FAULT_LOG = "build/.lispbuild/log"
+
+
+def log_fault(ctx: Context, task: str) -> str:
+    """Append the exception being handled, with its traceback, to the
+    build's log; the log's path from the project root."""
+    import traceback
+    try:
+        path = ctx.root / FAULT_LOG
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as log:
+            log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {task}\n"
+                      + traceback.format_exc())
+    except OSError:
+        return "no log (build/ cannot be written)"
+    return FAULT_LOG
 
 
 def _restore_or_build(action: Action, ctx: Context, store: Store | None = None):

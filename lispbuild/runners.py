@@ -67,6 +67,11 @@ class Runners:
         self.factories = factories or FACTORIES
         self.made: dict[str, object] = {}
         self.ran: dict[str, str] = {}   # task -> the runner that ran its last job
+        if not self.fresh_only:
+            # Made by the build's owner, before doit forks the processes
+            # that run jobs: it becomes the subreaper of the workers they
+            # start, and its shutdown stops them all.
+            self.runner("workers")
 
     def candidates(self, job) -> list[str]:
         """The runners that may run `job`, in the order they are tried."""

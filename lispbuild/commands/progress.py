@@ -10,7 +10,6 @@ task writes to the terminal itself, after a line naming it. Elsewhere (a
 log, a pipe) the lines are doit's own (". task", "-- task"), each task's
 words after its line, and nothing is rewritten.
 """
-import re
 import shutil
 import time
 

@@ -19,7 +19,7 @@ from lispbuild.asdf import asdf_libraries
 from lispbuild.driver import FreshSbcl
 from lispbuild.graph import plan
 from lispbuild.rebuild import Context, release_build_lock
-from lispbuild.tasks import grovel_action
+from lispbuild.rules.lisp import grovel_action
 
 
 def test_ppcre_grep_runs_from_an_empty_root(samples, tmp_path):

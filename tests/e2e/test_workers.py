@@ -14,7 +14,7 @@ from lispbuild.asdf import asdf_libraries
 from lispbuild.driver import FreshSbcl
 from lispbuild.graph import plan
 from lispbuild.rebuild import Context
-from lispbuild.tasks import compile_fasl, fasl_action
+from lispbuild.rules.lisp import compile_fasl, fasl_action
 
 from conftest import built, copy_samples, doit, terminal_session, write_project
 from dodo_text import dodo_py

@@ -224,3 +224,18 @@ def test_the_jobs_of_a_build_are_the_same_bytes_as_before(project, tmp_path):
             p.name for p in (root / "cache").rglob("*") if p.parent.parent.name == "actions")))
         keys[root] = records
     assert keys[project] == keys[other]
+
+
+def test_a_fault_in_lispbuild_fails_its_task_and_logs_the_traceback(project):
+    fake = FakeLisp(project)
+
+    def fault():
+        raise RuntimeError("an invariant broke")
+    fake.during["fasl:util/a.lisp"] = fault
+    code, said = doit_here(project, fake, "lib")
+    assert code != 0
+    assert ("fasl:util/a.lisp: RuntimeError: an invariant broke (a fault in lispbuild: "
+            "build/.lispbuild/log has its traceback)") in said
+    log = (project / "build/.lispbuild/log").read_text()
+    assert "fasl:util/a.lisp\nTraceback (most recent call last):" in log
+    assert 'in fault\n    raise RuntimeError("an invariant broke")' in log

@@ -9,11 +9,16 @@ from pathlib import Path
 from lispbuild.rebuild import PACKAGE, key_code, package_digest
 
 # Layers, lowest first: a module may import its own layer's and lower ones.
-LAYERS = {"": 0, "commands": 1}
+# The model and engine (the package's own modules); what each task is
+# (rules/); the doit tasks made of them (tasks.py, and the package's
+# entry, __init__.py); the commands that drive builds.
+LAYERS = {"": 0, "rules": 1, "tasks": 2, "commands": 3}
 
 
 def layer(module: Path) -> str:
     parts = module.relative_to(PACKAGE).parts
+    if parts in (("tasks.py",), ("__init__.py",)):
+        return "tasks"
     return parts[0] if len(parts) > 1 else ""
 
 
@@ -25,12 +30,10 @@ def imported_layers(module: Path) -> set[str]:
         if isinstance(node, ast.ImportFrom) and node.level:
             base = list(here[:len(here) - (node.level - 1)])
             target = base + (node.module.split(".") if node.module else [])
-            if target and target[0] in LAYERS and target[0] != "":
-                found.add(target[0])
-            elif not target and node.names and node.names[0].name in LAYERS:
-                found.add(node.names[0].name)
-            else:
-                found.add("")
+            names = [target] if target else [[a.name] for a in node.names]
+            for name in names:
+                found.add("tasks" if name == ["tasks"]
+                          else name[0] if name[0] in LAYERS else "")
     return found
 
 

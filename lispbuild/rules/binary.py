@@ -1,0 +1,204 @@
+"""Tasks of a static executable: core:NAME dumps the image (with the record
+of its foreign symbols), linkage:NAME resolves them against what will be
+linked and writes the symbol table, runtime:NAME links SBCL's runtime with
+musl, exe:NAME embeds the core; c:PATH and clib:PATH build C files (as
+musl objects, and as shared libraries for the SBCLs that load a library's
+code). In release mode the same under build/release/NAME/, the core dumped
+in the canonical process."""
+import os
+import posixpath
+import sys
+from pathlib import Path, PurePosixPath
+
+from .. import link, linkage, observed
+from ..canonical import release_directory
+from ..driver import LispJob
+from ..embed import check_static, embed_core
+from ..graph import BinaryNode, shared_library, shared_library_task
+from ..rebuild import Action, Context
+from ..toolchain import find_musl, find_sbcl, musl_files, runtime_files, sbcl_files
+from .lisp import print_notes
+
+
+COMPAT_TASK = "lispbuild/compat.c"
+
+
+# lispbuild's own C files, inputs of c: tasks but not the project's sources.
+LISPBUILD_FILES = str(link.COMPAT_SOURCE.parent) + os.sep
+
+
+def dump_core(action: Action, ctx: Context, outputs: dict):
+    _dump(action, ctx, outputs)
+
+
+def dump_release_core(action: Action, ctx: Context, outputs: dict):
+    """A fresh SBCL in a canonical process: the same image whoever dumps
+    it, wherever, whenever (canonical.py, which runners.py picks for it)."""
+    _dump(action, ctx, outputs, {"release_directory": action.params["dump_directory"]})
+
+
+def _dump(action: Action, ctx: Context, outputs: dict, hints: dict | None = None):
+    p = action.params
+    print_notes(ctx.lisp.run(LispJob(
+        task=action.task, command="dump", state=action.state, product=outputs["core"], hints=hints or {},
+        arguments={"features": p["features"], "entry": p["entry"],
+                   "entry_arguments": p["entry_arguments"], "core": outputs["core"],
+                   "linkage": outputs["linkage"], "shared_objects": outputs["shared_objects"],
+                   "reads": outputs[observed.ROLE],
+                   "compression": p["compression"], "test": p["test"]})))
+    observed.record(outputs[observed.ROLE], action, ctx, find_sbcl().core.parent)
+    # Of the strings that could name a C symbol, those libc or the
+    # binary's archives define: the others (words, a worker's digests,
+    # pieces of this machine's paths) would make the record differ from
+    # one dump to the next, and the linkage task run again for nothing.
+    defined = set().union(*(_defined_symbols(Path(a), ctx) for a in p["archives"]),
+                          _defined_symbols(find_musl().libc, ctx),
+                          _defined_symbols(find_musl().zstd, ctx))
+    linkage.keep_named(outputs["linkage"], defined)
+
+
+def compile_c(action: Action, ctx: Context, outputs: dict):
+    link.compile_c(ctx.root / action.inputs[0], outputs["object"], ctx.root, action.task,
+                   weak=action.params.get("weak", False))
+
+
+def _derived(kind: str, path: Path, ctx: Context, compute):
+    # Reading libc.a with pyelftools takes seconds: remember it per content.
+    sha256 = ctx.digests.digest(path)
+    value = ctx.store.get_derived(kind, sha256, lambda v: isinstance(v, list))
+    if value is None:
+        value = compute(path)
+        ctx.store.put_derived(kind, sha256, value)
+    return value
+
+
+def _defined_symbols(path: Path, ctx: Context) -> set[str]:
+    return set(_derived("symbols", path, ctx, linkage.defined_symbols))
+
+
+def resolve_linkage(action: Action, ctx: Context, outputs: dict):
+    p = action.params
+    shared_objects = (ctx.root / p["shared_objects"]).read_text().splitlines()
+    linkage.check_foreign_libraries(p["binary"], shared_objects, p["foreign_libraries"])
+    entries, named = linkage.read_linkage(ctx.root / p["record"])
+    providers = [(str(path), _defined_symbols(ctx.root / path, ctx))
+                 for path in p["objects"] + [str(runtime_files()[0])] + p["archives"]
+                 + [str(find_musl().zstd), str(find_musl().libc)]]
+    resolved, tolerated = linkage.resolve_symbols(p["binary"], entries, providers)
+    print(f"{p['binary']}: {len(resolved)} foreign symbols resolved")
+    if tolerated:
+        print(f"{p['binary']}: not linked, as the dynamic image could not find them either "
+              f"(calling one signals UNDEFINED-ALIEN-ERROR): {', '.join(tolerated)}",
+              file=sys.stderr)
+    # A library's C code is looked up by name while the program runs too
+    # (CFFI's defcvar, a foreign-funcall the image never made): every symbol
+    # it defines answers dlsym(); and so does every symbol the image names
+    # in a string (a FOREIGN-FUNCALL of "sprintf" compiled at run time).
+    exported = {name for path in p.get("exported", [])
+                for name in _defined_symbols(ctx.root / path, ctx)}
+    archives = set(p["archives"])
+    exported.update(linkage.named_symbols(
+        named, providers, lambda label: _derived("members", ctx.root / label, ctx,
+                                                 linkage.archive_members)
+        if label in archives else None))
+    outputs["table"].write_text(linkage.symbol_table_source(
+        list(resolved) + sorted(exported), p["foreign_libraries"]))
+
+
+def link_runtime(action: Action, ctx: Context, outputs: dict):
+    p = action.params
+    table_object = outputs["runtime"].with_name("symbols.o")
+    link.compile_c(ctx.root / p["table"], table_object, ctx.root, action.task)
+    link.link_runtime([table_object] + [ctx.root / o for o in p["objects"]],
+                      [ctx.root / a for a in p["archives"]], outputs["runtime"], ctx.root,
+                      action.task)
+
+
+def embed_executable(action: Action, ctx: Context, outputs: dict):
+    p = action.params
+    embed_core(ctx.root / p["runtime"], ctx.root / p["core"], outputs["exe"])
+    check_static(outputs["exe"])
+
+
+def object_path(source: str) -> str:
+    return str(PurePosixPath("build/obj", source.lstrip("/")).with_suffix(".o"))
+
+
+def shared_library_action(source: str) -> Action:
+    """clib:PATH: a library's C file as a shared library (link.shared_library)."""
+    return Action(task=shared_library_task(source), run=build_shared_library, inputs=[source],
+                  params={"source": source}, outputs={"library": Path(shared_library(source))},
+                  toolchain=(musl_files,))
+
+
+def build_shared_library(action: Action, ctx: Context, outputs: dict):
+    link.shared_library(ctx.root / action.inputs[0], outputs["library"], ctx.root, action.task)
+
+
+def c_action(source: str, weak: bool = False) -> Action:
+    """c:PATH: a C file as a musl object; `weak` for a library's (link.compile_c)."""
+    path = link.COMPAT_SOURCE if source == COMPAT_TASK else Path(source)
+    return Action(task=f"c:{source}", run=compile_c, inputs=[path],
+                  params={"source": source, "cflags": list(link.CFLAGS),
+                          **({"weak": True} if weak else {})},
+                  outputs={"object": Path(object_path(source))}, toolchain=(musl_files,))
+
+
+def archives_of(b) -> list[str]:
+    return [str(a) for a in b.archives] + [str(a) for _, paths in b.foreign_libraries
+                                           for a in paths]
+
+
+def binary_actions(node: BinaryNode, release_mode: bool = False) -> list[Action]:
+    """core:, linkage:, runtime: and exe:NAME; in release mode
+    release-core: (a canonical dump) and the rest, under build/release/NAME/."""
+    b = node.binary
+    if release_mode:
+        prefix, here = "release-", f"build/release/{b.name}"
+        core, record = f"{here}/{b.name}.core", f"{here}/{b.name}.linkage"
+        shared = f"{here}/{b.name}.shared-objects"
+        table, runtime, exe = f"{here}/symbols.c", f"{here}/runtime", f"{here}/{b.name}"
+    else:
+        prefix = ""
+        core, record = f"build/core/{b.name}.core", f"build/core/{b.name}.linkage"
+        shared = f"build/core/{b.name}.shared-objects"
+        table, runtime = f"build/linkage/{b.name}-symbols.c", f"build/runtime/{b.name}"
+        exe = f"build/bin/{b.name}"
+    archives = archives_of(b)
+    objects = [object_path(str(s)) for s in (*b.c_sources, *node.c_sources)] \
+        + [object_path(COMPAT_TASK)]
+    # What the image loads by the name of a library's C file, those files link.
+    provided = [posixpath.splitext(posixpath.basename(c))[0] for c in node.c_sources]
+    return [
+        Action(task=f"{prefix}core:{b.name}", run=dump_release_core if release_mode else dump_core,
+               # A release dump also preloads sorteddir.c, built with gcc,
+               # and its directory's path is in the image.
+               # The archives: what the image's strings may name (_dump).
+               inputs=([link.SORTED_LISTINGS_SOURCE] if release_mode else []) + archives,
+               params={"binary": b.name, "features": list(node.features), "archives": archives,
+                       "entry": b.entry, "entry_arguments": b.entry_arguments,
+                       "compression": b.compression, "test": b.test,
+                       **({"dump_directory": release_directory()} if release_mode else {})},
+               outputs={"core": Path(core), "linkage": Path(record),
+                        "shared_objects": Path(shared),
+                        observed.ROLE: Path(core).with_suffix(".reads")},
+               toolchain=(sbcl_files, musl_files), state=node.state),
+        Action(task=f"{prefix}linkage:{b.name}", run=resolve_linkage,
+               inputs=[Path(record), Path(shared), *map(Path, objects), *map(Path, archives)],
+               params={"binary": b.name, "record": record, "shared_objects": shared,
+                       "objects": objects, "archives": archives,
+                       "foreign_libraries": [name for name, _ in b.foreign_libraries]
+                       + provided,
+                       **({"exported": [object_path(c) for c in node.c_sources]}
+                          if node.c_sources else {})},
+               outputs={"table": Path(table)}, toolchain=(runtime_files, musl_files)),
+        Action(task=f"{prefix}runtime:{b.name}", run=link_runtime,
+               inputs=[Path(table), *map(Path, objects), *map(Path, archives)],
+               params={"table": table, "objects": objects, "archives": archives,
+                       "cflags": list(link.CFLAGS)},
+               outputs={"runtime": Path(runtime)}, toolchain=(runtime_files, musl_files),
+               executable=frozenset({"runtime"})),
+        Action(task=f"{prefix}exe:{b.name}", run=embed_executable,
+               inputs=[Path(runtime), Path(core)], params={"runtime": runtime, "core": core},
+               outputs={"exe": Path(exe)}, executable=frozenset({"exe"})),
+    ]

@@ -1,0 +1,67 @@
+"""release:NAME: the smoke run of a release executable, then its archive
+with the manifest that names every input (release.py)."""
+import os
+from pathlib import Path
+
+from .. import observed, release
+from ..driver import time_limit
+from ..graph import BinaryNode
+from ..rebuild import Action, Context, action_key, named_inputs
+from ..toolchain import find_musl, find_sbcl, musl_files, runtime_files, sbcl_files
+from .binary import archives_of, dump_release_core
+
+
+def make_release(action: Action, ctx: Context, outputs: dict):
+    """The smoke run, then the archive with its manifest (release.py)."""
+    p = action.parameters()
+    release.check_clean(action.task, p["revision"])
+    exe = ctx.root / p["exe"]
+    if p["smoke_args"] is not None:
+        print(release.smoke_run(exe, p["smoke_args"], ctx.build, action.task, time_limit()))
+    dump = next(stage for stage in action.means["stages"] if stage.run is dump_release_core)
+    stages = [{"task": stage.task, "key": action_key(stage, ctx),
+               "outputs": {role: {"path": str(path), "sha256": ctx.file_digest(path)}
+                           for role, path in sorted(stage.outputs.items())}}
+              for stage in action.means["stages"]]
+    sources = {name: ctx.digests.digest(path)
+               for name, path in named_inputs(action.inputs[1:], str(ctx.root))}
+    # And what its stages read beyond what they declared (observed.py).
+    for stage in action.means["stages"]:
+        if observed.ROLE in stage.outputs:
+            sources.update(observed.inputs(
+                (ctx.root / stage.outputs[observed.ROLE]).read_text(encoding="utf-8")))
+    sources = [{"path": name, "sha256": sha256} for name, sha256 in sorted(sources.items())]
+    manifest = {
+        "format": release.FORMAT, "name": p["binary"], "version": p["version"],
+        "platform": release.PLATFORM, "source_date_epoch": p["epoch"],
+        "revision": p["revision"],
+        "smoke_args": p["smoke_args"], "lispbuild": release.lispbuild_identity(),
+        "dump_directory": dump.params["dump_directory"],
+        "toolchain": release.toolchain_identity(
+            release.toolchain_files(find_sbcl(), find_musl(), p["archives"])),
+        "sources": sources, "stages": stages,
+        "executable": {"name": p["binary"], "sha256": ctx.file_digest(p["exe"])},
+    }
+    release.write_archive(outputs["archive"], f"{p['binary']}-{p['version']}", p["binary"],
+                          exe, manifest, p["epoch"])
+
+
+def release_action(node: BinaryNode, stages: list[Action], version: str, origin,
+                   sources: list[str]) -> Action:
+    """release:NAME: the archive of the release executable (the last of
+    `stages`, every action its bytes come from, whose keys and outputs
+    the manifest records), checked by a smoke run. `origin()` is where
+    the sources come from (release.Origin), asked when the task is."""
+    b = node.binary
+    exe = stages[-1].outputs["exe"]
+    own = [s for s in sources if not os.path.isabs(s)]
+    return Action(
+        task=f"release:{b.name}", run=make_release, inputs=[exe, *sources],
+        late=lambda: {"epoch": origin().epoch, "revision": origin().revision(own)},
+        params={"binary": b.name, "version": version, "exe": str(exe),
+                "archives": archives_of(b),
+                "smoke_args": None if b.smoke_args is None else list(b.smoke_args)},
+        outputs={"archive": Path("dist", release.archive_name(b.name, version))},
+        toolchain=(sbcl_files, runtime_files, musl_files),
+        # The stages' keys and outputs follow from the inputs and toolchain.
+        means={"stages": stages})
