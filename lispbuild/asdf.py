@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .declare import Library, Project, Source, library_name
 from .digest import DigestCache, digest_bytes
-from .driver import FreshSbcl, LispJob
+from .jobs import LispJob
 from .errors import DeclarationError, LispFailure, MissingToolchain
 from .rebuild import Context, package_digest
 from .scratch import scratch_dir, tmp_prefix
@@ -28,7 +28,7 @@ def _query(ctx: Context, systems: list[str], registry: list[str]) -> tuple[str, 
     with scratch_dir(ctx.build, "asdf-") as tmp:
         output, reads = Path(tmp) / "graph.tsv", Path(tmp) / "reads.txt"
         try:
-            (ctx.lisp or FreshSbcl(ctx)).run(LispJob(
+            ctx.lisp.run(LispJob(
                 task=f"asking ASDF for {', '.join(systems)}", command="asdf-graph",
                 state=EMPTY, product=output,
                 arguments={"systems": systems, "registry": registry, "output": output,

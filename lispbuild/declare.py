@@ -1,7 +1,7 @@
 """Declaring targets: the Lisp libraries and static binaries of a project,
 and the tasks that run the binaries, as plain data.
 
-This is the API a project's dodo.py uses; see the README.
+This is the API a project's dodo.py uses; see docs/declaring.md.
 """
 import os
 import re
@@ -217,9 +217,10 @@ class Project:
         """Declare a static executable, build/bin/NAME. `entry` names the
         function (\"package:function\") the program runs; an integer it
         returns is the exit code. `libraries` are declared libraries or
-        ASDF systems, by name (a secondary system as "cffi-tests/example"). A function of no arguments is called with
-        none; one whose lambda list is only &rest with the arguments
-        spread; one of one argument with the list `entry_arguments` names:
+        ASDF systems, by name (a secondary system as "cffi-tests/example").
+        A function of no arguments is called with none; one whose lambda
+        list is only &rest with the arguments spread; one of one argument
+        with the list `entry_arguments` names:
         "posix-argv" (sb-ext:*posix-argv*, the program's name first) or
         "command-line-arguments" (without it).
         `foreign_libraries` maps each shared library the image loads at

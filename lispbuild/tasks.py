@@ -22,10 +22,10 @@ from .rules.binary import (COMPAT_TASK, LISPBUILD_FILES, binary_actions, c_actio
 from .rules.lisp import fasl_action, grovel_action, library_action
 from .rules.release import release_action
 from .rules.run import fail, program_starts, run_executable
-from .runners import Runners
+from .sbcl.runners import Runners
 from .settings import (OWNER_VARIABLE, REPORTER, RUN_EXE_TASK, STORE_CONFIG, WATCH_FILE,
                        WATCH_VARIABLE)
-from .worker import die_with_parent
+from .sbcl.worker import die_with_parent
 
 
 def _doit_task(action: Action, ctx: Context, task_dep: list[str]) -> dict:

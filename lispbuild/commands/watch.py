@@ -35,7 +35,7 @@ from ..digest import DigestCache
 from ..rebuild import Context, release_build_lock
 from ..settings import (OWNER_VARIABLE, RUN_EXE_TASK, STOP_GRACE_SECONDS, WATCH_FILE,
                         WATCH_VARIABLE)
-from ..worker import WarmWorkers, become_subreaper
+from ..sbcl.worker import WarmWorkers, become_subreaper
 
 # A diagnostic about a file of the project: "path:line: ...", the path
 # relative (those of Debian's libraries are absolute).

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path, PurePosixPath
 
 from .. import link, linkage, observed
-from ..canonical import release_directory
-from ..driver import LispJob
+from ..sbcl.canonical import release_directory
+from ..jobs import LispJob
 from ..embed import check_static, embed_core
 from ..graph import BinaryNode, shared_library, shared_library_task
 from ..rebuild import Action, Context

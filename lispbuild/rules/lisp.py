@@ -6,7 +6,7 @@ import re
 import sys
 
 from .. import link, observed
-from ..driver import LispJob
+from ..jobs import LispJob
 from ..graph import FaslNode, library_task
 from ..output import outside_warnings
 from ..rebuild import Action, Context

@@ -4,7 +4,7 @@ import os
 from pathlib import Path
 
 from .. import observed, release
-from ..driver import time_limit
+from ..sbcl.driver import time_limit
 from ..graph import BinaryNode
 from ..rebuild import Action, Context, action_key, named_inputs
 from ..toolchain import find_musl, find_sbcl, musl_files, runtime_files, sbcl_files

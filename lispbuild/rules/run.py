@@ -5,7 +5,7 @@ from pathlib import Path
 
 from doit.exceptions import TaskFailed
 
-from ..driver import TIME_LIMIT_VARIABLE, signal_name, time_limit
+from ..sbcl.driver import TIME_LIMIT_VARIABLE, signal_name, time_limit
 from ..errors import LispFailure
 from ..rebuild import release_build_lock
 from ..settings import STOP_GRACE_SECONDS

@@ -16,7 +16,7 @@ from conftest import (REPO, asdf_dodo, built, doit, empty_root_command, run_in_e
                       write_project)
 from dodo_text import dodo_py
 from lispbuild.asdf import asdf_libraries
-from lispbuild.driver import FreshSbcl
+from lispbuild.sbcl.driver import FreshSbcl
 from lispbuild.graph import plan
 from lispbuild.rebuild import Context, release_build_lock
 from lispbuild.rules.lisp import grovel_action

@@ -6,6 +6,6 @@ from conftest import REPO
 
 def test_the_pure_lisp_functions_pass_their_checks():
     run = subprocess.run(["sbcl", "--script", str(REPO / "tests/lisp/units.lisp"),
-                          f"{REPO / 'lispbuild'}/"], capture_output=True, text=True, timeout=120)
+                          f"{REPO / 'lispbuild' / 'sbcl'}/"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and run.stdout.endswith(" checks, 0 failed\n"), \
         run.stdout + run.stderr

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, doit
-from lispbuild import canonical, link, release
+from lispbuild import link, release
+from lispbuild.sbcl import canonical
 from lispbuild.digest import hash_file
 
 RELEASE_DODO = """\

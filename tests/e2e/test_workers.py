@@ -11,7 +11,7 @@ from pathlib import Path
 import runpy
 
 from lispbuild.asdf import asdf_libraries
-from lispbuild.driver import FreshSbcl
+from lispbuild.sbcl.driver import FreshSbcl
 from lispbuild.graph import plan
 from lispbuild.rebuild import Context
 from lispbuild.rules.lisp import compile_fasl, fasl_action

@@ -1,5 +1,5 @@
 ;;;; Unit checks of lispbuild's pure Lisp functions, run in one SBCL:
-;;;; sbcl --script tests/lisp/units.lisp LISPBUILD-DIRECTORY
+;;;; sbcl --script tests/lisp/units.lisp lispbuild/sbcl/
 ;;;; Prints one line per failed check and "N checks, M failed"; exits 1 if any failed.
 
 (load (merge-pathnames "driver.lisp" (second sb-ext:*posix-argv*)))

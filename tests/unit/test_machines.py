@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lispbuild import canonical, output, space, store
+from lispbuild import output, space, store
+from lispbuild.sbcl import canonical
 from lispbuild.errors import LispFailure
 from lispbuild.commands.watch import _dodo_error
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from lispbuild.driver import LispJob
+from lispbuild.jobs import LispJob
 from lispbuild.rebuild import Context
 from lispbuild.steps import EMPTY, StateDigests
-from lispbuild.worker import WarmWorkers, Worker
+from lispbuild.sbcl.worker import WarmWorkers, Worker
 
 # What a library's files load: ASDF, a dependency's FASLs (its base), then
 # the library's own earlier files.

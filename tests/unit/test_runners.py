@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from lispbuild.driver import LispJob
+from lispbuild.jobs import LispJob
 from lispbuild.rebuild import Context
-from lispbuild.runners import SAME_BYTES, RunnerUnavailable, Runners
+from lispbuild.sbcl.runners import SAME_BYTES, RunnerUnavailable, Runners
 from lispbuild.steps import EMPTY
 
 

@@ -15,7 +15,7 @@ from lispbuild.errors import (CorruptObject, DeclarationError, DependencyCycle, 
                               UnresolvedSymbols)
 from lispbuild.graph import plan
 from lispbuild.steps import EMPTY, StateDigests
-from lispbuild.worker import worth_an_image
+from lispbuild.sbcl.worker import worth_an_image
 from lispbuild.errors import UndeclaredForeignLibrary
 from lispbuild.linkage import (Entry, archive_members, check_foreign_libraries,
                                defined_symbols, keep_named, named_symbols, read_linkage,

@@ -1,7 +1,7 @@
 ;;;; A warm worker: a long-lived SBCL that holds a state (the steps of
 ;;;; driver.lisp performed in order) and forks a child for each job, so
 ;;;; that a compile or a dump pays neither SBCL's start nor the loading of
-;;;; what it needs. lispbuild/worker.py starts, finds and stops workers.
+;;;; what it needs. lispbuild/sbcl/worker.py starts, finds and stops workers.
 ;;;;
 ;;;; A worker reads requests from its FIFO: each line names a request file
 ;;;; holding one of

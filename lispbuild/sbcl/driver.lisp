@@ -637,6 +637,9 @@ in it (Lisp's own symbol names have none)."
   "Every string in the heap that could name a C symbol: a foreign function
 the program looks up only when it runs (a FOREIGN-FUNCALL compiled at run
 time, libffi's ffi_type_double through FOREIGN-SYMBOL-POINTER)."
+  ;; The live ones only: what garbage the heap still holds depends on the
+  ;; dumping process's history (a worker's, a fresh SBCL's).
+  (sb-ext:gc :full t)
   (let ((names (make-hash-table :test 'equal)))
     (sb-vm:map-allocated-objects
      (lambda (object type size)

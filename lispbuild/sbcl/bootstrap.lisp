@@ -8,8 +8,8 @@
 
 ;;; lispbuild.fasl is loaded into every image lispbuild dumps, so it must be
 ;;; the same bytes wherever lispbuild is installed and whenever its files
-;;; were written: each source is named lispbuild/NAME (driver.py runs this
-;;; from the package's parent), its write date is 0, and the FASL starts
+;;; were written: each source is named lispbuild/sbcl/NAME (driver.py runs
+;;; this from the directory that holds lispbuild/), its write date is 0, and the FASL starts
 ;;; without the "#!RUNTIME --script" line.
 (setf sb-ext:*runtime-pathname* nil)
 (sb-int:encapsulate 'file-write-date 'bootstrap

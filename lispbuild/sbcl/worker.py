@@ -36,14 +36,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import link
+from .. import link
 from .driver import (LispJob, check_result, job_form, lisp_literal, lisp_plist, lisp_steps,
                      over_time, sbcl_environment, support_fasls, support_settings, time_limit)
-from .graph import ASDF_STEP
-from .rebuild import Action, Context, ensure
+from ..graph import ASDF_STEP
+from ..rebuild import Action, Context, ensure
 from .runners import RunnerUnavailable
-from .scratch import process_alive
-from .toolchain import find_sbcl, runtime_files
+from ..scratch import process_alive
+from ..toolchain import find_sbcl, runtime_files
 
 # How long the owner waits, when it exits, for images being saved.
 IMAGE_WAIT_SECONDS = 60

@@ -35,14 +35,14 @@ import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 
-from .digest import digest_bytes
+from ..digest import digest_bytes
 from .driver import (LispJob, finished_job, job_form, lisp_plist, sorted_listings_action,
                      support_fasls, wait_while_owned)
-from .errors import LispFailure
-from .rebuild import Context, ensure
-from .scratch import scratch_dir
-from .steps import SHARED_LIBRARIES
-from .toolchain import find_sbcl
+from ..errors import LispFailure
+from ..rebuild import Context, ensure
+from ..scratch import scratch_dir
+from ..steps import SHARED_LIBRARIES
+from ..toolchain import find_sbcl
 
 # Where release dumps run. The path shapes the image's bytes, so it is the
 # same on every machine unless LISPBUILD_RELEASE_DIR says otherwise (a

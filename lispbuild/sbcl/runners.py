@@ -18,8 +18,8 @@ for byte a fresh SBCL's (tests/e2e/test_workers.py checks each True)."""
 import os
 import sys
 
-from .errors import BuildGone
-from .scratch import process_alive
+from ..errors import BuildGone
+from ..scratch import process_alive
 
 FRESH_VARIABLE = "LISPBUILD_FRESH"
 

@@ -14,36 +14,26 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import link
-from .errors import BuildGone, LispFailure, TimeLimit
-from .rebuild import Action, Context, ensure
-from .scratch import process_alive, scratch_dir
-from .steps import SHARED_LIBRARIES, LoadState
-from .toolchain import find_asdf_source, find_sbcl, musl_files, sbcl_files, version_numbers
+from .. import link
+from ..errors import BuildGone, LispFailure, TimeLimit
+from ..jobs import LispJob
+from ..rebuild import Action, Context, ensure
+from ..scratch import process_alive, scratch_dir
+from ..steps import SHARED_LIBRARIES, LoadState
+from ..toolchain import find_asdf_source, find_sbcl, musl_files, sbcl_files, version_numbers
 
 TIME_LIMIT_VARIABLE = "LISPBUILD_TIME_LIMIT"
 # Generous: Debian's biggest Lisp files compile in well under a minute.
 DEFAULT_TIME_LIMIT = 1800.0
 
-PACKAGE = Path(__file__).parent
+PACKAGE = Path(__file__).parent   # lispbuild/sbcl: the Lisp files
+# Where they are named from: the directory that holds lispbuild/.
+NAMED_FROM = PACKAGE.parent.parent
 # Compiled in this order into lispbuild.fasl, main.lisp last; asdf.lisp
 # into its own FASL, loaded with ASDF when a job first needs it.
 SUPPORT_SOURCES = ("driver.lisp", "devdump.lisp", "worker.lisp")
 MAIN_SOURCE = "main.lisp"
 ASDF_SUPPORT_SOURCE = "asdf.lisp"
-
-
-@dataclass
-class LispJob:
-    """One job for SBCL: the steps of `state`, then `command` with `arguments`."""
-    task: str                 # the task it is for, named in messages
-    command: str              # "compile", "dump" or "asdf-graph"
-    state: LoadState
-    arguments: dict
-    product: Path             # the file it must write (FASL, core, graph)
-    library: str | None = None       # the library whose file it compiles
-    base: LoadState | None = None    # that library's dependencies
-    hints: dict = field(default_factory=dict)
 
 
 def lisp_literal(value) -> str:
@@ -85,20 +75,24 @@ def job_form(job: LispJob, steps, diagnostics: Path) -> str:
 ASDF_CHOICE = "asdf-choice.lisp"
 
 
+def _named(name: str) -> str:
+    """A Lisp file as lispbuild/sbcl/NAME, from NAMED_FROM: the FASL header
+    says "compiled from" the name it is given, the same wherever lispbuild
+    is installed."""
+    return (PACKAGE / name).relative_to(NAMED_FROM).as_posix()
+
+
 def _compile_support(action: Action, ctx: Context, outputs: dict):
-    # Sources named lispbuild/NAME, from the package's parent: the FASL
-    # header says "compiled from" the name it is given.
-    sources = [f"{PACKAGE.name}/{name}" for name in SUPPORT_SOURCES]
     _run_sbcl_script("compiling lispbuild's own Lisp", "bootstrap.lisp",
                      str(outputs["fasl"]), str(outputs["asdf"]),
-                     f"{PACKAGE.name}/{ASDF_SUPPORT_SOURCE}", str(ctx.root / ASDF_FASL),
-                     f"{PACKAGE.name}/{MAIN_SOURCE}", *sources)
+                     _named(ASDF_SUPPORT_SOURCE), str(ctx.root / ASDF_FASL),
+                     _named(MAIN_SOURCE), *map(_named, SUPPORT_SOURCES))
 
 
 def _run_sbcl_script(what: str, script: str, *arguments: str) -> str:
     proc = subprocess.run([str(find_sbcl().program), "--script", str(PACKAGE / script),
                            *arguments],
-                          cwd=PACKAGE.parent, capture_output=True, text=True, errors="replace",
+                          cwd=NAMED_FROM, capture_output=True, text=True, errors="replace",
                           env=sbcl_environment())
     if proc.returncode != 0:
         raise LispFailure(f"{what} failed:\n{(proc.stderr + proc.stdout).strip()[-4000:]}")
@@ -210,7 +204,7 @@ def check_result(job: LispJob, status: str, diagnostics: str, printed: Path | No
     otherwise. `status` is "exit N" or "signal N"; `printed` the file that
     holds what SBCL printed, kept under build/ (output.py) and shown as
     its first and last lines."""
-    from . import output, space  # here: a build with nothing to do needs neither
+    from .. import output, space  # here: a build with nothing to do needs neither
     kind, number = status.split()
     what = f"{job.task}"
     kept = output.keep(printed, build, job.task) if printed is not None else None
