@@ -14,7 +14,8 @@ from .declare import Library, Project, Source, library_name
 from .digest import DigestCache, digest_bytes
 from .jobs import LispJob
 from .errors import DeclarationError, LispFailure, MissingToolchain
-from .rebuild import Context, package_digest
+from .action import Context
+from .keys import package_digest
 from .scratch import scratch_dir, tmp_prefix
 from .steps import EMPTY
 from .toolchain import find_sbcl, sbcl_files

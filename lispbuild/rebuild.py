@@ -2,213 +2,27 @@
 reused, and otherwise runs it and records the result.
 
 doit is the scheduler: it orders tasks and asks `is_up_to_date` before each.
-An action's key hashes what its result depends on: the function that
-builds it, its parameters (command options, flags, features), the contents
-and names of its input files (sources, other tasks' outputs, toolchain
-files) and lispbuild's own sources. The store maps keys to the digests of
-the outputs, so a task is up to date when the files under build/ still
-have those digests, and a task whose key is in the store is restored
-rather than rebuilt.
+An action's key hashes what its result depends on (keys.py). The store
+maps keys to the digests of the outputs, so a task is up to date when the
+files under build/ still have those digests, and a task whose key is in
+the store is restored rather than rebuilt.
 """
 import fcntl
-import functools
-import hashlib
 import inspect
 import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from doit.exceptions import TaskFailed
 
 from . import observed
-from .digest import DigestCache
-from .errors import CorruptObject, InputUnreadable, LispbuildError, MissingSource
+from .action import Action, Context
+from .errors import CorruptObject, LispbuildError
+from .keys import action_key, key_description, key_of, what_it_read
 from .scratch import scratch_dir
-from .steps import LoadState, StateDigests, step_files
 from .store import Store, copy_atomically, valid_outputs
-
-
-@dataclass(eq=False)
-class Context:
-    """Where a project's files, build directory and store are, and the
-    remote store behind it; the process
-    that owns the build (doit's main process: warm workers end with it);
-    and how Lisp jobs run (`lisp`: runners.Runners, set by whoever makes
-    the context)."""
-    root: Path
-    store_root: Path
-    owner: int = field(default_factory=os.getpid)
-    # Which build this is, for `doit why` (doit's processes fork from the one
-    # that made the context, and share it).
-    build_id: str = field(default_factory=lambda: f"{os.getpid()}-{time.time_ns()}")
-    lisp: object = None
-    remote: object = None  # a remote.RemoteStore behind the store, or None
-
-    @property
-    def build(self) -> Path:
-        return self.root / "build"
-
-    @functools.cached_property
-    def store(self) -> Store:
-        return Store(self.store_root)
-
-    @functools.cached_property
-    def tool_store(self) -> Store:
-        """Where lispbuild keeps what it makes for itself (its compiled Lisp,
-        the development runtime): per user, not per project, as they
-        depend only on lispbuild and the SBCL build."""
-        import platformdirs  # here: a no-op build does not need it
-        return Store(platformdirs.user_cache_path("lispbuild") / "toolchain")
-
-    @functools.cached_property
-    def digests(self) -> DigestCache:
-        return DigestCache(self.build / ".lispbuild" / "digests.sqlite3")
-
-    @functools.cached_property
-    def states(self) -> StateDigests:
-        from .toolchain import sbcl_files
-        toolchain = json.dumps(self.toolchain_digests(sbcl_files))
-        root = hashlib.sha256(b"lispbuild load state\0" + package_digest().encode() + b"\0"
-                              + toolchain.encode()).hexdigest()
-        return StateDigests(root, lambda path: self.file_digest(path))
-
-    def toolchain_digests(self, find) -> list:
-        """[name, digest] of the toolchain files `find` names, once a build:
-        the toolchain does not change while it builds."""
-        cache = self.__dict__.setdefault("_toolchain", {})
-        if find not in cache:
-            cache[find] = [[name, self.digests.digest(path)]
-                           for name, path in named_inputs(find(), str(self.root))]
-        return cache[find]
-
-    def file_digest(self, path) -> str:
-        try:
-            return self.digests.digest(os.path.join(self.root, path))
-        except FileNotFoundError:
-            raise MissingSource(f"{path} does not exist (the task that writes it did "
-                                f"not run, or failed)") from None
-        except OSError as error:
-            raise InputUnreadable(f"cannot read {path}: {error.strerror}") from None
-
-
-@dataclass
-class Action:
-    """One task's work, as plain data.
-
-    `run(action, ctx, outputs)` writes each output role to the scratch path it is
-    given; `inputs` are the files it reads; `toolchain` are functions that
-    find the toolchain files it uses (looked up when the key is computed,
-    so that a missing package fails the task, not the loading of dodo.py);
-    `outputs` maps roles to paths under the project root; `means` is what
-    `run` may use to get there faster without changing the result (a
-    worker hint), and is not part of the key. `state` is what SBCL loads
-    before the action (steps.py): its digest, which covers the contents of
-    every file it loads, is part of the key."""
-    task: str
-    run: Callable
-    inputs: list  # paths (str or Path), relative to the root or absolute
-    params: dict
-    outputs: dict[str, Path | str]
-    toolchain: tuple[Callable[[], list[Path]], ...] = ()
-    executable: frozenset = field(default_factory=frozenset)
-    means: dict = field(default_factory=dict)
-    state: LoadState | None = None
-    # Parameters found only when the task is checked (a release's git
-    # origin: a build that does not release asks git nothing).
-    late: Callable[[], dict] | None = None
-
-    def parameters(self) -> dict:
-        return self.params if self.late is None else {**self.params, **self.late()}
-
-
-PACKAGE = Path(__file__).parent
-# Code that drives or reports on builds, and decides no output's bytes.
-NOT_IN_KEYS = ("commands",)
-
-
-def key_code(package: Path = PACKAGE, suffixes=(".py", ".lisp")) -> list[Path]:
-    """lispbuild's code that decides what its tasks write: every Python and
-    Lisp file of the package but the commands. Its C sources are not code
-    of the builder but inputs of their tasks (a release's manifest names
-    them too: `suffixes`)."""
-    return sorted(path for path in package.rglob("*")
-                  if path.suffix in suffixes and path.is_file()
-                  and path.relative_to(package).parts[0] not in NOT_IN_KEYS
-                  and "__pycache__" not in path.parts)
-
-
-@functools.cache
-def package_digest(suffixes=(".py", ".lisp"), package: Path = PACKAGE) -> str:
-    """Digest of the code of lispbuild that decides bytes (key_code): a
-    changed builder changes every key; a changed command changes none."""
-    h = hashlib.sha256()
-    for path in key_code(package, suffixes):
-        h.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes()
-                 + b"\0")
-    return h.hexdigest()
-
-
-def named_inputs(paths: list, root: str) -> list[tuple[str, str]]:
-    """(name, absolute path) of each input. Inputs are named as the project
-    or lispbuild sees them, not where this machine keeps them, so that keys
-    hold across checkouts. (Strings, not pathlib: a big ASDF graph has ten
-    thousand inputs in all, and a no-op build names every one.)"""
-    bases = ((root + os.sep, ""), (str(PACKAGE) + os.sep, "lispbuild/"))
-    named = []
-    for path in map(str, paths):
-        path = os.path.join(root, path)
-        name = next((prefix + path[len(base):] for base, prefix in bases
-                     if path.startswith(base)), path)
-        named.append((name, path))
-    return named
-
-
-def action_key(action: Action, ctx: Context) -> str:
-    return key_of(key_description(action, ctx))
-
-
-def key_of(description: dict) -> str:
-    blob = json.dumps(description, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()
-
-
-def key_description(action: Action, ctx: Context) -> dict:
-    """What the action's key is the digest of: how it runs, its parameters,
-    the digests of its inputs and toolchain, its load state."""
-    inputs = []
-    for name, path in named_inputs(action.inputs, str(ctx.root)):
-        try:
-            inputs.append([name, ctx.digests.digest(path)])
-        except FileNotFoundError:
-            raise MissingSource(f"{action.task}: input file {name} does not exist") from None
-        except OSError as error:  # a directory, no permission
-            raise InputUnreadable(f"{action.task}: cannot read input file {name}: "
-                                  f"{error.strerror}") from None
-    inputs += [entry for find in action.toolchain for entry in ctx.toolchain_digests(find)]
-    description = {
-        "run": f"{action.run.__module__}.{action.run.__qualname__}",
-        "params": action.parameters(),
-        "inputs": inputs,
-        "outputs": {role: str(p) for role, p in action.outputs.items()},
-        "lispbuild": package_digest(),
-    }
-    if action.state is not None:
-        description["state"] = ctx.states.digest(action.state)
-    return description
-
-
-def what_it_read(action: Action, ctx: Context, description: dict) -> dict:
-    """The key's description, with the files the load state loads (its
-    digest alone cannot say which changed): kept for `doit why`."""
-    if action.state is None:
-        return description
-    files = [f for step in action.state.steps() for f in step_files(step)]
-    return {**description, "loads": [[name, ctx.file_digest(path)] for name, path
-                                     in named_inputs(files, str(ctx.root))]}
 
 
 _held_build_lock: int | None = None

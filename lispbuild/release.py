@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .digest import digest_bytes, hash_file
 from .errors import ReleaseFailure
-from .rebuild import package_digest
+from .keys import package_digest
 from .scratch import tmp_prefix
 from .toolchain import find_asdf_source
 

@@ -15,7 +15,8 @@ from .asdf import asdf_libraries
 from .declare import Project, library_name
 from .digest import digest_bytes
 from .graph import BinaryNode, library_c_sources, library_task, plan
-from .rebuild import Action, Context, execute, is_up_to_date
+from .action import Action, Context
+from .rebuild import execute, is_up_to_date
 from .remote import remote_from
 from .rules.binary import (COMPAT_TASK, LISPBUILD_FILES, binary_actions, c_action,
                            shared_library_action)
@@ -91,110 +92,139 @@ def _doit_tasks(project: Project):
     if not os.environ.get(WATCH_VARIABLE):  # a watch stops its workers itself
         atexit.register(ctx.lisp.shutdown)
     graph = plan(project, asdf_libraries(project, ctx))
-    # What a watch watches (watch.py): every input of the graph.
-    inputs = [str(project.root / "dodo.py")] + [
-        str(project.root / library.asd) for library in graph.libraries.values() if library.asd]
-    # The actions that write each FASL, for the manifests of releases.
-    writers: dict[str, list[Action]] = {}
-    c_actions = {}
-    clib_actions = {}
-    for node in graph.fasls.values():
-        after = list(node.after)
-        fasl = fasl_action(node)
-        if node.grovel:
-            action = grovel_action(node)
-            yield _doit_task(action, ctx, list(node.after))
-            after.append(action.task)
-            inputs.append(os.path.join(ctx.root, node.grovel))
-            writers[node.fasl] = [action, fasl]
-            if node.wrapper_c:
-                # The bindings load the library when their FASL is loaded.
-                clib = clib_actions[node.wrapper_c] = shared_library_action(node.wrapper_c)
-                yield _doit_task(clib, ctx, [action.task])
-                after.append(clib.task)
-                c = c_actions[node.wrapper_c] = c_action(node.wrapper_c, weak=True)
-                yield _doit_task(c, ctx, [action.task])
-        else:
-            inputs.append(os.path.join(ctx.root, node.source))
-            writers[node.fasl] = [fasl]
-        yield _doit_task(fasl, ctx, after)
-    by_library = {}
-    for node in graph.fasls.values():
-        by_library.setdefault(node.library.name, []).append(node)
-    for library in graph.libraries.values():
-        task_dep = [f"fasl:{library.name}/{s.path}" for s in library.sources] \
-            + [library_task(d) for d in library.depends_on]
-        if library.unavailable:
-            basename, _, name = library_task(library.name).partition(":")
-            yield {"basename": basename, "name": name,
-                   "actions": [(fail, [library.unavailable])], "task_dep": task_dep,
-                   "doc": f"every FASL of {library.name}"}
-        else:
-            action = library_action(library, by_library.get(library.name, []),
-                                    graph.complete[library.name])
-            yield _doit_task(action, ctx, task_dep)
-    c_sources = {str(s) for b in project.binaries.values() for s in b.c_sources}
-    # The C files of libraries: an object for each static link, and a
-    # shared library for the SBCLs that load the library's code.
-    library_c = sorted({c for library in graph.libraries.values()
-                        for c in library_c_sources(library)})
-    c_sources |= set(library_c)
-    for source in library_c:
-        action = clib_actions[source] = shared_library_action(source)
-        inputs.append(os.path.join(ctx.root, source))
-        yield _doit_task(action, ctx, [])
+    made = _Tasks(ctx, project, graph)
+    yield from made.lisp_files()
+    yield from made.library_checks()
+    yield from made.c_files()
+    yield from made.binaries()
+    yield from made.runs()
+    if os.environ.get(WATCH_VARIABLE):
+        write_watch_file(ctx.root, made.inputs, {
+            run.name: {"executable": str(ctx.root / "build/bin" / run.binary),
+                       "args": list(run.args)} for run in project.runs.values()})
 
-    @functools.cache
-    def release_origin() -> release.Origin:
+
+class _Tasks:
+    """The doit tasks of one graph, kind by kind; what they read, for a
+    watch (`inputs`); and the actions that write each FASL and C object,
+    for the manifests of releases."""
+
+    def __init__(self, ctx: Context, project: Project, graph):
+        self.ctx, self.project, self.graph = ctx, project, graph
+        self.inputs = [str(project.root / "dodo.py")] + [
+            str(project.root / library.asd) for library in graph.libraries.values()
+            if library.asd]
+        self.writers: dict[str, list[Action]] = {}
+        self.c_actions: dict[str, Action] = {}
+        self.clib_actions: dict[str, Action] = {}
+        # The C files of libraries: an object for each static link, and a
+        # shared library for the SBCLs that load the library's code.
+        self.library_c = sorted({c for library in graph.libraries.values()
+                                 for c in library_c_sources(library)})
+        self.c_sources = {str(s) for b in project.binaries.values()
+                          for s in b.c_sources} | set(self.library_c)
+
+    def lisp_files(self):
+        ctx = self.ctx
+        for node in self.graph.fasls.values():
+            after = list(node.after)
+            fasl = fasl_action(node)
+            if node.grovel:
+                action = grovel_action(node)
+                yield _doit_task(action, ctx, list(node.after))
+                after.append(action.task)
+                self.inputs.append(os.path.join(ctx.root, node.grovel))
+                self.writers[node.fasl] = [action, fasl]
+                if node.wrapper_c:
+                    # The bindings load the library when their FASL is loaded.
+                    clib = self.clib_actions[node.wrapper_c] = \
+                        shared_library_action(node.wrapper_c)
+                    yield _doit_task(clib, ctx, [action.task])
+                    after.append(clib.task)
+                    c = self.c_actions[node.wrapper_c] = c_action(node.wrapper_c, weak=True)
+                    yield _doit_task(c, ctx, [action.task])
+            else:
+                self.inputs.append(os.path.join(ctx.root, node.source))
+                self.writers[node.fasl] = [fasl]
+            yield _doit_task(fasl, ctx, after)
+
+    def library_checks(self):
+        by_library = {}
+        for node in self.graph.fasls.values():
+            by_library.setdefault(node.library.name, []).append(node)
+        for library in self.graph.libraries.values():
+            task_dep = [f"fasl:{library.name}/{s.path}" for s in library.sources] \
+                + [library_task(d) for d in library.depends_on]
+            if library.unavailable:
+                basename, _, name = library_task(library.name).partition(":")
+                yield {"basename": basename, "name": name,
+                       "actions": [(fail, [library.unavailable])], "task_dep": task_dep,
+                       "doc": f"every FASL of {library.name}"}
+            else:
+                action = library_action(library, by_library.get(library.name, []),
+                                        self.graph.complete[library.name])
+                yield _doit_task(action, self.ctx, task_dep)
+
+    def c_files(self):
+        for source in self.library_c:
+            action = self.clib_actions[source] = shared_library_action(source)
+            self.inputs.append(os.path.join(self.ctx.root, source))
+            yield _doit_task(action, self.ctx, [])
+        for source in sorted((self.c_sources | {COMPAT_TASK}) - self.c_actions.keys()):
+            action = self.c_actions[source] = c_action(source, weak=source in self.library_c)
+            self.inputs += [os.path.join(self.ctx.root, i) for i in action.inputs]
+            yield _doit_task(action, self.ctx, [])
+
+    @functools.cached_property
+    def release_origin(self) -> release.Origin:
         """The archives' time and git commit, once a build for all binaries."""
+        graph = self.graph
         sources = [node.grovel or node.source for node in graph.fasls.values()]
         asd = [library.asd for library in graph.libraries.values()
                if library.asd and not os.path.isabs(library.asd)]
-        own = ["dodo.py", *sorted(s for s in c_sources if not os.path.isabs(s)), *asd] \
+        own = ["dodo.py", *sorted(s for s in self.c_sources if not os.path.isabs(s)), *asd] \
             + [p for p in sources if not os.path.isabs(p)]
-        return release.source_origin(project.root, own)
+        return release.source_origin(self.project.root, own)
 
-    for source in sorted((c_sources | {COMPAT_TASK}) - c_actions.keys()):
-        action = c_actions[source] = c_action(source, weak=source in library_c)
-        inputs += [os.path.join(ctx.root, i) for i in action.inputs]
-        yield _doit_task(action, ctx, [])
-    for node in graph.binaries.values():
-        b = node.binary
-        if node.unavailable:  # its tasks fail, saying why; the others build
-            yield {"basename": "core", "name": b.name, "actions": [(fail, [node.unavailable])],
-                   "doc": f"core {b.name}"}
-            yield {"basename": "exe", "name": b.name, "actions": [],
-                   "task_dep": [f"core:{b.name}"], "doc": f"exe {b.name}"}
-            continue
-        core, table, runtime, exe = binary_actions(node)
-        own_c = [str(s) for s in b.c_sources] + list(node.c_sources)
-        c_tasks = [f"c:{s}" for s in own_c] + [f"c:{COMPAT_TASK}"]
-        yield _doit_task(core, ctx, list(node.after))
-        yield _doit_task(table, ctx, [core.task, *c_tasks])
-        yield _doit_task(runtime, ctx, [table.task, *c_tasks])
-        yield _doit_task(exe, ctx, [runtime.task, core.task])
-        inputs += [os.path.join(ctx.root, i) for i in runtime.inputs
-                   if not str(i).startswith("build/")]
-        yield from _release_tasks(graph, node, ctx, writers,
-                                  [clib_actions[s] for s in node.c_sources]
-                                  + [c_actions[s] for s in own_c]
-                                  + [c_actions[COMPAT_TASK]], c_tasks, release_origin)
-    for run in project.runs.values():
-        yield {"basename": RUN_EXE_TASK, "name": run.name, "actions": [],
-               "task_dep": [f"exe:{run.binary}"]}
-    if os.environ.get(WATCH_VARIABLE):
-        write_watch_file(ctx.root, inputs, {
-            run.name: {"executable": str(ctx.root / "build/bin" / run.binary),
-                       "args": list(run.args)} for run in project.runs.values()})
-    for kind, runs in (("run", project.runs), ("test", project.tests)):
-        for run in runs.values():
-            yield {"basename": kind, "name": run.name,
-                   "actions": [(run_executable, [ctx.root / "build/bin" / run.binary,
-                                                 list(run.args), run.exit_code,
-                                                 kind == "test"])],
-                   "task_dep": [f"exe:{run.binary}"], "verbosity": 2,
-                   "uptodate": [(program_starts, [])],
-                   "doc": f"{kind} build/bin/{run.binary} {' '.join(run.args)}"}
+    def binaries(self):
+        ctx = self.ctx
+        for node in self.graph.binaries.values():
+            b = node.binary
+            if node.unavailable:  # its tasks fail, saying why; the others build
+                yield {"basename": "core", "name": b.name,
+                       "actions": [(fail, [node.unavailable])], "doc": f"core {b.name}"}
+                yield {"basename": "exe", "name": b.name, "actions": [],
+                       "task_dep": [f"core:{b.name}"], "doc": f"exe {b.name}"}
+                continue
+            core, table, runtime, exe = binary_actions(node)
+            own_c = [str(s) for s in b.c_sources] + list(node.c_sources)
+            c_tasks = [f"c:{s}" for s in own_c] + [f"c:{COMPAT_TASK}"]
+            yield _doit_task(core, ctx, list(node.after))
+            yield _doit_task(table, ctx, [core.task, *c_tasks])
+            yield _doit_task(runtime, ctx, [table.task, *c_tasks])
+            yield _doit_task(exe, ctx, [runtime.task, core.task])
+            self.inputs += [os.path.join(ctx.root, i) for i in runtime.inputs
+                            if not str(i).startswith("build/")]
+            yield from _release_tasks(self.graph, node, ctx, self.writers,
+                                      [self.clib_actions[s] for s in node.c_sources]
+                                      + [self.c_actions[s] for s in own_c]
+                                      + [self.c_actions[COMPAT_TASK]], c_tasks,
+                                      lambda: self.release_origin)
+
+    def runs(self):
+        project, root = self.project, self.ctx.root
+        for run in project.runs.values():
+            yield {"basename": RUN_EXE_TASK, "name": run.name, "actions": [],
+                   "task_dep": [f"exe:{run.binary}"]}
+        for kind, runs in (("run", project.runs), ("test", project.tests)):
+            for run in runs.values():
+                yield {"basename": kind, "name": run.name,
+                       "actions": [(run_executable, [root / "build/bin" / run.binary,
+                                                     list(run.args), run.exit_code,
+                                                     kind == "test"])],
+                       "task_dep": [f"exe:{run.binary}"], "verbosity": 2,
+                       "uptodate": [(program_starts, [])],
+                       "doc": f"{kind} build/bin/{run.binary} {' '.join(run.args)}"}
 
 
 def _release_tasks(graph, node: BinaryNode, ctx: Context, writers: dict,

@@ -101,7 +101,8 @@ def release_sources_here(name: str, root: Path) -> list[str] | None:
     from doit import loader
     from doit.cmd_base import DodoTaskLoader
 
-    from ..rebuild import named_inputs, release_build_lock
+    from ..keys import named_inputs
+    from ..rebuild import release_build_lock
     dodo = DodoTaskLoader()
     dodo.setup({"dodoFile": "dodo.py", "cwdPath": None, "seek_file": False})
     try:

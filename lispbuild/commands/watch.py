@@ -32,7 +32,8 @@ from doit.cmd_base import Command, DodoTaskLoader
 from doit.doit_cmd import DoitMain
 
 from ..digest import DigestCache
-from ..rebuild import Context, release_build_lock
+from ..action import Context
+from ..rebuild import release_build_lock
 from ..settings import (OWNER_VARIABLE, RUN_EXE_TASK, STOP_GRACE_SECONDS, WATCH_FILE,
                         WATCH_VARIABLE)
 from ..sbcl.worker import WarmWorkers, become_subreaper

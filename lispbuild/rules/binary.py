@@ -15,7 +15,7 @@ from ..sbcl.canonical import release_directory
 from ..jobs import LispJob
 from ..embed import check_static, embed_core
 from ..graph import BinaryNode, shared_library, shared_library_task
-from ..rebuild import Action, Context
+from ..action import Action, Context
 from ..toolchain import find_musl, find_sbcl, musl_files, runtime_files, sbcl_files
 from .lisp import print_notes
 

@@ -9,7 +9,7 @@ from .. import link, observed
 from ..jobs import LispJob
 from ..graph import FaslNode, library_task
 from ..output import outside_warnings
-from ..rebuild import Action, Context
+from ..action import Action, Context
 from ..settings import SHOW_ALL_VARIABLE
 from ..toolchain import find_musl, find_sbcl, musl_files, sbcl_files
 

@@ -6,7 +6,8 @@ from pathlib import Path
 from .. import observed, release
 from ..sbcl.driver import time_limit
 from ..graph import BinaryNode
-from ..rebuild import Action, Context, action_key, named_inputs
+from ..action import Action, Context
+from ..keys import action_key, named_inputs
 from ..toolchain import find_musl, find_sbcl, musl_files, runtime_files, sbcl_files
 from .binary import archives_of, dump_release_core
 

@@ -39,7 +39,8 @@ from ..digest import digest_bytes
 from .driver import (LispJob, finished_job, job_form, lisp_plist, sorted_listings_action,
                      support_fasls, wait_while_owned)
 from ..errors import LispFailure
-from ..rebuild import Context, ensure
+from ..action import Context
+from ..rebuild import ensure
 from ..scratch import scratch_dir
 from ..steps import SHARED_LIBRARIES
 from ..toolchain import find_sbcl

@@ -11,15 +11,16 @@ import shutil
 import signal
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import link
 from ..errors import BuildGone, LispFailure, TimeLimit
 from ..jobs import LispJob
-from ..rebuild import Action, Context, ensure
+from ..action import Action, Context
+from ..rebuild import ensure
 from ..scratch import process_alive, scratch_dir
-from ..steps import SHARED_LIBRARIES, LoadState
+from ..steps import SHARED_LIBRARIES
 from ..toolchain import find_asdf_source, find_sbcl, musl_files, sbcl_files, version_numbers
 
 TIME_LIMIT_VARIABLE = "LISPBUILD_TIME_LIMIT"

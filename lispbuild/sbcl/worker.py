@@ -40,7 +40,8 @@ from .. import link
 from .driver import (LispJob, check_result, job_form, lisp_literal, lisp_plist, lisp_steps,
                      over_time, sbcl_environment, support_fasls, support_settings, time_limit)
 from ..graph import ASDF_STEP
-from ..rebuild import Action, Context, ensure
+from ..action import Action, Context
+from ..rebuild import ensure
 from .runners import RunnerUnavailable
 from ..scratch import process_alive
 from ..toolchain import find_sbcl, runtime_files

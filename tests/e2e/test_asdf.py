@@ -18,7 +18,8 @@ from dodo_text import dodo_py
 from lispbuild.asdf import asdf_libraries
 from lispbuild.sbcl.driver import FreshSbcl
 from lispbuild.graph import plan
-from lispbuild.rebuild import Context, release_build_lock
+from lispbuild.action import Context
+from lispbuild.rebuild import release_build_lock
 from lispbuild.rules.lisp import grovel_action
 
 

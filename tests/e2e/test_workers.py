@@ -13,7 +13,7 @@ import runpy
 from lispbuild.asdf import asdf_libraries
 from lispbuild.sbcl.driver import FreshSbcl
 from lispbuild.graph import plan
-from lispbuild.rebuild import Context
+from lispbuild.action import Context
 from lispbuild.rules.lisp import compile_fasl, fasl_action
 
 from conftest import built, copy_samples, doit, terminal_session, write_project

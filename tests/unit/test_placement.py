@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lispbuild.jobs import LispJob
-from lispbuild.rebuild import Context
+from lispbuild.action import Context
 from lispbuild.steps import EMPTY, StateDigests
 from lispbuild.sbcl.worker import WarmWorkers, Worker
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lispbuild.jobs import LispJob
-from lispbuild.rebuild import Context
+from lispbuild.action import Context
 from lispbuild.sbcl.runners import SAME_BYTES, RunnerUnavailable, Runners
 from lispbuild.steps import EMPTY
 

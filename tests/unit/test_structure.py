@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lispbuild.rebuild import PACKAGE, key_code, package_digest
+from lispbuild.keys import PACKAGE, key_code, package_digest
 
 # Layers, lowest first: a module may import its own layer's and lower ones.
 # The model and engine (the package's own modules); SBCL's side, jobs and
