@@ -32,7 +32,8 @@ PACKAGE = Path(__file__).parent   # lispbuild/sbcl: the Lisp files
 NAMED_FROM = PACKAGE.parent.parent
 # Compiled in this order into lispbuild.fasl, main.lisp last; asdf.lisp
 # into its own FASL, loaded with ASDF when a job first needs it.
-SUPPORT_SOURCES = ("driver.lisp", "devdump.lisp", "worker.lisp")
+SUPPORT_SOURCES = ("driver.lisp", "compile.lisp", "grovel.lisp", "dump.lisp", "request.lisp",
+                   "devdump.lisp", "worker.lisp")
 MAIN_SOURCE = "main.lisp"
 ASDF_SUPPORT_SOURCE = "asdf.lisp"
 

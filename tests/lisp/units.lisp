@@ -2,7 +2,8 @@
 ;;;; sbcl --script tests/lisp/units.lisp lispbuild/sbcl/
 ;;;; Prints one line per failed check and "N checks, M failed"; exits 1 if any failed.
 
-(load (merge-pathnames "driver.lisp" (second sb-ext:*posix-argv*)))
+(dolist (file '("driver.lisp" "compile.lisp" "grovel.lisp" "dump.lisp"))
+  (load (merge-pathnames file (second sb-ext:*posix-argv*))))
 (in-package #:lispbuild-driver)
 
 (defvar *checks* 0)

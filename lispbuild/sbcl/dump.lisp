@@ -1,0 +1,308 @@
+;;;; Dumping the image of a binary (the dump job): its entry, the record of
+;;;; its foreign symbols, what the program must not inherit from the build.
+
+(in-package #:lispbuild-driver)
+
+;;; Dumping the image of a binary.
+
+(defun entry-lambda-list (function)
+  "The lambda list SBCL kept for FUNCTION; :UNKNOWN when it kept none
+(code compiled with (debug 0))."
+  (let ((lambda-list (if (typep function 'generic-function)
+                         (sb-mop:generic-function-lambda-list function)
+                         (sb-kernel:%fun-lambda-list function))))
+    (if (listp lambda-list) lambda-list :unknown)))
+
+(defparameter *entry-arguments-advice*
+  "say which list it is called with: entry_arguments=\"posix-argv\" (the ~
+   program's name first, as sb-ext:*posix-argv*) or ~
+   entry_arguments=\"command-line-arguments\" (without it, as ~
+   uiop:command-line-arguments)")
+
+(defun entry-convention (symbol lambda-list arguments)
+  "How the entry SYMBOL is called (:NONE, :SPREAD, :POSIX-ARGV or
+:COMMAND-LINE-ARGUMENTS), or a string saying why it cannot be, from its
+LAMBDA-LIST and the binary's entry_arguments (ARGUMENTS, or NIL)."
+  (let* ((known (listp lambda-list))
+         (required (and known (or (position-if (lambda (x) (member x lambda-list-keywords))
+                                               lambda-list)
+                                  (length lambda-list))))
+         (takes-one (or (not known) (eql required 1)
+                        (and (eql required 0) (intersection '(&optional &rest) lambda-list)))))
+    (cond ((and known (> required 1))
+           (format nil "~S requires ~D arguments; an entry takes none (it can read ~
+                        uiop:command-line-arguments), the arguments spread (&rest), or one ~
+                        list of them" symbol required))
+          (arguments
+           (if takes-one
+               (intern (string-upcase arguments) :keyword)
+               (format nil "~S takes no argument, but entry_arguments=~S was given"
+                       symbol arguments)))
+          ((not known)
+           (format nil "SBCL kept no lambda list of ~S (compiled with (debug 0)): ~?"
+                   symbol *entry-arguments-advice* '()))
+          ((eql required 1)
+           (format nil "~S takes one argument: ~?" symbol *entry-arguments-advice* '()))
+          ((equal (first lambda-list) '&rest) :spread)
+          (t :none))))
+
+(defun find-entry (entry test arguments)
+  "The function named by ENTRY, \"package:name\" (or package::name), and
+how it is called (ENTRY-CONVENTION; a TEST function with no arguments)."
+  (let* ((colon (position #\: entry))
+         (package-name (string-upcase (subseq entry 0 colon)))
+         (name (string-upcase (string-left-trim ":" (subseq entry colon))))
+         (package (find-package package-name))
+         (symbol (and package (find-symbol name package))))
+    (flet ((fail (text &rest arguments)
+             (note (format nil "entry ~A" entry) nil "ERROR" (apply #'format nil text arguments))
+             (return-from find-entry nil)))
+      (cond ((null package) (fail "there is no package ~A" package-name))
+            ((null symbol) (fail "there is no symbol ~A in package ~A" name package-name))
+            ((special-operator-p symbol) (fail "~S is a special operator, not a function" symbol))
+            ((macro-function symbol) (fail "~S is a macro, not a function" symbol))
+            ((not (fboundp symbol)) (fail "~S is not a function" symbol)))
+      (let ((lambda-list (entry-lambda-list (fdefinition symbol))))
+        (if test
+            (let ((required (and (listp lambda-list)
+                                 (or (position-if (lambda (x) (member x lambda-list-keywords))
+                                                  lambda-list)
+                                     (length lambda-list)))))
+              (if (and required (plusp required))
+                  (fail "the test function ~S requires ~D argument~:P; it is called with none"
+                        symbol required)
+                  (values symbol :none)))
+            (let ((convention (entry-convention symbol lambda-list arguments)))
+              (if (stringp convention)
+                  (fail "~A" convention)
+                  (values symbol convention))))))))
+
+(defun exit-on-sigterm (signal code context)
+  "SBCL's own SIGTERM handler exits with code 0, so a stopped program (a
+test killed for taking too long) looks successful; and its unwinding exit
+hung in 3 of 40 tries with the signal arriving in SLEEP. Flush the output
+and leave at once with 128 + 15."
+  (declare (ignore signal code context))
+  (ignore-errors (finish-output *standard-output*))
+  (ignore-errors (finish-output *error-output*))
+  (sb-ext:exit :code 143 :abort t))
+
+(defun restore-uiop ()
+  "What UIOP's RESTORE-IMAGE does before an entry point when the program
+starts (UIOP:DUMP-IMAGE saves an image that calls it): run the hooks
+registered with UIOP:REGISTER-IMAGE-RESTORE-HOOK, among them the one that
+sets UIOP:*COMMAND-LINE-ARGUMENTS* to this program's arguments (without it,
+they are those of the process that dumped the image)."
+  (let ((package (find-package "UIOP/IMAGE")))
+    (when package
+      (funcall (find-symbol "CALL-IMAGE-RESTORE-HOOK" package))
+      (setf (symbol-value (find-symbol "*IMAGE-RESTORED-P*" package)) t))))
+
+(defun toplevel-for (function convention test)
+  "Call FUNCTION as CONVENTION says (ENTRY-CONVENTION); exit with the
+integer it returns (0 otherwise), 130 on an interrupt, 143 on SIGTERM. A
+TEST function is called with no arguments, and the program exits 0 if it
+returns true, 1 if false."
+  (lambda ()
+    (sb-sys:enable-interrupt sb-unix:sigterm #'exit-on-sigterm)
+    (restore-uiop)
+    (let* ((argv sb-ext:*posix-argv*)
+           (code (handler-case
+                     (cond (test (if (funcall function) 0 1))
+                           (t (ecase convention
+                                (:none (funcall function))
+                                (:spread (apply function (rest argv)))
+                                (:posix-argv (funcall function argv))
+                                (:command-line-arguments (funcall function (rest argv))))))
+                   (sb-sys:interactive-interrupt () 130))))
+      (sb-ext:exit :code (if (typep code '(integer 0 255)) code 0)))))
+
+(defun c-name-p (string)
+  "True for a string that reads as a C identifier with a lower-case letter
+in it (Lisp's own symbol names have none)."
+  (flet ((letter-p (c) (or (char<= #\a c #\z) (char<= #\A c #\Z) (char= c #\_))))
+    (and (< 1 (length string) 128)
+         (letter-p (char string 0))
+         (every (lambda (c) (or (letter-p c) (char<= #\0 c #\9))) string)
+         (some #'lower-case-p string))))
+
+(defun strings-naming-c-symbols ()
+  "Every string in the heap that could name a C symbol: a foreign function
+the program looks up only when it runs (a FOREIGN-FUNCALL compiled at run
+time, libffi's ffi_type_double through FOREIGN-SYMBOL-POINTER)."
+  ;; The live ones only: what garbage the heap still holds depends on the
+  ;; dumping process's history (a worker's, a fresh SBCL's).
+  (sb-ext:gc :full t)
+  (let ((names (make-hash-table :test 'equal)))
+    (sb-vm:map-allocated-objects
+     (lambda (object type size)
+       (declare (ignore type size))
+       (when (and (stringp object) (c-name-p object))
+         (setf (gethash object names) t)))
+     :all)
+    (loop for name being the hash-keys of names collect (coerce name 'simple-base-string))))
+
+(defun write-linkage (path)
+  "One line per linkage-table entry: \"function NAME\" or \"data NAME\",
+followed by \" undefined\" when this (dynamic) image could not find it
+either, though the shared objects it loaded were there to provide it; then
+\"named NAME\" for each other string that could name a C symbol."
+  (let* ((undefined (cdr sb-sys:*linkage-info*))
+         (keys (loop for key being the hash-keys of (car sb-sys:*linkage-info*) collect key))
+         (entries (loop for key in keys
+                        collect (format nil "~:[function~;data~] ~A~:[~; undefined~]"
+                                        (consp key) (if (consp key) (car key) key)
+                                        (and sb-sys:*shared-objects*
+                                             (member key undefined :test #'equal)))))
+         (linked (mapcar (lambda (key) (if (consp key) (car key) key)) keys))
+         (named (set-difference (strings-naming-c-symbols) linked :test #'string=)))
+    (with-open-file (out path :direction :output :if-exists :supersede)
+      (dolist (line (sort entries #'string<))
+        (write-line line out))
+      (dolist (name (sort named #'string<))
+        (format out "named ~A~%" name)))))
+
+(defun write-shared-objects (path)
+  "The shared objects the image loaded (CFFI's foreign libraries among
+them): the static executable must have an archive for each."
+  (with-open-file (out path :direction :output :if-exists :supersede)
+    (dolist (object sb-sys:*shared-objects*)
+      (write-line (sb-alien::shared-object-namestring object) out))))
+
+(defun reset-gc-counters ()
+  "The CPU time this process spent collecting garbage, and the bytes it
+freed: the saved image sets both to 0 when it starts (SBCL's GC-REINIT),
+but the values in the file would be this build's timing."
+  (setf sb-ext:*gc-run-time* 0
+        sb-kernel::*n-bytes-freed-or-purified* 0))
+
+(defun forget-build-state ()
+  "What the dumping process knew of this build and of this machine, none of
+which the program needs: lispbuild's own paths and diagnostics, ASDF's
+configuration (UIOP's image-dump hook clears it, as UIOP:DUMP-IMAGE does;
+the program computes it again if it uses ASDF), and its GC counters."
+  (stop-recording-files-read)
+  (setf *asdf* nil
+        *asdf-support* nil
+        *asdf-cache* nil
+        *asd-files* '()
+        *diagnostics* nil)
+  (clrhash *source-texts*)
+  (when (find-package "UIOP")
+    ;; As UIOP:DUMP-IMAGE of an executable: UIOP:ARGV0 is then the program's.
+    (setf (symbol-value (find-symbol "*IMAGE-DUMPED-P*" "UIOP")) :executable)
+    (funcall (find-symbol "CALL-IMAGE-DUMP-HOOK" "UIOP")))
+  ;; After the last collection SAVE-LISP-AND-DIE makes in Lisp (in
+  ;; TUNE-IMAGE-FOR-DUMP; the one in C after it counts nothing).
+  (sb-int:encapsulate 'sb-impl::tune-image-for-dump 'reset-gc-counters
+                      (lambda (real)
+                        (funcall real)
+                        (reset-gc-counters))))
+
+(defvar *before-save* nil
+  "Called just before SAVE-LISP-AND-DIE: a worker's faster dump (worker.lisp).")
+
+(defun dump-job (&key steps features entry entry-arguments core linkage shared-objects
+                   reads compression test diagnostics &allow-other-keys)
+  (push-features features)
+  (multiple-value-bind (function convention) (find-entry entry test entry-arguments)
+    (unless function
+      (return-from dump-job nil))
+    (when (find-package "ASDF")
+      (call-asdf-support "REGISTER-LOADED-SYSTEMS"
+                         (loop for (kind name) in steps when (eq kind :asdf) collect name)))
+    (restore-os-random-seed)
+    (write-linkage linkage)
+    (write-shared-objects shared-objects)
+    (write-diagnostics diagnostics)
+    (write-files-read reads)
+    (forget-build-state)
+    (sb-ext:disable-debugger)
+    (when *before-save* (funcall *before-save*))
+    (run-finalizers-due)
+    (sb-ext:save-lisp-and-die core :toplevel (toplevel-for function convention test)
+                                   :save-runtime-options t
+                                   :compression (and compression t))))
+
+(defun threads-running ()
+  "The process's OS threads: Linux counts them into the link count of
+/proc/self/task (two more). Asked without allocating anything that
+depends on this process (its pid, say)."
+  (- (nth-value 4 (sb-unix:unix-stat "/proc/self/task")) 2))
+
+(defun run-finalizers-in-main-thread ()
+  "SBCL runs finalizers in a thread of its own, started with the process
+and woken after each garbage collection: when it runs depends on timing,
+and what it allocates moves what the main thread allocates next, and with
+it the hash codes SBCL derives from allocation addresses (of types, of
+generic functions): two dumps of the same image would differ. A canonical
+process stops it first thing, waits for its OS thread to be gone (that
+thread gives back its allocation region as it ends, after JOIN-THREAD has
+returned), clears the stack below this frame (what the wait left there
+depends on timing, and the collector takes any word on the stack that
+looks like a pointer as one, pinning its page) and collects all garbage,
+so that the heap it goes on from does not depend on how far the thread
+had got. The finalizers due run in the main thread just before saving
+(RUN-FINALIZERS-DUE)."
+  (sb-thread::with-system-mutex (sb-thread::*make-thread-lock*)
+    (sb-impl::finalizer-thread-stop))
+  (loop repeat 10000
+        until (= (threads-running) 1)
+        do (sleep 0.001))
+  (sb-kernel::scrub-control-stack)
+  (sb-ext:gc :full t))
+
+(defun run-finalizers-due ()
+  "Where the finalizer thread was stopped (RUN-FINALIZERS-IN-MAIN-THREAD):
+SAVE-LISP-AND-DIE stops it first thing, and that call finds it stopped,
+once; the saved image starts its own."
+  (unless sb-impl::*finalizer-thread*
+    (sb-impl::run-pending-finalizers)
+    (sb-int:encapsulate 'sb-impl::finalizer-thread-stop 'stopped
+                        (lambda (real)
+                          (declare (ignore real))
+                          (sb-int:unencapsulate 'sb-impl::finalizer-thread-stop 'stopped)
+                          nil))))
+
+(defvar *seeded-while-loading* '()
+  "In a canonical process, the files whose loading asked the operating
+system for a random seed, newest first.")
+
+(defun loading-file ()
+  (let ((file (or *load-pathname* *compile-file-pathname*)))
+    (if file
+        (enough-namestring file *default-pathname-defaults*)
+        "the dump")))
+
+(defun fix-os-random-seed (seed)
+  "(MAKE-RANDOM-STATE T) takes its seed from /dev/urandom: a library that
+calls it while it loads (cl-fad's temporary file names, hunchentoot's
+session secrets) saves this build's randomness into the image. A canonical
+process gives it seeds drawn from SEED (64 hex digits, the release's own
+identity) instead, a new one each call, and notes who called. The saved
+image asks /dev/urandom again (RESTORE-OS-RANDOM-SEED)."
+  (let ((words (loop for i below 64 by 8
+                     collect (parse-integer seed :start i :end (+ i 8) :radix 16)))
+        (calls 0))
+    (sb-int:encapsulate 'sb-kernel::os-random-seed 'build-seed
+                        (lambda (real)
+                          (declare (ignore real))
+                          (pushnew (loading-file) *seeded-while-loading* :test #'equal)
+                          (coerce (append words (list (incf calls)))
+                                  '(simple-array (unsigned-byte 32) (*)))))))
+
+(defun restore-os-random-seed ()
+  "Before saving: the program's own (MAKE-RANDOM-STATE T) reads
+/dev/urandom; the random states seeded while loading are the same in
+every copy of the release, as in every run of any saved image."
+  (when (sb-int:encapsulated-p 'sb-kernel::os-random-seed 'build-seed)
+    (sb-int:unencapsulate 'sb-kernel::os-random-seed 'build-seed)
+    (when *seeded-while-loading*
+      (note "release" nil "note"
+            (format nil "~{~A~^, ~} made a random state from the operating system's ~
+                         randomness while loading; a release seeds it from its own ~
+                         identity instead, so every copy of the executable starts with ~
+                         that state (make a new one when the program starts where that ~
+                         matters)"
+                    (reverse *seeded-while-loading*))))))
+
