@@ -26,7 +26,7 @@ from .rules.run import fail, program_starts, run_executable
 from .sbcl.runners import Runners
 from .settings import (OWNER_VARIABLE, REPORTER, RUN_EXE_TASK, STORE_CONFIG, WATCH_FILE,
                        WATCH_VARIABLE)
-from .sbcl.worker import die_with_parent
+from .sbcl.processes import die_with_parent
 
 
 def _doit_task(action: Action, ctx: Context, task_dep: list[str]) -> dict:

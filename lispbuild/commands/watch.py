@@ -36,7 +36,8 @@ from ..action import Context
 from ..rebuild import release_build_lock
 from ..settings import (OWNER_VARIABLE, RUN_EXE_TASK, STOP_GRACE_SECONDS, WATCH_FILE,
                         WATCH_VARIABLE)
-from ..sbcl.worker import WarmWorkers, become_subreaper
+from ..sbcl.processes import become_subreaper
+from ..sbcl.worker import WarmWorkers
 
 # A diagnostic about a file of the project: "path:line: ...", the path
 # relative (those of Debian's libraries are absolute).

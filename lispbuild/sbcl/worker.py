@@ -25,26 +25,24 @@ process) stops them all when it exits, and a worker whose owner is gone
 Where a worker cannot serve (a library started a thread, so it cannot
 fork; the worker died), the job runs in a fresh SBCL and says so.
 """
-import fcntl
 import json
 import math
 import os
-import select
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
-from .. import link
-from .driver import (LispJob, check_result, job_form, lisp_literal, lisp_plist, lisp_steps,
-                     over_time, sbcl_environment, support_fasls, support_settings, time_limit)
+from ..action import Context
 from ..graph import ASDF_STEP
-from ..action import Action, Context
+from ..jobs import LispJob
 from ..rebuild import ensure
-from .runners import RunnerUnavailable
 from ..scratch import process_alive
-from ..toolchain import find_sbcl, runtime_files
+from ..toolchain import find_sbcl
+from .driver import (check_result, job_form, lisp_literal, lisp_plist, lisp_steps, over_time,
+                     sbcl_environment, support_fasls, support_settings, time_limit)
+from .processes import FileLock, become_subreaper, dev_runtime_action, read_reply
+from .registry import Image, Worker, deepest, deepest_image, registered
+from .runners import RunnerUnavailable
 
 # How long the owner waits, when it exits, for images being saved.
 IMAGE_WAIT_SECONDS = 60
@@ -62,16 +60,6 @@ def worth_an_image(steps: list) -> bool:
     return sum(STEP_SECONDS[step[0]] for step in steps) > IMAGE_START_SECONDS
 
 
-def _link_dev_runtime(action: Action, ctx: Context, outputs: dict):
-    link.link_dev_runtime(outputs["runtime"], ctx.root, action.task)
-
-
-def dev_runtime_action() -> Action:
-    return Action(task="lisp:sbcl-dev", run=_link_dev_runtime, inputs=[link.DEV_RUNTIME_SOURCE],
-                  params={}, outputs={"runtime": Path("build/.lispbuild/lisp/sbcl-dev")},
-                  toolchain=(runtime_files,), executable=frozenset({"runtime"}))
-
-
 class WorkerUnavailable(RunnerUnavailable):
     """This job cannot run in a worker; it runs in a fresh SBCL."""
 
@@ -81,55 +69,6 @@ class StateMoved(Exception):
 
 
 PLACEMENT_ATTEMPTS = 5
-
-
-@dataclass
-class Worker:
-    """What a worker says of itself (its registry file)."""
-    id: str
-    pid: int
-    pgid: int
-    owner: int
-    fifo: str
-    library: str | None
-    mode: str        # "zygote" (never moves) or "runner" (loads its library's files)
-    n: int
-    hash: str
-    images: list
-
-
-@dataclass
-class Image:
-    path: Path
-    n: int
-    hash: str
-
-
-PR_SET_CHILD_SUBREAPER = 36
-PR_SET_PDEATHSIG = 1
-
-
-def become_subreaper():
-    """Workers whose parent (one of doit's processes) has ended are
-    re-parented to this process, not to init: it reaps them when it stops
-    them, at once, and their CPU time counts as the build's."""
-    import ctypes  # only the owner needs it
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-
-
-def die_with_parent(parent: int):
-    """In a process forked from `parent` (doit's worker processes, forked
-    by doit with -n N): be killed when the parent ends, as doit's workers
-    would otherwise wait forever on a pipe after a kill -9 of doit. (A
-    process forked from such a child is left as it is.)"""
-    if os.getppid() != parent:
-        return
-    import ctypes
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:  # it ended before prctl took effect
-        os._exit(1)
 
 
 class WarmWorkers:
@@ -168,7 +107,7 @@ class WarmWorkers:
     def _place(self, job: LispJob, steps: list, prefixes: list[str]) -> tuple[Worker, int]:
         """The worker to run `job`, and how many steps it loads first."""
         full = len(steps)
-        best = self._best(self._workers(), prefixes)
+        best = deepest(registered(self.dir, self.ctx.owner), prefixes)
         if best and best.n == full:
             return best, 0
         if job.command != "compile":
@@ -186,42 +125,11 @@ class WarmWorkers:
                                  edited=job.hints.get("built_before", False))
         return self._start(source, steps, prefixes, full, "runner", job.library), 0
 
-    def _best(self, workers: list[Worker], prefixes: list[str]) -> Worker | None:
-        usable = [w for w in workers if w.n < len(prefixes) and prefixes[w.n] == w.hash]
-        return max(usable, key=lambda w: w.n, default=None)
-
     # --- the registry ------------------------------------------------------
 
     def _lock(self):
         self.dir.mkdir(parents=True, exist_ok=True)
-        return _FileLock(self.dir / ".lock")
-
-    def _workers(self) -> list[Worker]:
-        workers = []
-        for path in self.dir.glob("*.json"):
-            try:
-                worker = Worker(**json.loads(path.read_text()))
-            except (OSError, ValueError, TypeError):
-                continue
-            if worker.owner != self.ctx.owner or not process_alive(worker.pid):
-                if not process_alive(worker.owner):
-                    path.unlink(missing_ok=True)  # a killed build's
-                continue
-            workers.append(worker)
-        return workers
-
-    def _images(self, prefixes: list[str]) -> Image | None:
-        found = None
-        for meta in self.images.glob("*.json"):
-            try:
-                n, digest = json.loads(meta.read_text())["n"], meta.stem
-            except (OSError, ValueError, KeyError):
-                continue
-            core = meta.with_suffix(".core")
-            if n < len(prefixes) and prefixes[n] == digest and core.exists():
-                if found is None or n > found.n:
-                    found = Image(core, n, digest)
-        return found
+        return FileLock(self.dir / ".lock")
 
     # --- starting workers -------------------------------------------------
 
@@ -232,7 +140,7 @@ class WarmWorkers:
         forked, in the end, from one that holds nothing (started in a fresh
         SBCL once a build) or from the one that holds only ASDF, which most
         states start with."""
-        image = self._images(prefixes[:n + 1])
+        image = deepest_image(self.images, prefixes[:n + 1])
         if source is None and image is None and n > 0:
             source = self._start(None, steps, prefixes, 0, "zygote", None)
         if source is not None and source.n == 0 and n > 1 and steps[0] == ASDF_STEP:
@@ -298,7 +206,7 @@ class WarmWorkers:
             log.close()
         self._started.append(process)
         try:
-            return self._read_reply(fd, lambda: process.poll() is None)
+            return read_reply(fd, lambda: process.poll() is None)
         finally:
             os.close(fd)
             reply.unlink(missing_ok=True)
@@ -370,46 +278,11 @@ class WarmWorkers:
                 os.write(out, f"{request_file}\n".encode())
             finally:
                 os.close(out)
-            return self._read_reply(fd, lambda: process_alive(worker.pid), deadline)
+            return read_reply(fd, lambda: process_alive(worker.pid), deadline)
         finally:
             os.close(fd)  # a job whose client is gone (Ctrl-C) is stopped
             reply.unlink(missing_ok=True)
             request_file.unlink(missing_ok=True)
-
-    @staticmethod
-    def _read_reply(fd: int, alive, deadline: float = math.inf) -> list[str]:
-        """Lines from a reply FIFO until every writer closed it. A writer
-        that never came is waited for while `alive()` says so. A job's
-        child (announced as "started PID") that has not ended when this
-        returns or is interrupted (Ctrl-C, its worker died) is killed."""
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        data, seen_writer, child = b"", False, None
-        try:
-            while True:
-                events = poller.poll(500)
-                if time.monotonic() > deadline:
-                    raise TimeoutError
-                if not events:
-                    if not seen_writer and not alive():
-                        break
-                    continue
-                chunk = os.read(fd, 65536)
-                if chunk:
-                    data += chunk
-                    seen_writer = True
-                    lines = data[:data.rfind(b"\n") + 1].decode("utf-8", "replace").split("\n")
-                    last = lines[-2] if len(lines) > 1 else ""
-                    child = int(last.split()[1]) if last.startswith("started ") else None
-                elif seen_writer or events[0][1] & select.POLLHUP:
-                    break
-        finally:
-            if child is not None:
-                try:
-                    os.kill(child, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        return data.decode("utf-8", "replace").splitlines()
 
     # --- the end of the build ------------------------------------------------
 
@@ -420,11 +293,11 @@ class WarmWorkers:
             return
         deadline = time.monotonic() + (IMAGE_WAIT_SECONDS if wait_for_images else 0)
         try:
-            while time.monotonic() < deadline and any(w.images for w in self._workers()):
+            while time.monotonic() < deadline and any(w.images for w in registered(self.dir, self.ctx.owner)):
                 time.sleep(0.05)
         except KeyboardInterrupt:
             pass
-        workers = self._workers()
+        workers = registered(self.dir, self.ctx.owner)
         for pgid in {w.pgid for w in workers}:
             try:
                 os.killpg(pgid, signal.SIGKILL)
@@ -450,14 +323,3 @@ class WarmWorkers:
             pass
 
 
-class _FileLock:
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __enter__(self):
-        self.file = open(self.path, "w")
-        fcntl.flock(self.file, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc):
-        self.file.close()

@@ -10,7 +10,8 @@ import pytest
 from lispbuild.jobs import LispJob
 from lispbuild.action import Context
 from lispbuild.steps import EMPTY, StateDigests
-from lispbuild.sbcl.worker import WarmWorkers, Worker
+from lispbuild.sbcl.registry import Worker
+from lispbuild.sbcl.worker import WarmWorkers
 
 # What a library's files load: ASDF, a dependency's FASLs (its base), then
 # the library's own earlier files.
