@@ -26,7 +26,7 @@ from doit.cmd_base import Command
 
 from .. import release
 from ..digest import digest_bytes, hash_file
-from ..sbcl.canonical import DEFAULT_RELEASE_DIR, RELEASE_DIR_VARIABLE
+from ..sbcl.isolation import DEFAULT_RELEASE_DIR, RELEASE_DIR_VARIABLE
 from ..errors import LispbuildError, ReleaseFailure
 from ..store import Store
 from ..toolchain import find_musl, find_sbcl

@@ -26,7 +26,7 @@ import pytest
 import doit as doit_package
 from conftest import REPO, DoitRun, built, doit, write_project
 from dodo_text import dodo_py
-from lispbuild.sbcl.canonical import DEFAULT_RELEASE_DIR
+from lispbuild.sbcl.isolation import DEFAULT_RELEASE_DIR
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="creates a user (useradd): run as root")

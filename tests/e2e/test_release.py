@@ -17,7 +17,7 @@ import pytest
 
 from conftest import REPO, doit
 from lispbuild import link, release
-from lispbuild.sbcl import canonical
+from lispbuild.sbcl import isolation
 from lispbuild.digest import hash_file
 
 RELEASE_DODO = """\
@@ -152,7 +152,7 @@ def test_the_archive_holds_the_static_executable_its_sums_and_manifest(releases)
         manifest = json.loads(tar.extractfile("hello-1.0.0/manifest.json").read())
         exe = tar.extractfile("hello-1.0.0/hello").read()
     assert manifest["source_date_epoch"] == commit_time
-    assert manifest["dump_directory"] == canonical.DEFAULT_RELEASE_DIR
+    assert manifest["dump_directory"] == isolation.DEFAULT_RELEASE_DIR
     sources = {s["path"]: s["sha256"] for s in manifest["sources"]}
     assert sources["samples/hello/app/main.lisp"] == hash_file(
         first / "samples/hello/app/main.lisp")
@@ -262,7 +262,7 @@ def test_verify_names_the_stage_of_a_changed_executable(releases, tmp_path):
 
 def test_a_release_directory_that_is_not_absolute_is_refused(releases):
     first, _, _ = releases
-    env = {**os.environ, canonical.RELEASE_DIR_VARIABLE: "relative/dir"}
+    env = {**os.environ, isolation.RELEASE_DIR_VARIABLE: "relative/dir"}
     result = doit(first, "release-core:hello", env=env)
     assert result.returncode != 0, result.output
     assert ("LISPBUILD_RELEASE_DIR='relative/dir': give an absolute path without * ? or ["

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lispbuild import output, space, store
-from lispbuild.sbcl import canonical
+from lispbuild.sbcl import isolation
 from lispbuild.errors import LispFailure
 from lispbuild.commands.watch import _dodo_error
 
@@ -104,7 +104,7 @@ def test_the_watch_says_a_broken_dodo_in_one_line(tmp_path):
 
 def test_a_claimed_release_directory_is_ours_alone_and_gone_after(tmp_path):
     visible = tmp_path / "release" / "0123456789abcdef"
-    with canonical.claimed_directory(visible):
+    with isolation.claimed_directory(visible):
         info = os.lstat(visible)
         assert stat.S_IMODE(info.st_mode) == 0o700 and info.st_uid == os.getuid()
         (visible / "file").write_text("x")
@@ -117,7 +117,7 @@ def test_a_link_planted_at_the_release_directory_is_refused(tmp_path):
     visible = tmp_path / "release" / "0123456789abcdef"
     visible.symlink_to(tmp_path / "theirs")
     with pytest.raises(LispFailure, match=f"{visible}: it is not a directory"):
-        with canonical.claimed_directory(visible):
+        with isolation.claimed_directory(visible):
             pass
     assert visible.is_symlink() and list((tmp_path / "theirs").iterdir()) == []
 
@@ -132,14 +132,14 @@ def test_what_another_user_made_there_is_refused(tmp_path):
     visible.mkdir()
     os.chown(visible, nobody, nobody)
     with pytest.raises(LispFailure, match="made by another user \\(uid 65534\\)"):
-        with canonical.claimed_directory(visible):
+        with isolation.claimed_directory(visible):
             pass
     assert visible.is_dir()
     os.rmdir(visible)
     os.chown(release, nobody, nobody)
     release.chmod(0o755)
     with pytest.raises(LispFailure, match="belongs to another user"):
-        with canonical.claimed_directory(visible):
+        with isolation.claimed_directory(visible):
             pass
 
 
