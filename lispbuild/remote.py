@@ -28,6 +28,7 @@ from pathlib import Path
 from .digest import hash_file
 from .errors import DeclarationError
 from .scratch import tmp_prefix
+from .signing import Keys
 from .store import Store, valid_outputs
 
 REMOTE_VARIABLE = "LISPBUILD_REMOTE"
@@ -54,38 +55,6 @@ class RemoteConfig:
     trusted_keys: tuple[str, ...] = ()  # PEM files of the public keys whose records count
 
 
-def signed_message(key: str, outputs: dict) -> bytes:
-    return (b"lispbuild action record\0" + key.encode() + b"\0"
-            + json.dumps(outputs, sort_keys=True, separators=(",", ":")).encode())
-
-
-def _load_keys(config: RemoteConfig):
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import (Ed25519PrivateKey,
-                                                                   Ed25519PublicKey)
-
-    def read(path: str, load, kind, what: str):
-        try:
-            key = load(Path(path).read_bytes())
-        except (OSError, ValueError) as error:
-            raise DeclarationError(f"{what} {path}: {error}") from None
-        if not isinstance(key, kind):
-            raise DeclarationError(f"{what} {path}: not an Ed25519 key")
-        return key
-
-    signer = (read(config.signing_key, lambda b: serialization.load_pem_private_key(b, None),
-                   Ed25519PrivateKey, "signing key") if config.signing_key else None)
-    trusted = [read(p, serialization.load_pem_public_key, Ed25519PublicKey, "trusted key")
-               for p in config.trusted_keys]
-    return signer, trusted
-
-
-def _raw(public_key) -> str:
-    from cryptography.hazmat.primitives import serialization
-    return public_key.public_bytes(serialization.Encoding.Raw,
-                                   serialization.PublicFormat.Raw).hex()
-
-
 class RemoteStore:
     def __init__(self, config: RemoteConfig, fault_marker: Path):
         parsed = urllib.parse.urlsplit(config.url)
@@ -98,8 +67,7 @@ class RemoteStore:
         self._conn = None
         self._pid = None
         self.fault_marker = fault_marker
-        self._signer, self._trusted = _load_keys(config)
-        self._trusted_raw = {_raw(k): k for k in self._trusted}
+        self._keys = Keys(config.signing_key, config.trusted_keys)
 
     # --- what the rebuilder asks ----------------------------------------
 
@@ -142,11 +110,7 @@ class RemoteStore:
             for output in outputs.values():
                 if not self._has(output["sha256"]):
                     self._send(output["sha256"], store)
-            record = {"outputs": outputs}
-            if self._signer is not None:
-                record["signature"] = {
-                    "public_key": _raw(self._signer.public_key()),
-                    "signature": self._signer.sign(signed_message(key, outputs)).hex()}
+            record = {"outputs": outputs, **self._keys.signature(key, outputs)}
             self._put_bytes(f"ac/{key}", json.dumps(record, sort_keys=True).encode())
         except (RemoteFault, OSError) as fault:
             self._fault(str(fault))
@@ -208,23 +172,9 @@ class RemoteStore:
         outputs = record.get("outputs") if isinstance(record, dict) else None
         if not valid_outputs(outputs, roles):
             return self._refuse(key, "a record of the wrong shape")
-        if not self._signed(key, record):
+        if not self._keys.trusts(key, record):
             return self._refuse(key, "not signed by a trusted key")
         return outputs
-
-    def _signed(self, key: str, record: dict) -> bool:
-        """Whether the record counts: signed by a trusted key, when the
-        project names trusted keys."""
-        if not self._trusted:
-            return True
-        signature = record.get("signature")
-        try:
-            public = self._trusted_raw[signature["public_key"]]
-            public.verify(bytes.fromhex(signature["signature"]),
-                          signed_message(key, record["outputs"]))
-            return True
-        except Exception:  # unsigned, another key, a bad signature
-            return False
 
     def _refuse(self, key: str, why: str):
         self._warn_once(f"ignored the remote store's record {key[:12]}...: {why}", "refused")
