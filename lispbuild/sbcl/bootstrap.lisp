@@ -1,10 +1,10 @@
 ;;;; Compiles lispbuild's own Lisp, once per SBCL build (driver.py):
-;;;;   sbcl --script bootstrap.lisp OUT.fasl ASDF-OUT.fasl ASDF.lisp ASDF.fasl MAIN.lisp SOURCE...
+;;;;   sbcl --script bootstrap.lisp OUT.fasl ASDF-OUT.fasl ASDF.fasl MAIN.lisp SOURCE... -- ASDF-SOURCE...
 ;;;; Each SOURCE is compiled and loaded in turn (the later ones use the
 ;;;; earlier ones' package and macros), then MAIN.lisp is compiled (not
 ;;;; run); OUT.fasl is their FASLs, one after the other, as SBCL loads
-;;;; concatenated FASLs. ASDF.lisp is compiled with ASDF.fasl loaded (the
-;;;; ASDF the build uses, driver.py), into ASDF-OUT.fasl.
+;;;; concatenated FASLs. The ASDF-SOURCEs are compiled the same way with
+;;;; ASDF.fasl loaded (the ASDF the build uses, driver.py), into ASDF-OUT.fasl.
 
 ;;; lispbuild.fasl is loaded into every image lispbuild dumps, so it must be
 ;;; the same bytes wherever lispbuild is installed and whenever its files
@@ -25,22 +25,30 @@
       (sb-ext:exit :code 1 :abort t))
     fasl))
 
-(destructuring-bind (output asdf-output asdf-source asdf-fasl main &rest sources)
+(defun concatenate-fasls (fasls output)
+  (with-open-file (out output :direction :output :element-type '(unsigned-byte 8)
+                              :if-exists :supersede)
+    (dolist (fasl fasls)
+      (with-open-file (in fasl :element-type '(unsigned-byte 8))
+        (let ((buffer (make-array (file-length in) :element-type '(unsigned-byte 8))))
+          (read-sequence buffer in)
+          (write-sequence buffer out)))
+      (delete-file fasl))))
+
+(defun compile-and-load (sources output)
+  "The FASL of each of SOURCES, compiled after loading the ones before."
+  (loop for source in sources
+        for i from 0
+        collect (let ((fasl (compile-quietly source (format nil "~A.~D.part" output i))))
+                  (load fasl)
+                  fasl)))
+
+(destructuring-bind (output asdf-output asdf-fasl main &rest arguments)
     (rest sb-ext:*posix-argv*)
-  (let ((fasls (append (loop for source in sources
-                             for i from 0
-                             collect (let ((fasl (compile-quietly
-                                                  source (format nil "~A.~D.part" output i))))
-                                       (load fasl)
-                                       fasl))
-                       (list (compile-quietly main (format nil "~A.main.part" output))))))
-    (with-open-file (out output :direction :output :element-type '(unsigned-byte 8)
-                                :if-exists :supersede)
-      (dolist (fasl fasls)
-        (with-open-file (in fasl :element-type '(unsigned-byte 8))
-          (let ((buffer (make-array (file-length in) :element-type '(unsigned-byte 8))))
-            (read-sequence buffer in)
-            (write-sequence buffer out)))
-        (delete-file fasl))))
-  (load asdf-fasl)
-  (compile-quietly asdf-source asdf-output))
+  (let ((sources (subseq arguments 0 (position "--" arguments :test #'string=)))
+        (asdf-sources (rest (member "--" arguments :test #'string=))))
+    (concatenate-fasls (append (compile-and-load sources output)
+                               (list (compile-quietly main (format nil "~A.main.part" output))))
+                       output)
+    (load asdf-fasl)
+    (concatenate-fasls (compile-and-load asdf-sources asdf-output) asdf-output)))

@@ -1,6 +1,6 @@
 ;;;; The Lisp side of lispbuild: what SBCL does for one job, compiled once,
-;;;; with compile.lisp, grovel.lisp, dump.lisp, request.lisp, devdump.lisp
-;;;; and worker.lisp (in that order, driver.py), into the FASL that every
+;;;; with compile.lisp, grovel.lisp, dump.lisp, request.lisp, devdump.lisp,
+;;;; syscalls.lisp and worker.lisp (in that order, driver.py), into the FASL that every
 ;;;; lispbuild SBCL loads. This file: the package, diagnostics, the files a
 ;;;; process reads, and the steps that make an image hold a job's state.
 ;;;;

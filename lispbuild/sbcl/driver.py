@@ -31,11 +31,12 @@ PACKAGE = Path(__file__).parent   # lispbuild/sbcl: the Lisp files
 # Where they are named from: the directory that holds lispbuild/.
 NAMED_FROM = PACKAGE.parent.parent
 # Compiled in this order into lispbuild.fasl, main.lisp last; asdf.lisp
-# into its own FASL, loaded with ASDF when a job first needs it.
+# and asdf-plan.lisp into their own FASL, loaded with ASDF when a job
+# first needs it.
 SUPPORT_SOURCES = ("driver.lisp", "compile.lisp", "grovel.lisp", "dump.lisp", "request.lisp",
-                   "devdump.lisp", "worker.lisp")
+                   "devdump.lisp", "syscalls.lisp", "worker.lisp")
 MAIN_SOURCE = "main.lisp"
-ASDF_SUPPORT_SOURCE = "asdf.lisp"
+ASDF_SUPPORT_SOURCES = ("asdf.lisp", "asdf-plan.lisp")
 
 
 def lisp_literal(value) -> str:
@@ -86,9 +87,9 @@ def _named(name: str) -> str:
 
 def _compile_support(action: Action, ctx: Context, outputs: dict):
     _run_sbcl_script("compiling lispbuild's own Lisp", "bootstrap.lisp",
-                     str(outputs["fasl"]), str(outputs["asdf"]),
-                     _named(ASDF_SUPPORT_SOURCE), str(ctx.root / ASDF_FASL),
-                     _named(MAIN_SOURCE), *map(_named, SUPPORT_SOURCES))
+                     str(outputs["fasl"]), str(outputs["asdf"]), str(ctx.root / ASDF_FASL),
+                     _named(MAIN_SOURCE), *map(_named, SUPPORT_SOURCES), "--",
+                     *map(_named, ASDF_SUPPORT_SOURCES))
 
 
 def _run_sbcl_script(what: str, script: str, *arguments: str) -> str:
@@ -125,7 +126,7 @@ def asdf_action() -> Action:
 def support_action() -> Action:
     return Action(task="lisp:lispbuild", run=_compile_support,
                   inputs=[PACKAGE / n for n in (*SUPPORT_SOURCES, MAIN_SOURCE,
-                                                ASDF_SUPPORT_SOURCE, "bootstrap.lisp")]
+                                                *ASDF_SUPPORT_SOURCES, "bootstrap.lisp")]
                   + [ASDF_FASL],
                   params={}, toolchain=(sbcl_files,),
                   outputs={"fasl": Path("build/.lispbuild/lisp/lispbuild.fasl"),
