@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DeclarationError
-from .remote import (DEFAULT_TIMEOUT, REMOTE_VARIABLE, SIGNING_KEY_VARIABLE, TIMEOUT_VARIABLE,
-                     TRUSTED_KEYS_VARIABLE, UPLOAD_VARIABLE, RemoteConfig)
+from .remote import DEFAULT_TIMEOUT, RemoteConfig
+from .settings import TIMEOUT_VARIABLE, settings
 
 POLICY_QUALITIES = ("speed", "safety", "debug", "space", "compilation-speed")
 # SBCL reads these in a namestring as a wildcard pattern, and doit a task
@@ -132,19 +132,20 @@ def _policy(library: str, policy: dict) -> tuple[tuple[str, int], ...]:
 
 
 def _remote_config(root: Path, url, upload, trusted_keys) -> RemoteConfig | None:
-    url = url or os.environ.get(REMOTE_VARIABLE)
+    env = settings()
+    url = url or env.remote
     if not url:
         return None
     if upload is None:
-        upload = os.environ.get(UPLOAD_VARIABLE, "") not in ("", "0")
+        upload = env.remote_upload
     if trusted_keys is None:
-        trusted_keys = [k for k in os.environ.get(TRUSTED_KEYS_VARIABLE, "").split(":") if k]
-    timeout = os.environ.get(TIMEOUT_VARIABLE) or DEFAULT_TIMEOUT
+        trusted_keys = env.trusted_keys
+    timeout = env.remote_timeout or DEFAULT_TIMEOUT
     try:
         timeout = float(timeout)
     except ValueError:
         raise DeclarationError(f"{TIMEOUT_VARIABLE}={timeout!r}: give a number of seconds")
-    signing_key = os.environ.get(SIGNING_KEY_VARIABLE) or None
+    signing_key = env.signing_key
     return RemoteConfig(url=str(url), upload=bool(upload), timeout=timeout,
                         signing_key=signing_key and str(root / signing_key),
                         trusted_keys=tuple(str(root / k) for k in trusted_keys))
@@ -160,7 +161,7 @@ class Project:
     def __init__(self, root=None, store=None, *, remote=None, remote_upload=None,
                  trusted_keys=None):
         self.root = Path(root or os.getcwd()).absolute()
-        store = store or os.environ.get("LISPBUILD_STORE") or self.root / "cache"
+        store = store or settings().store or self.root / "cache"
         self.store = (self.root / store).absolute()
         self.remote = _remote_config(self.root, remote, remote_upload, trusted_keys)
         if any(c in str(self.root) for c in WILDCARDS):

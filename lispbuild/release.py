@@ -26,6 +26,7 @@ from .errors import ReleaseFailure
 from .keys import package_digest
 from .scratch import tmp_prefix
 from .toolchain import find_asdf_source
+from .settings import ALLOW_DIRTY_VARIABLE, REVISION_VARIABLE, settings
 
 PLATFORM = "x86_64-linux"
 MANIFEST = "manifest.json"
@@ -37,8 +38,6 @@ def archive_name(name: str, version: str) -> str:
     return f"{name}-{version}-{PLATFORM}.tar.gz"
 
 
-REVISION_VARIABLE = "LISPBUILD_SOURCE_REVISION"
-ALLOW_DIRTY_VARIABLE = "LISPBUILD_ALLOW_DIRTY"
 
 
 @dataclass
@@ -67,11 +66,11 @@ def source_origin(root: Path, own_sources: list[str]) -> Origin:
     """The Origin of the project's sources. SOURCE_DATE_EPOCH and
     LISPBUILD_SOURCE_REVISION (JSON of a manifest's "revision", which
     `doit verify` sets) say it where the sources are not the git tree."""
-    value = os.environ.get("SOURCE_DATE_EPOCH")
+    value = settings().source_date_epoch
     if value and not value.isdigit():
         raise ReleaseFailure(f"SOURCE_DATE_EPOCH={value!r}: give a number of seconds "
                              f"since 1970")
-    given = os.environ.get(REVISION_VARIABLE)
+    given = settings().source_revision
     if given is not None:
         try:
             revision = json.loads(given)
@@ -99,8 +98,7 @@ def source_origin(root: Path, own_sources: list[str]) -> Origin:
 def check_clean(task: str, revision: dict | None):
     """Refuse a release whose sources differ from their commit, as cargo
     refuses to publish a dirty tree, unless LISPBUILD_ALLOW_DIRTY=1."""
-    if not revision or not revision["dirty"] \
-            or os.environ.get(ALLOW_DIRTY_VARIABLE, "") not in ("", "0"):
+    if not revision or not revision["dirty"] or settings().allow_dirty:
         return
     dirty = revision["dirty"]
     raise ReleaseFailure(

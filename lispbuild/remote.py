@@ -30,12 +30,8 @@ from .errors import DeclarationError
 from .scratch import tmp_prefix
 from .signing import Keys
 from .store import Store, valid_outputs
+from .settings import REMOTE_VARIABLE
 
-REMOTE_VARIABLE = "LISPBUILD_REMOTE"
-UPLOAD_VARIABLE = "LISPBUILD_REMOTE_UPLOAD"
-TIMEOUT_VARIABLE = "LISPBUILD_REMOTE_TIMEOUT"
-SIGNING_KEY_VARIABLE = "LISPBUILD_SIGNING_KEY"
-TRUSTED_KEYS_VARIABLE = "LISPBUILD_TRUSTED_KEYS"
 DEFAULT_TIMEOUT = 10.0
 _CHUNK = 1 << 20
 

@@ -24,8 +24,7 @@ from .rules.lisp import fasl_action, grovel_action, library_action
 from .rules.release import release_action
 from .rules.run import fail, program_starts, run_executable
 from .sbcl.runners import Runners
-from .settings import (OWNER_VARIABLE, REPORTER, RUN_EXE_TASK, STORE_CONFIG, WATCH_FILE,
-                       WATCH_VARIABLE)
+from .settings import REPORTER, RUN_EXE_TASK, STORE_CONFIG, WATCH_FILE, settings
 from .sbcl.processes import die_with_parent
 
 
@@ -81,7 +80,7 @@ def doit_tasks(project: Project):
 
 def _doit_tasks(project: Project):
     ctx = Context(root=project.root, store_root=project.store,
-                  owner=int(os.environ.get(OWNER_VARIABLE) or os.getpid()))
+                  owner=int(settings().owner or os.getpid()))
     ctx.lisp = lisp_strategy(ctx)
     ctx.remote = remote_from(project.remote, ctx.build, ctx.owner)
     if os.getpid() == ctx.owner:
@@ -89,7 +88,7 @@ def _doit_tasks(project: Project):
             print(f"removed {path.relative_to(ctx.root)}, left by a stopped build",
                   file=sys.stderr)
         _die_with_this_process()
-    if not os.environ.get(WATCH_VARIABLE):  # a watch stops its workers itself
+    if not settings().watch:  # a watch stops its workers itself
         atexit.register(ctx.lisp.shutdown)
     graph = plan(project, asdf_libraries(project, ctx))
     made = _Tasks(ctx, project, graph)
@@ -98,7 +97,7 @@ def _doit_tasks(project: Project):
     yield from made.c_files()
     yield from made.binaries()
     yield from made.runs()
-    if os.environ.get(WATCH_VARIABLE):
+    if settings().watch:
         write_watch_file(ctx.root, made.inputs, {
             run.name: {"executable": str(ctx.root / "build/bin" / run.binary),
                        "args": list(run.args)} for run in project.runs.values()})

@@ -26,11 +26,12 @@ from doit.cmd_base import Command
 
 from .. import release
 from ..digest import digest_bytes, hash_file
-from ..sbcl.isolation import DEFAULT_RELEASE_DIR, RELEASE_DIR_VARIABLE
+from ..sbcl.isolation import DEFAULT_RELEASE_DIR
 from ..errors import LispbuildError, ReleaseFailure
 from ..store import Store
 from ..toolchain import find_musl, find_sbcl
 from .store_check import project_store
+from ..settings import RELEASE_DIR_VARIABLE
 
 # The order in which stages run, by task prefix.
 STAGES = (("FASLs", ("grovel:", "fasl:")), ("C objects", ("c:",)),

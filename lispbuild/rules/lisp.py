@@ -1,7 +1,6 @@
 """Tasks of Lisp files: fasl:LIB/FILE compiles one file, grovel:LIB/FILE
 runs a CFFI grovel or wrapper file's processor, lib:LIB reports what the
 library's files leave undefined."""
-import os
 import re
 import sys
 
@@ -10,7 +9,7 @@ from ..jobs import LispJob
 from ..graph import FaslNode, library_task
 from ..output import outside_warnings
 from ..action import Action, Context
-from ..settings import SHOW_ALL_VARIABLE
+from ..settings import settings
 from ..toolchain import find_musl, find_sbcl, musl_files, sbcl_files
 
 
@@ -26,7 +25,7 @@ DIAGNOSTIC = re.compile(r"^\S[^:]*:\d*:? (STYLE-WARNING|WARNING|ERROR|read error
 def report_warnings(notes: str, action: Action):
     """The project's own warnings in full; code outside it (Debian's
     libraries) only counted, unless LISPBUILD_WARNINGS=all."""
-    if action.means["project"] or os.environ.get(SHOW_ALL_VARIABLE) == "all":
+    if action.means["project"] or settings().show_all_warnings:
         print_notes(notes)
     else:
         count = sum(1 for line in notes.splitlines() if DIAGNOSTIC.match(line))

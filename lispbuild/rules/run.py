@@ -5,10 +5,10 @@ from pathlib import Path
 
 from doit.exceptions import TaskFailed
 
-from ..sbcl.driver import TIME_LIMIT_VARIABLE, signal_name, time_limit
+from ..sbcl.driver import signal_name, time_limit
 from ..errors import LispFailure
 from ..rebuild import release_build_lock
-from ..settings import STOP_GRACE_SECONDS
+from ..settings import STOP_GRACE_SECONDS, TIME_LIMIT_VARIABLE
 
 
 def program_starts() -> bool:

@@ -38,12 +38,12 @@ from ..steps import SHARED_LIBRARIES
 from ..toolchain import find_sbcl
 from .driver import (finished_job, job_form, lisp_plist, sorted_listings_action, support_fasls,
                      wait_while_owned)
-from .isolation import (DEFAULT_RELEASE_DIR, RELEASE_DIR_VARIABLE, dump_directory,
-                        hidden_directory)
+from .isolation import DEFAULT_RELEASE_DIR, dump_directory, hidden_directory
+from ..settings import RELEASE_DIR_VARIABLE
 
 
 def release_directory() -> str:
-    return os.environ.get(RELEASE_DIR_VARIABLE) or DEFAULT_RELEASE_DIR
+    return settings().release_dir or DEFAULT_RELEASE_DIR
 
 
 def canonical_environment(preload: Path, shared_libraries: Path) -> dict:

@@ -22,8 +22,8 @@ from ..rebuild import ensure
 from ..scratch import process_alive, scratch_dir
 from ..steps import SHARED_LIBRARIES
 from ..toolchain import find_asdf_source, find_sbcl, musl_files, sbcl_files, version_numbers
+from ..settings import TIME_LIMIT_VARIABLE, settings
 
-TIME_LIMIT_VARIABLE = "LISPBUILD_TIME_LIMIT"
 # Generous: Debian's biggest Lisp files compile in well under a minute.
 DEFAULT_TIME_LIMIT = 1800.0
 
@@ -246,7 +246,7 @@ def finished_job(job: LispJob, returncode: int, diagnostics: Path, printed: Path
 
 def time_limit() -> float:
     """Seconds a compile or dump may take (LISPBUILD_TIME_LIMIT)."""
-    value = os.environ.get(TIME_LIMIT_VARIABLE, "")
+    value = settings().time_limit or ""
     try:
         limit = float(value) if value else DEFAULT_TIME_LIMIT
     except ValueError:

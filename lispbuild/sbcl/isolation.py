@@ -13,11 +13,11 @@ from pathlib import Path
 
 from ..errors import LispFailure
 from ..scratch import scratch_dir
+from ..settings import RELEASE_DIR_VARIABLE
 
 # Where release dumps run. The path shapes the image's bytes, so it is the
 # same on every machine unless LISPBUILD_RELEASE_DIR says otherwise (a
 # release's manifest records it, and `doit verify` rebuilds with it).
-RELEASE_DIR_VARIABLE = "LISPBUILD_RELEASE_DIR"
 DEFAULT_RELEASE_DIR = "/tmp/lispbuild-release"
 
 # personality(2) flag: no address-space randomisation (setarch -R).

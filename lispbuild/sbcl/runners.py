@@ -15,13 +15,11 @@ list: the first that can take it runs it; one that cannot (a library that
 starts a thread, a worker that died) says why, and the next runs it.
 `SAME_BYTES` states, per runner and command, whether its outputs are byte
 for byte a fresh SBCL's (tests/e2e/test_workers.py checks each True)."""
-import os
 import sys
 
 from ..errors import BuildGone
 from ..scratch import process_alive
-
-FRESH_VARIABLE = "LISPBUILD_FRESH"
+from ..settings import settings
 
 SAME_BYTES = {
     "fresh": {"compile": True, "check-undefined": True, "grovel": True, "wrapper": True,
@@ -62,8 +60,7 @@ class Runners:
 
     def __init__(self, ctx, fresh_only: bool | None = None, factories=None):
         self.ctx = ctx
-        self.fresh_only = (os.environ.get(FRESH_VARIABLE, "") not in ("", "0")
-                           if fresh_only is None else fresh_only)
+        self.fresh_only = settings().fresh if fresh_only is None else fresh_only
         self.factories = factories or FACTORIES
         self.made: dict[str, object] = {}
         self.ran: dict[str, str] = {}   # task -> the runner that ran its last job

@@ -43,6 +43,7 @@ from .driver import (check_result, job_form, lisp_literal, lisp_plist, lisp_step
 from .processes import FileLock, become_subreaper, dev_runtime_action, read_reply
 from .registry import Image, Worker, deepest, deepest_image, registered
 from .runners import RunnerUnavailable
+from ..settings import settings
 
 # How long the owner waits, when it exits, for images being saved.
 IMAGE_WAIT_SECONDS = 60
@@ -80,7 +81,7 @@ class WarmWorkers:
         self.images = ctx.build / ".lispbuild" / "images"
         self.requests = self.dir / "requests" / str(ctx.owner)
         # A watch owns its builds, and keeps their workers from one to the next.
-        self.long_lived = bool(os.environ.get("LISPBUILD_WATCH"))
+        self.long_lived = settings().watch
         self._started: list[subprocess.Popen] = []
 
     # --- running a job ---------------------------------------------------

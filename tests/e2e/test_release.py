@@ -18,6 +18,7 @@ import pytest
 from conftest import REPO, doit
 from lispbuild import link, release
 from lispbuild.sbcl import isolation
+from lispbuild.settings import RELEASE_DIR_VARIABLE
 from lispbuild.digest import hash_file
 
 RELEASE_DODO = """\
@@ -262,7 +263,7 @@ def test_verify_names_the_stage_of_a_changed_executable(releases, tmp_path):
 
 def test_a_release_directory_that_is_not_absolute_is_refused(releases):
     first, _, _ = releases
-    env = {**os.environ, isolation.RELEASE_DIR_VARIABLE: "relative/dir"}
+    env = {**os.environ, RELEASE_DIR_VARIABLE: "relative/dir"}
     result = doit(first, "release-core:hello", env=env)
     assert result.returncode != 0, result.output
     assert ("LISPBUILD_RELEASE_DIR='relative/dir': give an absolute path without * ? or ["

@@ -66,3 +66,28 @@ def test_a_command_edited_changes_no_key_and_the_builder_edited_changes_all(tmp_
     assert package_digest.__wrapped__(package=copy) == before
     (copy / "steps.py").write_text((copy / "steps.py").read_text() + "# edited\n")
     assert package_digest.__wrapped__(package=copy) != before
+
+
+def test_no_module_is_over_350_lines():
+    long = {str(p.relative_to(PACKAGE)): n for p in [*PACKAGE.rglob("*.py"), *PACKAGE.rglob("*.lisp")]
+            if "__pycache__" not in p.parts and (n := len(p.read_text().splitlines())) > 350}
+    assert long == {}
+
+
+def test_the_environment_is_read_in_settings_py_only():
+    """No module but settings.py reads a LISPBUILD_ variable or
+    SOURCE_DATE_EPOCH from os.environ (it passes the environment on to
+    the programs it starts, and a watch sets its builds' variables)."""
+    readers = {}
+    for module in PACKAGE.rglob("*.py"):
+        if module.name == "settings.py" or "__pycache__" in module.parts:
+            continue
+        for node in ast.walk(ast.parse(module.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("get", "getenv") and node.args
+                    and "environ" in ast.unparse(node.func)
+                    and not (isinstance(node.args[0], ast.Constant)
+                             and node.args[0].value in ("LD_LIBRARY_PATH", "SBCL_HOME"))):
+                readers.setdefault(str(module.relative_to(PACKAGE)), []).append(
+                    ast.unparse(node))
+    assert readers == {}

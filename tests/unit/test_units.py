@@ -392,3 +392,17 @@ def test_priorities_follow_the_longest_chain_and_survive_a_cycle():
     tasks[0]["task_dep"] = ["core:x"]
     schedule.set_priorities(tasks)
     assert set(schedule._priorities) == {"fasl:a", "fasl:b", "core:x", "fasl:c"}
+
+
+def test_settings_are_read_from_the_environment_once_for_each_environment(monkeypatch):
+    from lispbuild.settings import settings
+    monkeypatch.setenv("LISPBUILD_FRESH", "1")
+    monkeypatch.setenv("LISPBUILD_TRUSTED_KEYS", "keys/a.pub:keys/b.pub")
+    monkeypatch.setenv("LISPBUILD_WARNINGS", "all")
+    monkeypatch.delenv("LISPBUILD_REMOTE_UPLOAD", raising=False)
+    first = settings()
+    assert (first.fresh, first.trusted_keys, first.show_all_warnings, first.remote_upload) \
+        == (True, ("keys/a.pub", "keys/b.pub"), True, False)
+    assert settings() is first
+    monkeypatch.setenv("LISPBUILD_FRESH", "0")
+    assert settings().fresh is False
