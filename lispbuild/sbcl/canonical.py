@@ -39,7 +39,7 @@ from ..toolchain import find_sbcl
 from .driver import (finished_job, job_form, lisp_plist, sorted_listings_action, support_fasls,
                      wait_while_owned)
 from .isolation import DEFAULT_RELEASE_DIR, dump_directory, hidden_directory
-from ..settings import RELEASE_DIR_VARIABLE
+from ..settings import RELEASE_DIR_VARIABLE, settings
 
 
 def release_directory() -> str:
@@ -106,11 +106,11 @@ class CanonicalSbcl:
             self._copy_inputs(steps, support, here)
             shutil.copyfile(self.ctx.root / listings.outputs["library"],
                             here / "lispbuild/sorteddir.so")
-            settings = {"asdf": "lispbuild/asdf.fasl",
-                        "asdf_support": "lispbuild/asdf-support.fasl",
-                        "asdf_cache": f"{visible}/asdf-cache/", "canonical": True,
-                        "build_seed": seed}
-            (here / "out/request.lisp").write_text(f"({form} {lisp_plist(settings)})\n",
+            fasls = {"asdf": "lispbuild/asdf.fasl",
+                     "asdf_support": "lispbuild/asdf-support.fasl",
+                     "asdf_cache": f"{visible}/asdf-cache/", "canonical": True,
+                     "build_seed": seed}
+            (here / "out/request.lisp").write_text(f"({form} {lisp_plist(fasls)})\n",
                                                    encoding="utf-8")
             with open(here / "out/output.txt", "wb") as out:
                 proc = subprocess.Popen(
@@ -127,6 +127,9 @@ class CanonicalSbcl:
                 _files_read_in_project(outputs["reads"], visible, self.ctx.root)
             return finished_job(job, returncode, here / "out/diagnostics.txt",
                                 here / "out/output.txt", self.ctx.build)
+
+    def shutdown(self):
+        pass
 
     def _copy_inputs(self, steps, support, here: Path):
         """lispbuild's FASLs, the project's FASLs and .asd files (with the
