@@ -5,6 +5,7 @@ import contextlib
 import hashlib
 import http.server
 import importlib
+import io
 import os
 import runpy
 import threading
@@ -65,20 +66,24 @@ class FakeLisp:
 
 def doit_here(project: Path, fake: FakeLisp, *args: str) -> tuple[int, str]:
     """Run doit on the project's dodo.py in this process, its Lisp jobs
-    given to `fake`: doit's exit code, and what its reporter wrote."""
+    given to `fake`: doit's exit code, and what it wrote (its reporter's
+    lines for a build, a command's output for another command: `list`)."""
     report = project.parent / f"{project.name}-doit.txt"
+    build = not args or args[0] not in ("list", "info")
     with contextlib.chdir(project):
         module = runpy.run_path("dodo.py")
         tasks = importlib.import_module("lispbuild.tasks")
         original = tasks.lisp_strategy
         tasks.lisp_strategy = lambda ctx: fake
+        written = io.StringIO()
         try:
-            code = DoitMain(ModuleTaskLoader(module)).run(
-                ["run", "--output-file", str(report), *args])
+            with contextlib.redirect_stdout(written):
+                code = DoitMain(ModuleTaskLoader(module)).run(
+                    ["run", "--output-file", str(report), *args] if build else list(args))
         finally:
             tasks.lisp_strategy = original
             rebuild.release_build_lock()
-    return code, report.read_text()
+    return code, report.read_text() if build else written.getvalue()
 
 
 class _Store(http.server.BaseHTTPRequestHandler):

@@ -239,3 +239,16 @@ def test_a_fault_in_lispbuild_fails_its_task_and_logs_the_traceback(project):
     log = (project / "build/.lispbuild/log").read_text()
     assert "fasl:util/a.lisp\nTraceback (most recent call last):" in log
     assert 'in fault\n    raise RuntimeError("an invariant broke")' in log
+
+
+def test_every_task_of_a_binary_and_its_release_is_declared(project):
+    """doit list of a project with a binary: its tasks, and those of its
+    release, made without running anything."""
+    write(project / "dodo.py", DODO.replace(
+        'project.library("app"', 'project.binary("app", libraries=["app"], entry="app:main", version="1.0")\n'
+        'project.library("app"'))
+    code, said = doit_here(project, FakeLisp(project), "list", "--all")
+    assert code == 0, said
+    listed = {line.split()[0] for line in said.splitlines() if line.strip()}
+    assert {"core:app", "linkage:app", "runtime:app", "exe:app", "release-core:app",
+            "release-exe:app", "release:app", "fasl:app/main.lisp", "lib:util"} <= listed, said

@@ -87,3 +87,13 @@ def test_every_runner_states_its_bytes_for_every_command_it_runs():
     assert set(SAME_BYTES) == {"fresh", "workers", "canonical"}
     assert all(SAME_BYTES["fresh"].values())
     assert set(SAME_BYTES["workers"]) <= set(SAME_BYTES["fresh"])
+
+
+def test_every_runner_made_shuts_down(tmp_path):
+    """The real runners, made (no SBCL starts), all answer shutdown."""
+    ctx = Context(root=tmp_path, store_root=tmp_path / "cache", owner=os.getppid())
+    real = Runners(ctx, fresh_only=False)
+    for name in ("fresh", "workers", "canonical"):
+        real.runner(name)
+    real.shutdown()
+    assert set(real.made) == {"fresh", "workers", "canonical"}
