@@ -122,7 +122,7 @@ class RemoteStore:
         except ValueError:
             return None
         outputs = record.get("outputs") if isinstance(record, dict) else None
-        return outputs if valid_outputs(outputs) and self._signed(key, record) else None
+        return outputs if valid_outputs(outputs) and self._keys.trusts(key, record) else None
 
     def _has(self, sha: str) -> bool:
         return self._request("HEAD", f"cas/{sha}")[0] == 200

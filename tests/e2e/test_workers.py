@@ -1,6 +1,7 @@
 """Warm workers: the FASLs they write are those of a fresh SBCL, no SBCL
 outlives a build however it ends, and a job a worker cannot serve runs in
 a fresh SBCL."""
+import contextlib
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from lispbuild.asdf import asdf_libraries
 from lispbuild.sbcl.driver import FreshSbcl
 from lispbuild.graph import plan
 from lispbuild.action import Context
+from lispbuild.rebuild import release_build_lock
 from lispbuild.rules.lisp import compile_fasl, fasl_action
 
 from conftest import built, copy_samples, doit, terminal_session, write_project
@@ -91,15 +93,19 @@ def test_a_worker_started_from_an_image_writes_the_fasl_of_a_fresh_sbcl(samples,
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "build/.lispbuild/images/" in trace.read_text()
 
-    os.chdir(project)
-    dodo = runpy.run_path(str(project / "dodo.py"))["project"]
-    ctx = Context(root=project, store_root=samples / "cache")
-    ctx.lisp = FreshSbcl(ctx)
-    action = fasl_action(plan(dodo, asdf_libraries(dodo, ctx)).fasls["webserver/webserver.lisp"])
-    fresh = tmp_path / "webserver.fasl"
-    reads = tmp_path / "webserver.reads"
-    compile_fasl(action, ctx, {"fasl": fresh, "undefined": tmp_path / "webserver.undefined",
-                               "reads": reads})
+    with contextlib.chdir(project):
+        dodo = runpy.run_path(str(project / "dodo.py"))["project"]
+        ctx = Context(root=project, store_root=samples / "cache")
+        ctx.lisp = FreshSbcl(ctx)
+        action = fasl_action(plan(dodo, asdf_libraries(dodo, ctx))
+                             .fasls["webserver/webserver.lisp"])
+        fresh = tmp_path / "webserver.fasl"
+        reads = tmp_path / "webserver.reads"
+        try:
+            compile_fasl(action, ctx, {"fasl": fresh, "reads": reads,
+                                       "undefined": tmp_path / "webserver.undefined"})
+        finally:
+            release_build_lock()  # taken to compile lispbuild's Lisp, if it had to
     assert fresh.read_bytes() == (project / "build/fasl/webserver/webserver.fasl").read_bytes()
     # And it read, beyond what it declared, what the worker's compile read.
     assert reads.read_text() == (project / "build/fasl/webserver/webserver.reads").read_text()

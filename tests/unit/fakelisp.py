@@ -70,6 +70,7 @@ def doit_here(project: Path, fake: FakeLisp, *args: str) -> tuple[int, str]:
     lines for a build, a command's output for another command: `list`)."""
     report = project.parent / f"{project.name}-doit.txt"
     build = not args or args[0] not in ("list", "info")
+    os.chdir(project.parent)  # where the tests before left it may be gone
     with contextlib.chdir(project):
         module = runpy.run_path("dodo.py")
         tasks = importlib.import_module("lispbuild.tasks")

@@ -252,3 +252,22 @@ def test_every_task_of_a_binary_and_its_release_is_declared(project):
     listed = {line.split()[0] for line in said.splitlines() if line.strip()}
     assert {"core:app", "linkage:app", "runtime:app", "exe:app", "release-core:app",
             "release-exe:app", "release:app", "fasl:app/main.lisp", "lib:util"} <= listed, said
+
+
+def test_objects_the_remote_store_lost_are_sent_again(project, tmp_path, monkeypatch):
+    server = tmp_path / "server"
+    with http_store(server) as url:
+        monkeypatch.setenv("LISPBUILD_REMOTE", url)
+        monkeypatch.setenv("LISPBUILD_REMOTE_UPLOAD", "1")
+        build(project)
+        objects = sorted((server / "store" / "cas").iterdir())
+        for path in objects:
+            path.unlink()
+        # Another checkout, its store empty: the records are there, not
+        # their objects; it builds, and sends what the server lost.
+        second = tmp_path / "second"
+        write(second / "dodo.py", DODO)
+        for name, text in SOURCES.items():
+            write(second / name, text)
+        assert sorted(build(second).ran) == sorted(EVERY_JOB)
+        assert sorted((server / "store" / "cas").iterdir()) == objects
