@@ -2,6 +2,15 @@
 
 (in-package #:lispbuild-driver)
 
+(defun cffi-grovel-function (name source kind)
+  "CFFI-GROVEL's function NAME, or NIL after a note on SOURCE, a KIND file
+of a system that did not load CFFI-GROVEL."
+  (or (and (find-package "CFFI-GROVEL") (find-symbol name "CFFI-GROVEL"))
+      (progn (note source nil "ERROR"
+                   (format nil "CFFI-GROVEL is not loaded: a system with a ~A file names it ~
+                                in :defsystem-depends-on" kind))
+             nil)))
+
 ;;; CFFI grovel files: a specification of C types and constants that
 ;;; CFFI-GROVEL turns into a C program, whose output is the Lisp to
 ;;; compile. The program is built with CC (musl-gcc): the sizes and
@@ -11,11 +20,8 @@
   "Run SOURCE's groveller, built with CC and CC-FLAGS after CFFI's own, and
 write the Lisp it writes to OUTPUT."
   (push-features features)
-  (let ((process (and (find-package "CFFI-GROVEL")
-                      (find-symbol "PROCESS-GROVEL-FILE" "CFFI-GROVEL"))))
+  (let ((process (cffi-grovel-function "PROCESS-GROVEL-FILE" source "grovel")))
     (unless process
-      (note source nil "ERROR" "CFFI-GROVEL is not loaded: a system with a grovel file ~
-                                names it in :defsystem-depends-on")
       (return-from grovel-job nil))
     (handler-case
         (progv (list (find-symbol "*CC*" "CFFI-TOOLCHAIN") (find-symbol "*LD*" "CFFI-TOOLCHAIN")
@@ -67,11 +73,8 @@ LD_LIBRARY_PATH, or linked into the static executable), then FORMS."
   "Process SOURCE, a wrapper file: the C library it specifies to C-OUTPUT,
 its bindings to OUTPUT."
   (push-features features)
-  (let ((generate (and (find-package "CFFI-GROVEL")
-                       (find-symbol "GENERATE-C-LIB-FILE" "CFFI-GROVEL"))))
+  (let ((generate (cffi-grovel-function "GENERATE-C-LIB-FILE" source "wrapper")))
     (unless generate
-      (note source nil "ERROR" "CFFI-GROVEL is not loaded: a system with a wrapper file ~
-                                names it in :defsystem-depends-on")
       (return-from wrapper-job nil))
     (handler-case
         (let* ((flags (find-symbol "*CC-FLAGS*" "CFFI-TOOLCHAIN"))

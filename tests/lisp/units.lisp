@@ -1,5 +1,5 @@
 ;;;; Unit checks of lispbuild's pure Lisp functions, run in one SBCL:
-;;;; sbcl --script tests/lisp/units.lisp lispbuild/sbcl/
+;;;; sbcl --script tests/lisp/units.lisp lispbuild/sbcl/ SCRATCH-DIRECTORY/
 ;;;; Prints one line per failed check and "N checks, M failed"; exits 1 if any failed.
 
 (dolist (file '("driver.lisp" "compile.lisp" "grovel.lisp" "dump.lisp"))
@@ -18,7 +18,7 @@
        (format t "FAIL: ~S~%  got      ~S~%  expected ~S~%" ',form got ,expected))))
 
 (defun scratch-file (text)
-  (let ((path (format nil "/tmp/lispbuild-units-~D.lisp" (sb-unix:unix-getpid))))
+  (let ((path (merge-pathnames "units-scratch.lisp" (third sb-ext:*posix-argv*))))
     (with-open-file (out path :direction :output :if-exists :supersede)
       (write-string text out))
     (clrhash *source-texts*)

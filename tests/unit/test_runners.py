@@ -49,11 +49,11 @@ def test_jobs_go_to_workers_then_fresh_and_release_dumps_to_the_canonical_proces
     chosen, _ = runners(tmp_path, [])
     assert chosen.candidates(job("compile")) == ["workers", "fresh"]
     assert chosen.candidates(job("dump")) == ["workers", "fresh"]
-    assert chosen.candidates(job("dump", release_directory="/tmp/r")) == ["canonical"]
+    assert chosen.candidates(job("dump", release_directory="/srv/release")) == ["canonical"]
     assert chosen.candidates(job("asdf-graph")) == ["fresh"]
     fresh, _ = runners(tmp_path, [], fresh_only=True)
     assert fresh.candidates(job("compile")) == ["fresh"]
-    assert fresh.candidates(job("dump", release_directory="/tmp/r")) == ["canonical"]
+    assert fresh.candidates(job("dump", release_directory="/srv/release")) == ["canonical"]
 
 
 def test_the_first_runner_that_takes_a_job_runs_it_and_is_named(tmp_path):
@@ -80,7 +80,7 @@ def test_a_runner_that_cannot_take_a_job_hands_it_to_the_next(tmp_path, capsys):
 def test_a_job_that_no_runner_takes_fails(tmp_path):
     chosen, _ = runners(tmp_path, [], unavailable={"canonical"})
     with pytest.raises(RunnerUnavailable):
-        chosen.run(job("dump", release_directory="/tmp/r"))
+        chosen.run(job("dump", release_directory="/srv/release"))
 
 
 def test_every_runner_states_its_bytes_for_every_command_it_runs():
