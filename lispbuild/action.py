@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from . import layout
 from .digest import DigestCache
 from .errors import InputUnreadable, MissingSource
 from .keys import named_inputs, package_digest
@@ -35,7 +36,7 @@ class Context:
 
     @property
     def build(self) -> Path:
-        return self.root / "build"
+        return self.root / layout.BUILD
 
     @functools.cached_property
     def store(self) -> Store:
@@ -51,7 +52,7 @@ class Context:
 
     @functools.cached_property
     def digests(self) -> DigestCache:
-        return DigestCache(self.build / ".lispbuild" / "digests.sqlite3")
+        return DigestCache(layout.state(self.build, layout.DIGESTS))
 
     @functools.cached_property
     def states(self) -> StateDigests:

@@ -10,6 +10,7 @@ import json
 import os
 from pathlib import Path
 
+from . import layout
 from .declare import Library, Project, Source, library_name
 from .digest import DigestCache, digest_bytes
 from .jobs import LispJob
@@ -74,7 +75,7 @@ def _same_asd_files(ctx: Context, key: str, record: dict, registry: list[str]) -
     answered: a new one may define or shadow a system. The trees are walked
     again only when a directory of theirs changed since this build directory
     last looked (build/.lispbuild/asdf-trees.json)."""
-    memo_path = ctx.build / ".lispbuild" / "asdf-trees.json"
+    memo_path = layout.state(ctx.build, layout.ASDF_TREES)
     try:
         memo = json.loads(memo_path.read_text())
         looked = memo[key]
@@ -138,7 +139,7 @@ def _graph_lines(ctx: Context, systems: list[str],
               "asd_files": [_portable(p, root) for p in files],
               "lines": [line[:2] + [_portable(line[2], root)] + line[3:]
                         if line[0] in ("asd", "system") else line for line in lines]}
-    _remember_trees(ctx.build / ".lispbuild" / "asdf-trees.json", {}, key, directories)
+    _remember_trees(layout.state(ctx.build, layout.ASDF_TREES), {}, key, directories)
     store.put_derived("asdf-graph", key, record)
     if ctx.remote is not None:
         ctx.remote.push_derived("asdf-graph", key, record, store)

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 from .declare import Binary, Library, Project
 from .errors import DeclarationError, DependencyCycle
-from .steps import EMPTY, SHARED_LIBRARIES, LoadState
+from . import layout
+from .steps import EMPTY, LoadState
 
 
 @dataclass(frozen=True)
@@ -86,12 +87,7 @@ def _fasl_path(library: Library, source: str) -> str:
     # Strings, not pathlib: a big project has thousands of files.
     if ".." in source:  # an ASDF component outside its system's directory
         source = "/".join("up" if part == ".." else part for part in source.split("/"))
-    return f"build/fasl/{library.name}/{posixpath.splitext(source)[0]}.fasl"
-
-
-def grovel_output(fasl: str) -> str:
-    """Where the Lisp that a grovel file's groveller writes goes."""
-    return "build/grovel/" + fasl.removeprefix("build/fasl/").removesuffix(".fasl") + ".lisp"
+    return layout.fasl(library.name, source)
 
 
 ASDF_STEP = ("require", "ASDF")
@@ -106,7 +102,7 @@ def library_c_sources(library: Library) -> list[str]:
 def wrapper_c_source(fasl: str) -> str:
     """Where the C library a CFFI wrapper file specifies is written: beside
     its Lisp bindings, by the file's name, which is the library's."""
-    return grovel_output(fasl).removesuffix(".lisp") + ".c"
+    return layout.grovel_lisp(fasl).removesuffix(".lisp") + ".c"
 
 
 def library_wrapper_c_sources(library: Library) -> list[str]:
@@ -121,7 +117,7 @@ def shared_library(c_source: str) -> str:
     """The shared library built from a C file of a library, for the SBCLs
     that load the library's code: by its file's name, as the code asks the
     dynamic loader for it (cffi-tests' libtest.c is libtest.so)."""
-    return f"{SHARED_LIBRARIES}/{posixpath.splitext(posixpath.basename(c_source))[0]}.so"
+    return f"{layout.SHARED_LIBRARIES}/{posixpath.splitext(posixpath.basename(c_source))[0]}.so"
 
 
 def prologue_steps(library: Library) -> tuple:
@@ -250,7 +246,7 @@ def _library_fasls(library: Library, base: LoadState, after_deps: tuple) -> list
         fasl = _fasl_path(library, source.path)
         nodes.append(FaslNode(
             name=name, library=library,
-            source=grovel_output(fasl) if source.grovel else written,
+            source=layout.grovel_lisp(fasl) if source.grovel else written,
             grovel=written if source.grovel else "",
             wrapper_c=wrapper_c_source(fasl) if source.wrapper else "",
             fasl=fasl, undefined=fasl.removesuffix(".fasl") + ".undefined",

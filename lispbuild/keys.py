@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
 from pathlib import Path
 
 from typing import TYPE_CHECKING
 
 from .errors import InputUnreadable, MissingSource
+from .records import KeyDescription
 from .steps import step_files
 
 if TYPE_CHECKING:  # action.py imports this module
@@ -63,15 +63,10 @@ def named_inputs(paths: list, root: str) -> list[tuple[str, str]]:
 
 
 def action_key(action: Action, ctx: Context) -> str:
-    return key_of(key_description(action, ctx))
+    return key_description(action, ctx).key()
 
 
-def key_of(description: dict) -> str:
-    blob = json.dumps(description, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()
-
-
-def key_description(action: Action, ctx: Context) -> dict:
+def key_description(action: Action, ctx: Context) -> KeyDescription:
     """What the action's key is the digest of: how it runs, its parameters,
     the digests of its inputs and toolchain, its load state."""
     inputs = []
@@ -84,23 +79,20 @@ def key_description(action: Action, ctx: Context) -> dict:
             raise InputUnreadable(f"{action.task}: cannot read input file {name}: "
                                   f"{error.strerror}") from None
     inputs += [entry for find in action.toolchain for entry in ctx.toolchain_digests(find)]
-    description = {
-        "run": f"{action.run.__module__}.{action.run.__qualname__}",
-        "params": action.parameters(),
-        "inputs": inputs,
-        "outputs": {role: str(p) for role, p in action.outputs.items()},
-        "lispbuild": package_digest(),
-    }
-    if action.state is not None:
-        description["state"] = ctx.states.digest(action.state)
-    return description
+    return KeyDescription(
+        run=f"{action.run.__module__}.{action.run.__qualname__}",
+        params=action.parameters(), inputs=inputs,
+        outputs={role: str(p) for role, p in action.outputs.items()},
+        lispbuild=package_digest(),
+        state=None if action.state is None else ctx.states.digest(action.state))
 
 
-def what_it_read(action: Action, ctx: Context, description: dict) -> dict:
+def what_it_read(action: Action, ctx: Context,
+                 description: KeyDescription) -> KeyDescription:
     """The key's description, with the files the load state loads (its
     digest alone cannot say which changed): kept for `doit why`."""
     if action.state is None:
         return description
     files = [f for step in action.state.steps() for f in step_files(step)]
-    return {**description, "loads": [[name, ctx.file_digest(path)] for name, path
-                                     in named_inputs(files, str(ctx.root))]}
+    return description.with_loads([[name, ctx.file_digest(path)] for name, path
+                                   in named_inputs(files, str(ctx.root))])

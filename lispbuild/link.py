@@ -8,6 +8,7 @@ import re
 import subprocess
 from pathlib import Path
 
+from . import layout
 from .errors import CompileCFailure
 from .scratch import tmp_prefix
 from .toolchain import find_musl, find_program, find_sbcl
@@ -71,8 +72,8 @@ def _run(command: list, what: str, cwd: Path, task: str):
     """Run a compiler or linker for `task`; what it printed is kept under
     build/ (output.py) and its failure says what failed, from the start."""
     from . import output
-    build = cwd / "build"
-    printed = build / ".lispbuild" / "output" / f"{tmp_prefix()}{os.urandom(4).hex()}"
+    build = cwd / layout.BUILD
+    printed = layout.state(build, layout.OUTPUT) / f"{tmp_prefix()}{os.urandom(4).hex()}"
     printed.parent.mkdir(parents=True, exist_ok=True)
     with open(printed, "wb") as out:
         proc = subprocess.run([str(c) for c in command], cwd=cwd, stdout=out,

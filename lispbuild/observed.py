@@ -54,11 +54,11 @@ def still_read_alike(outputs: dict, ctx, read) -> bool:
     `reads` output's text) have the contents they had: if not, the record
     is of another build than this one would be."""
     entry = outputs.get(ROLE)
-    if entry is None or entry["sha256"] == NOTHING:
+    if entry is None or entry.sha256 == NOTHING:
         return True
     try:
         return all(ctx.digests.digest(os.path.join(ctx.root, name)) == sha256
-                   for name, sha256 in inputs(read(entry["sha256"])))
+                   for name, sha256 in inputs(read(entry.sha256)))
     except OSError:
         return False
 
@@ -76,11 +76,11 @@ def variant_now(key: str, outputs: dict, ctx, read) -> str | None:
     """variant_key for the files a record lists, as they are now; None if
     it lists none or one cannot be read."""
     entry = outputs.get(ROLE)
-    if entry is None or entry["sha256"] == NOTHING:
+    if entry is None or entry.sha256 == NOTHING:
         return None
     try:
         return variant_key(key, [(name, ctx.digests.digest(os.path.join(ctx.root, name)))
-                                 for name, _ in inputs(read(entry["sha256"]))])
+                                 for name, _ in inputs(read(entry.sha256))])
     except OSError:
         return None
 
@@ -88,6 +88,6 @@ def variant_now(key: str, outputs: dict, ctx, read) -> str | None:
 def variant_recorded(key: str, outputs: dict, read) -> str | None:
     """variant_key for the files a record lists, as they were read."""
     entry = outputs.get(ROLE)
-    if entry is None or entry["sha256"] == NOTHING:
+    if entry is None or entry.sha256 == NOTHING:
         return None
-    return variant_key(key, inputs(read(entry["sha256"])))
+    return variant_key(key, inputs(read(entry.sha256)))

@@ -10,6 +10,7 @@ import os
 import re
 from pathlib import Path
 
+from . import layout
 from .digest import digest_bytes
 from .scratch import tmp_prefix
 
@@ -26,9 +27,9 @@ def kept_path(build: Path, task: str) -> Path:
     ASDF), a name made of its description."""
     named = _TASK.fullmatch(task)
     if named:
-        return build / ".lispbuild" / "output" / named[1] / f"{named[2]}.txt"
+        return layout.state(build, layout.OUTPUT) / named[1] / f"{named[2]}.txt"
     words = re.sub(r"[^A-Za-z0-9.+-]+", "-", task)[:60].strip("-")
-    return build / ".lispbuild" / "output" / f"{words}-{digest_bytes(task.encode())[:8]}.txt"
+    return layout.state(build, layout.OUTPUT) / f"{words}-{digest_bytes(task.encode())[:8]}.txt"
 
 
 def keep(printed: Path, build: Path, task: str) -> Path | None:

@@ -17,12 +17,13 @@ from pathlib import Path
 
 from doit.exceptions import TaskFailed
 
-from . import observed
+from . import layout, observed
 from .action import Action, Context
 from .errors import CorruptObject, LispbuildError
-from .keys import action_key, key_description, key_of, what_it_read
+from .keys import action_key, key_description, what_it_read
 from .scratch import scratch_dir
-from .store import Store, copy_atomically, valid_outputs
+from .records import Output, Outputs, outputs_json, parse_outputs
+from .store import Store, copy_atomically
 
 
 _held_build_lock: int | None = None
@@ -39,7 +40,7 @@ def hold_build_lock(ctx: Context):
     global _held_build_lock
     if _held_build_lock is not None or os.getpid() != ctx.owner:
         return
-    path = ctx.build / ".lispbuild" / "build.lock"
+    path = layout.state(ctx.build, layout.BUILD_LOCK)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -84,8 +85,8 @@ def _outputs_current(action: Action, ctx: Context) -> bool:
     recorded = ctx.digests.task_key(action.task)
     outputs = None
     if recorded is not None and recorded[0] == key:
-        outputs = json.loads(recorded[1])
-    local = valid_outputs(outputs, action.outputs)
+        outputs = parse_outputs(json.loads(recorded[1]), action.outputs)
+    local = outputs is not None
     if local and not observed.still_read_alike(outputs, ctx, _in_store(ctx.store)):
         local, outputs = False, None
     if not local:
@@ -95,12 +96,12 @@ def _outputs_current(action: Action, ctx: Context) -> bool:
     for role, recorded in outputs.items():
         try:
             if ctx.digests.digest(os.path.join(ctx.root, action.outputs[role])) \
-                    != recorded["sha256"]:
+                    != recorded.sha256:
                 return False
         except FileNotFoundError:
             return False
     if not local:  # build/ holds them: say so here, and ask the store no more
-        ctx.digests.record_task(action.task, key, json.dumps(outputs, sort_keys=True))
+        _record_in_build(action, ctx, key, outputs)
     return True
 
 
@@ -131,7 +132,7 @@ def execute(action: Action, ctx: Context):
     return None
 
 
-FAULT_LOG = "build/.lispbuild/log"
+FAULT_LOG = layout.from_root(layout.LOG)
 
 
 def log_fault(ctx: Context, task: str) -> str:
@@ -154,10 +155,10 @@ def _restore_or_build(action: Action, ctx: Context, store: Store | None = None):
     store = store or ctx.store
     remote = ctx.remote if store is ctx.store else None
     description = key_description(action, ctx)
-    key = key_of(description)
+    key = description.key()
     if store is ctx.store:  # a task of the build: `doit why` can say why it ran
         ctx.digests.record_run(action.task, ctx.build_id,
-                               json.dumps(what_it_read(action, ctx, description), sort_keys=True))
+                               what_it_read(action, ctx, description).to_json())
     outputs, whence = _stored_outputs(action, key, ctx, store), "the store"
     if outputs is None and remote is not None:
         outputs, whence = remote.fetch(key, action.outputs, store), "the remote store"
@@ -176,10 +177,9 @@ def _restore_or_build(action: Action, ctx: Context, store: Store | None = None):
         outputs, whence = _build(action, ctx, key, store), "built"
         for role, recorded in outputs.items():
             dest = ctx.root / action.outputs[role]
-            copy_atomically(store.object_path(recorded["sha256"]), dest,
-                            recorded["executable"])
-            ctx.digests.remember(dest, recorded["sha256"])
-    ctx.digests.record_task(action.task, key, json.dumps(outputs, sort_keys=True))
+            copy_atomically(store.object_path(recorded.sha256), dest, recorded.executable)
+            ctx.digests.remember(dest, recorded.sha256)
+    _record_in_build(action, ctx, key, outputs)
     if store is ctx.store:
         ctx.digests.finish_run(action.task, restored=whence != "built")
     # What this machine has (and _build recorded: no input changed meanwhile)
@@ -189,12 +189,18 @@ def _restore_or_build(action: Action, ctx: Context, store: Store | None = None):
         remote.push(key, outputs, store)
 
 
-def _restore(action: Action, ctx: Context, store: Store, outputs: dict):
+def _record_in_build(action: Action, ctx: Context, key: str, outputs: Outputs):
+    """build/ holds the outputs of `key`: said in the build directory's
+    own record, which the next check reads first."""
+    ctx.digests.record_task(action.task, key, json.dumps(outputs_json(outputs)))
+
+
+def _restore(action: Action, ctx: Context, store: Store, outputs: Outputs):
     """Copy each recorded output into place, checking its bytes."""
     for role, recorded in outputs.items():
         dest = ctx.root / action.outputs[role]
-        store.restore(recorded["sha256"], dest, recorded["executable"])
-        ctx.digests.remember(dest, recorded["sha256"])
+        store.restore(recorded.sha256, dest, recorded.executable)
+        ctx.digests.remember(dest, recorded.sha256)
 
 
 def ensure(action: Action, ctx: Context):
@@ -203,7 +209,7 @@ def ensure(action: Action, ctx: Context):
     processes ask at the same time; kept in ctx.tool_store. Raises
     LispbuildError."""
     hold_build_lock(ctx)  # first: the build lock is always taken before this one
-    lock_path = ctx.build / ".lispbuild" / "locks" / action.task.replace(":", "-")
+    lock_path = layout.state(ctx.build, layout.LOCKS) / action.task.replace(":", "-")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -211,15 +217,14 @@ def ensure(action: Action, ctx: Context):
             _restore_or_build(action, ctx, ctx.tool_store)
 
 
-def _build(action: Action, ctx: Context, key: str, store: Store) -> dict:
+def _build(action: Action, ctx: Context, key: str, store: Store) -> Outputs:
     with scratch_dir(ctx.build) as scratch:
         scratch = Path(scratch)
         paths = {role: scratch / Path(p).name for role, p in action.outputs.items()}
         action.run(action, ctx, paths)
         # Which runner made a Lisp job's outputs (runners.Runners.runner_of).
         made_by = getattr(ctx.lisp, "runner_of", lambda task: None)(action.task)
-        outputs = {role: {"sha256": store.put_file(path),
-                          "executable": role in action.executable}
+        outputs = {role: Output(store.put_file(path), role in action.executable)
                    for role, path in paths.items()}
         # An input edited while the action ran makes the result belong to no
         # key: keep it out of the store.
@@ -236,7 +241,7 @@ def _in_store(store: Store):
     return lambda sha256: store.object_path(sha256).read_text(encoding="utf-8")
 
 
-def _stored_outputs(action: Action, key: str, ctx: Context, store: Store) -> dict | None:
+def _stored_outputs(action: Action, key: str, ctx: Context, store: Store) -> Outputs | None:
     """The outputs the store holds for the action as it would run now:
     its key's latest record if the files it observed read alike, else
     the record made when they were as they are now (observed.py)."""

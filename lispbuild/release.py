@@ -18,9 +18,10 @@ import os
 import shutil
 import subprocess
 import zlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from . import layout
 from .digest import digest_bytes, hash_file
 from .errors import ReleaseFailure
 from .keys import package_digest
@@ -35,7 +36,8 @@ FORMAT = 1  # of the manifest
 
 
 def archive_name(name: str, version: str) -> str:
-    return f"{name}-{version}-{PLATFORM}.tar.gz"
+    """The archive's path from the project root."""
+    return layout.archive(name, version, PLATFORM)
 
 
 
@@ -172,7 +174,7 @@ def smoke_run(exe: Path, args: list, build: Path, task: str, limit: float) -> st
     (output.py) and shown bounded when it fails."""
     from . import output
     shown = " ".join([exe.name, *args])
-    printed = build / ".lispbuild" / "output" / f"{tmp_prefix()}smoke"
+    printed = layout.state(build, layout.OUTPUT) / f"{tmp_prefix()}smoke"
     printed.parent.mkdir(parents=True, exist_ok=True)
     with open(printed, "wb") as out:
         try:
@@ -189,17 +191,50 @@ def smoke_run(exe: Path, args: list, build: Path, task: str, limit: float) -> st
     return f"smoke run `{shown}`: exit 0"
 
 
-def manifest_bytes(manifest: dict) -> bytes:
-    return (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
+@dataclass(frozen=True)
+class Manifest:
+    """manifest.json: what a release was built from and what it made."""
+    name: str
+    version: str
+    platform: str
+    source_date_epoch: int
+    revision: dict | None      # Origin.revision
+    smoke_args: list | None
+    lispbuild: dict            # lispbuild_identity()
+    dump_directory: str
+    toolchain: dict            # toolchain_identity()
+    sources: list              # [{"path", "sha256"}], by path
+    stages: list               # [{"task", "key", "outputs": {role: {"path", "sha256"}}}]
+    executable: dict           # {"name", "sha256"}
+    format: int = FORMAT
+
+    def to_bytes(self) -> bytes:
+        return (json.dumps(asdict(self), indent=1, sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, where: str) -> "Manifest":
+        """The manifest `where` (an archive) holds; ReleaseFailure, saying
+        what is wrong, if it is not one this lispbuild writes."""
+        try:
+            record = json.loads(data)
+        except ValueError as error:
+            raise ReleaseFailure(f"{where}: {MANIFEST} cannot be read ({error})") from None
+        if not isinstance(record, dict) or record.get("format") != FORMAT:
+            raise ReleaseFailure(f"{where}: not a release archive of this lispbuild (manifest "
+                                 f"format {record.get('format') if isinstance(record, dict) else None!r})")
+        missing = [f.name for f in fields(cls) if f.name not in record]
+        if missing:
+            raise ReleaseFailure(f"{where}: {MANIFEST} lacks {', '.join(missing)}")
+        return cls(**{f.name: record[f.name] for f in fields(cls)})
 
 
-def write_archive(path: Path, top: str, exe_name: str, exe: Path, manifest: dict,
+def write_archive(path: Path, top: str, exe_name: str, exe: Path, manifest: Manifest,
                   epoch: int):
     """The deterministic tar.gz (see the module's doc)."""
     import gzip
     import io
     import tarfile
-    files = {exe_name: (exe.read_bytes(), 0o755), MANIFEST: (manifest_bytes(manifest), 0o644)}
+    files = {exe_name: (exe.read_bytes(), 0o755), MANIFEST: (manifest.to_bytes(), 0o644)}
     sums = "".join(f"{digest_bytes(data)}  {name}\n"
                    for name, (data, _) in sorted(files.items()))
     files[SUMS] = (sums.encode(), 0o644)

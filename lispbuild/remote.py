@@ -25,11 +25,13 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import layout
 from .digest import hash_file
 from .errors import DeclarationError
 from .scratch import tmp_prefix
 from .signing import Keys
-from .store import Store, valid_outputs
+from .records import ActionRecord, Output, Outputs
+from .store import Store
 from .settings import REMOTE_VARIABLE
 
 DEFAULT_TIMEOUT = 10.0
@@ -67,7 +69,7 @@ class RemoteStore:
 
     # --- what the rebuilder asks ----------------------------------------
 
-    def fetch(self, key: str, roles, store: Store) -> dict | None:
+    def fetch(self, key: str, roles, store: Store) -> Outputs | None:
         """The outputs of `key`, with every object verified and added to
         `store`, or None (a miss, a fault, or a record not to be trusted)."""
         if self._down():
@@ -80,8 +82,8 @@ class RemoteStore:
             if outputs is None:
                 return None
             for output in outputs.values():
-                if not store.has_object(output["sha256"]) and \
-                        not self._fetch_object(key, output["sha256"], store):
+                if not store.has_object(output.sha256) and \
+                        not self._fetch_object(key, output.sha256, store):
                     return None
             store.put_action(key, outputs)
             return outputs
@@ -89,7 +91,7 @@ class RemoteStore:
             self._fault(str(fault))
             return None
 
-    def push(self, key: str, outputs: dict, store: Store):
+    def push(self, key: str, outputs: Outputs, store: Store):
         """Upload the objects, then the record that names them (signed when
         a signing key is set); what the server has already is not sent."""
         if not self.config.upload or self._down():
@@ -99,30 +101,24 @@ class RemoteStore:
             # object it names: a server that lost one is sent it again (or,
             # when this build's outputs differ, this build's record).
             served = self._served_outputs(key)
-            if served is not None and all(self._has(o["sha256"]) or (
-                    store.has_object(o["sha256"]) and self._send(o["sha256"], store))
+            if served is not None and all(self._has(o.sha256) or (
+                    store.has_object(o.sha256) and self._send(o.sha256, store))
                     for o in served.values()):
                 return
             for output in outputs.values():
-                if not self._has(output["sha256"]):
-                    self._send(output["sha256"], store)
-            record = {"outputs": outputs, **self._keys.signature(key, outputs)}
-            self._put_bytes(f"ac/{key}", json.dumps(record, sort_keys=True).encode())
+                if not self._has(output.sha256):
+                    self._send(output.sha256, store)
+            record = ActionRecord(outputs, signature=self._keys.signature(key, outputs))
+            self._put_bytes(f"ac/{key}", record.to_json())
         except (RemoteFault, OSError) as fault:
             self._fault(str(fault))
 
-    def _served_outputs(self, key: str) -> dict | None:
+    def _served_outputs(self, key: str) -> Outputs | None:
         """The outputs of the server's record for `key`, if it has one that
         this build would trust."""
         body = self._get(f"ac/{key}")
-        if body is None:
-            return None
-        try:
-            record = json.loads(body)
-        except ValueError:
-            return None
-        outputs = record.get("outputs") if isinstance(record, dict) else None
-        return outputs if valid_outputs(outputs) and self._keys.trusts(key, record) else None
+        record = None if body is None else ActionRecord.from_json(body)
+        return record.outputs if record and self._keys.trusts(key, record) else None
 
     def _has(self, sha: str) -> bool:
         return self._request("HEAD", f"cas/{sha}")[0] == 200
@@ -138,7 +134,7 @@ class RemoteStore:
         if outputs is None:
             return None
         try:
-            value = json.loads(store.object_path(outputs["value"]["sha256"]).read_bytes())
+            value = json.loads(store.object_path(outputs["value"].sha256).read_bytes())
         except (OSError, ValueError):
             return None
         if not valid(value):
@@ -156,21 +152,17 @@ class RemoteStore:
             sha = store.put_file(path)
         finally:
             path.unlink(missing_ok=True)
-        self.push(_derived_key(kind, key), {"value": {"sha256": sha, "executable": False}}, store)
+        self.push(_derived_key(kind, key), {"value": Output(sha, False)}, store)
 
     # --- checking what arrives ------------------------------------------
 
-    def _trusted_outputs(self, key: str, body: bytes, roles) -> dict | None:
-        try:
-            record = json.loads(body)
-        except ValueError:
-            return self._refuse(key, "not JSON")
-        outputs = record.get("outputs") if isinstance(record, dict) else None
-        if not valid_outputs(outputs, roles):
-            return self._refuse(key, "a record of the wrong shape")
+    def _trusted_outputs(self, key: str, body: bytes, roles) -> Outputs | None:
+        record = ActionRecord.from_json(body, roles)
+        if record is None:
+            return self._refuse(key, "not a record of this lispbuild's version and shape")
         if not self._keys.trusts(key, record):
             return self._refuse(key, "not signed by a trusted key")
-        return outputs
+        return record.outputs
 
     def _refuse(self, key: str, why: str):
         self._warn_once(f"ignored the remote store's record {key[:12]}...: {why}", "refused")
@@ -307,6 +299,6 @@ def remote_from(config: RemoteConfig | None, build: Path, owner: int) -> RemoteS
     tries the server afresh."""
     if config is None:
         return None
-    for old in build.joinpath(".lispbuild").glob("remote-fault-*"):
+    for old in layout.state(build, "").glob(f"{layout.REMOTE_FAULT}*"):
         old.unlink(missing_ok=True)
-    return RemoteStore(config, build / ".lispbuild" / f"remote-fault-{owner}")
+    return RemoteStore(config, layout.state(build, f"{layout.REMOTE_FAULT}{owner}"))

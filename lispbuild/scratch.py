@@ -14,6 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from . import layout
+
 _TMP = re.compile(r"^\.tmp-(\d+)-|\.(\d+)\.tmp$")
 _PID = re.compile(r"^(\d+)(?:-|$)")
 # Directories whose entries are named by their writer's pid.
@@ -28,7 +30,7 @@ def tmp_prefix() -> str:
 def scratch_dir(build: Path, prefix: str = "") -> tempfile.TemporaryDirectory:
     """A new directory for one job's scratch files, removed when the `with`
     block that holds it ends."""
-    root = build / ".lispbuild" / "scratch"
+    root = layout.state(build, layout.SCRATCH)
     root.mkdir(parents=True, exist_ok=True)
     return tempfile.TemporaryDirectory(prefix=f"{os.getpid()}-{prefix}", dir=root)
 

@@ -25,7 +25,6 @@ WATCH_VARIABLE = "LISPBUILD_WATCH"         # set by a watch for the builds it ru
 
 STORE_CONFIG = "lispbuild_store"           # the key doit_config() puts in DOIT_CONFIG
 REPORTER = "lispbuild"                     # the progress reporter's name (doit.REPORTER)
-WATCH_FILE = "build/.lispbuild/watch.json"  # what a watch needs of a build (tasks.py)
 RUN_EXE_TASK = "_run-exe"                  # run-exe:NAME builds the binary of run:NAME
 STOP_GRACE_SECONDS = 3.0                   # a stopped program's time to end before SIGKILL
 

@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 
 from .errors import DeclarationError
+from .records import ActionRecord, Outputs, outputs_json
 
 
-def signed_message(key: str, outputs: dict) -> bytes:
+def signed_message(key: str, outputs: Outputs) -> bytes:
     return (b"lispbuild action record\0" + key.encode() + b"\0"
-            + json.dumps(outputs, sort_keys=True, separators=(",", ":")).encode())
+            + json.dumps(outputs_json(outputs), sort_keys=True, separators=(",", ":")).encode())
 
 
 def _raw(public_key) -> str:
@@ -44,22 +45,22 @@ class Keys:
             raise DeclarationError(f"{what} {path}: not an Ed25519 key")
         return key
 
-    def signature(self, key: str, outputs: dict) -> dict:
-        """{"signature": ...} for a record this writer signs, else {}."""
+    def signature(self, key: str, outputs: Outputs) -> dict | None:
+        """The signature of a record this writer signs, else None."""
         if self.signer is None:
-            return {}
-        return {"signature": {"public_key": _raw(self.signer.public_key()),
-                              "signature": self.signer.sign(signed_message(key, outputs)).hex()}}
+            return None
+        return {"public_key": _raw(self.signer.public_key()),
+                "signature": self.signer.sign(signed_message(key, outputs)).hex()}
 
-    def trusts(self, key: str, record: dict) -> bool:
+    def trusts(self, key: str, record: ActionRecord) -> bool:
         """Whether the record counts: signed by a trusted key, when any is."""
         if not self.trusted:
             return True
-        signature = record.get("signature")
+        signature = record.signature
         try:
             public = self.trusted[signature["public_key"]]
             public.verify(bytes.fromhex(signature["signature"]),
-                          signed_message(key, record["outputs"]))
+                          signed_message(key, record.outputs))
             return True
         except Exception:  # unsigned, another key, a bad signature
             return False

@@ -23,10 +23,6 @@ whose first N steps fold to D.
 """
 import hashlib
 
-# Where the shared libraries of "foreign" steps are, for the dynamic loader.
-SHARED_LIBRARIES = "build/clib"
-
-
 class LoadState:
     """A parent state and the steps after it."""
     __slots__ = ("parent", "own", "length")

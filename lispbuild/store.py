@@ -2,7 +2,8 @@
 outputs each action key produced.
 
     STORE/objects/ab/abcdef...      a file's bytes, named by its sha256
-    STORE/actions/12/1234....json   {"outputs": {role: {"sha256", "executable"}}}
+    STORE/actions/12/1234....json   records.ActionRecord: {"outputs": {role:
+                                    {"sha256", "executable"}}, "version", "made_by"}
     STORE/derived/KIND/ab/abcd.json facts derived from a file, by its sha256
                                     (e.g. the symbols an archive defines)
 
@@ -18,32 +19,14 @@ match its name is removed, and the task that wanted it builds instead.
 import errno
 import json
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
 
 from .digest import digest_bytes, hash_file
 from .errors import CorruptObject
+from .records import ActionRecord, Outputs, is_sha256
 from .scratch import process_alive, tmp_prefix, writer
-
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-def is_sha256(value) -> bool:
-    return isinstance(value, str) and _SHA256.fullmatch(value) is not None
-
-
-def valid_outputs(outputs, roles=None) -> bool:
-    """Whether `outputs` is a record's {role: {"sha256", "executable"}},
-    with exactly `roles` when they are given."""
-    return (isinstance(outputs, dict) and bool(outputs)
-            and (roles is None or outputs.keys() == set(roles))
-            and all(isinstance(role, str) and isinstance(o, dict)
-                    and o.keys() == {"sha256", "executable"}
-                    and is_sha256(o["sha256"]) and isinstance(o["executable"], bool)
-                    for role, o in outputs.items()))
-
 
 def _named(error: OSError, dest: Path) -> OSError:
     """The error, naming the file being written when it names none (a
@@ -177,25 +160,22 @@ class Store:
         except FileNotFoundError:
             pass
 
-    def get_action(self, key: str, roles=None) -> dict | None:
+    def get_action(self, key: str, roles=None) -> Outputs | None:
         """The outputs recorded for an action key, if the record is sound
         (with exactly `roles`, when given) and all its objects are stored."""
         try:
-            record = json.loads(self._action_path(key).read_text())
-        except (OSError, ValueError):
+            record = ActionRecord.from_json(self._action_path(key).read_bytes(), roles)
+        except OSError:
             return None
-        outputs = record.get("outputs") if isinstance(record, dict) else None
-        if not valid_outputs(outputs, roles):
-            return None
-        if all(self.has_object(o["sha256"]) for o in outputs.values()):
-            return outputs
+        if record is not None and all(self.has_object(o.sha256)
+                                      for o in record.outputs.values()):
+            return record.outputs
         return None
 
-    def put_action(self, key: str, outputs: dict, made_by: str | None = None):
+    def put_action(self, key: str, outputs: Outputs, made_by: str | None = None):
         """Record the outputs of an action key; `made_by`, the runner that
         made them (runners.py), is said in the record, not checked."""
-        record = {"outputs": outputs, **({"made_by": made_by} if made_by else {})}
-        data = json.dumps(record, sort_keys=True, indent=1).encode()
+        data = ActionRecord(outputs, made_by).to_json()
         _atomic_write(self._action_path(key), lambda f: f.write(data), 0o444)
 
     def _derived_path(self, kind: str, sha256: str) -> Path:

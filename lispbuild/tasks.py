@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import release, schedule, scratch
+from . import layout, release, schedule, scratch
 from .asdf import asdf_libraries
 from .declare import Project, library_name
 from .digest import digest_bytes
@@ -24,7 +24,7 @@ from .rules.lisp import fasl_action, grovel_action, library_action
 from .rules.release import release_action
 from .rules.run import fail, program_starts, run_executable
 from .sbcl.runners import Runners
-from .settings import REPORTER, RUN_EXE_TASK, STORE_CONFIG, WATCH_FILE, settings
+from .settings import REPORTER, RUN_EXE_TASK, STORE_CONFIG, settings
 from .sbcl.processes import die_with_parent
 
 
@@ -99,7 +99,7 @@ def _doit_tasks(project: Project):
     yield from made.runs()
     if settings().watch:
         write_watch_file(ctx.root, made.inputs, {
-            run.name: {"executable": str(ctx.root / "build/bin" / run.binary),
+            run.name: {"executable": str(ctx.root / layout.executable(run.binary)),
                        "args": list(run.args)} for run in project.runs.values()})
 
 
@@ -203,7 +203,7 @@ class _Tasks:
             yield _doit_task(runtime, ctx, [table.task, *c_tasks])
             yield _doit_task(exe, ctx, [runtime.task, core.task])
             self.inputs += [os.path.join(ctx.root, i) for i in runtime.inputs
-                            if not str(i).startswith("build/")]
+                            if not str(i).startswith(f"{layout.BUILD}/")]
             yield from _release_tasks(self.graph, node, ctx, self.writers,
                                       [self.clib_actions[s] for s in node.c_sources]
                                       + [self.c_actions[s] for s in own_c]
@@ -218,12 +218,12 @@ class _Tasks:
         for kind, runs in (("run", project.runs), ("test", project.tests)):
             for run in runs.values():
                 yield {"basename": kind, "name": run.name,
-                       "actions": [(run_executable, [root / "build/bin" / run.binary,
+                       "actions": [(run_executable, [root / layout.executable(run.binary),
                                                      list(run.args), run.exit_code,
                                                      kind == "test"])],
                        "task_dep": [f"exe:{run.binary}"], "verbosity": 2,
                        "uptodate": [(program_starts, [])],
-                       "doc": f"{kind} build/bin/{run.binary} {' '.join(run.args)}"}
+                       "doc": f"{kind} {layout.executable(run.binary)} {' '.join(run.args)}"}
 
 
 def _release_tasks(graph, node: BinaryNode, ctx: Context, writers: dict,
@@ -244,7 +244,7 @@ def _release_tasks(graph, node: BinaryNode, ctx: Context, writers: dict,
     core, table, runtime, exe = binary_actions(node, release_mode=True)
     stages = built + c_actions + [core, table, runtime, exe]
     sources = sorted({str(i) for a in built + c_actions for i in a.inputs
-                      if not str(i).startswith("build/")
+                      if not str(i).startswith(f"{layout.BUILD}/")
                       and not str(i).startswith(LISPBUILD_FILES)}
                      | {step[2] for step in steps if step[0] == "asdf"} | {"dodo.py"}
                      | {f for step in steps if step[0] == "asdf"
@@ -262,7 +262,7 @@ def _release_tasks(graph, node: BinaryNode, ctx: Context, writers: dict,
 def write_watch_file(root: Path, inputs: list[str], runs: dict):
     """What the watch needs to know of a build; written by tasks.py when a
     watch asks for it (LISPBUILD_WATCH)."""
-    path = root / WATCH_FILE
+    path = layout.state(root / layout.BUILD, layout.WATCH)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"inputs": sorted(set(inputs)), "runs": runs}))
@@ -272,12 +272,12 @@ def write_watch_file(root: Path, inputs: list[str], runs: dict):
 def doit_config(project: Project) -> dict:
     """DOIT_CONFIG: lispbuild's progress reporter; doit's own record kept in SQLite (the default dbm falls
     back to dbm.dumb here), and every executable built by default."""
-    state = project.root / "build" / ".lispbuild"
+    state = layout.state(project.root / layout.BUILD, "")
     try:
         state.mkdir(parents=True, exist_ok=True)
     except OSError:
         pass
-    dep_file = state / "doit.sqlite3"
+    dep_file = state / layout.DOIT
     if not os.access(state, os.W_OK):
         # A read-only build/ (an archived tree): doit's record is only a
         # cache of what lispbuild's checks decide, so keep it elsewhere.

@@ -24,9 +24,8 @@ from pathlib import Path
 
 from doit.cmd_base import Command
 
-from .. import release
+from .. import layout, release
 from ..digest import digest_bytes, hash_file
-from ..sbcl.isolation import DEFAULT_RELEASE_DIR
 from ..errors import LispbuildError, ReleaseFailure
 from ..store import Store
 from ..toolchain import find_musl, find_sbcl
@@ -45,23 +44,16 @@ def _short(digest: str) -> str:
     return digest[:16]
 
 
-def read_release(archive: Path) -> tuple[dict, dict]:
+def read_release(archive: Path) -> tuple[dict, release.Manifest]:
     """The archive's files and its manifest; ReleaseFailure if it is not a
     release archive."""
     files = release.read_archive(archive)
     if release.MANIFEST not in files:
         raise ReleaseFailure(f"{archive} holds no {release.MANIFEST}: not a release archive")
-    try:
-        manifest = json.loads(files[release.MANIFEST])
-    except ValueError as error:
-        raise ReleaseFailure(f"{archive}: {release.MANIFEST} cannot be read ({error})") from None
-    missing = {"name", "version", "sources", "stages", "toolchain", "source_date_epoch"} \
-        - set(manifest if isinstance(manifest, dict) else ())
-    if missing:
-        raise ReleaseFailure(f"{archive}: {release.MANIFEST} lacks {', '.join(sorted(missing))}")
-    if manifest.get("format") != release.FORMAT or manifest["name"] not in files:
-        raise ReleaseFailure(f"{archive}: not a release archive of this lispbuild "
-                             f"(manifest format {manifest.get('format')!r})")
+    manifest = release.Manifest.from_bytes(files[release.MANIFEST], str(archive))
+    if manifest.name not in files:
+        raise ReleaseFailure(f"{archive}: holds no {manifest.name}, the executable its "
+                             f"{release.MANIFEST} names")
     return files, manifest
 
 
@@ -85,14 +77,14 @@ def archive_problems(files: dict, manifest: dict) -> list[str]:
     problems = sums_problems(files)
     named = {line.partition("  ")[2] for line in
              files.get(release.SUMS, b"").decode("utf-8", "replace").splitlines()}
-    for name in (release.MANIFEST, manifest["name"]):
+    for name in (release.MANIFEST, manifest.name):
         if name not in named:
             problems.append(f"SHA256SUMS does not name {name}")
-    recorded = manifest.get("executable", {}).get("sha256")
-    if recorded != digest_bytes(files[manifest["name"]]):
+    recorded = manifest.executable.get("sha256")
+    if recorded != digest_bytes(files[manifest.name]):
         problems.append(f"the manifest gives the executable sha256 {str(recorded)[:16]}, but "
-                        f"{manifest['name']} in the archive has "
-                        f"{_short(digest_bytes(files[manifest['name']]))}")
+                        f"{manifest.name} in the archive has "
+                        f"{_short(digest_bytes(files[manifest.name]))}")
     return problems
 
 
@@ -119,20 +111,20 @@ def release_sources_here(name: str, root: Path) -> list[str] | None:
     return None
 
 
-def missing_sources(manifest: dict, root: Path) -> list[str]:
+def missing_sources(manifest: release.Manifest, root: Path) -> list[str]:
     """What the release here reads that the manifest does not name: a
     rebuild from the manifest's sources would fail for want of it."""
-    here = release_sources_here(manifest["name"], root)
+    here = release_sources_here(manifest.name, root)
     if here is None:
-        return [f"this project declares no release:{manifest['name']}"]
-    listed = {source["path"] for source in manifest["sources"]}
-    return [f"the manifest lacks source: {path} (release:{manifest['name']} reads it here)"
+        return [f"this project declares no release:{manifest.name}"]
+    listed = {source["path"] for source in manifest.sources}
+    return [f"the manifest lacks source: {path} (release:{manifest.name} reads it here)"
             for path in here if path not in listed]
 
 
-def source_problems(manifest: dict, root: Path) -> list[str]:
+def source_problems(manifest: release.Manifest, root: Path) -> list[str]:
     problems = []
-    for source in manifest["sources"]:
+    for source in manifest.sources:
         path = root / source["path"]
         if not path.is_file():
             problems.append(f"missing source: {source['path']}")
@@ -142,8 +134,8 @@ def source_problems(manifest: dict, root: Path) -> list[str]:
     return problems
 
 
-def toolchain_problems(manifest: dict) -> list[str]:
-    recorded = manifest["toolchain"]
+def toolchain_problems(manifest: release.Manifest) -> list[str]:
+    recorded = manifest.toolchain
     archives = [role[len("archive "):] for role in recorded if role.startswith("archive ")]
     try:
         here = release.toolchain_identity(
@@ -164,46 +156,46 @@ def toolchain_problems(manifest: dict) -> list[str]:
     identity = release.lispbuild_identity()
     for part, label in (("version", "lispbuild version"), ("files", "lispbuild's files"),
                         ("zlib", "zlib (which compresses the archive)")):
-        if manifest.get("lispbuild", {}).get(part) != identity[part]:
-            problems.append(f"{label}: built with {manifest.get('lispbuild', {}).get(part)}, "
+        if manifest.lispbuild.get(part) != identity[part]:
+            problems.append(f"{label}: built with {manifest.lispbuild.get(part)}, "
                             f"here {identity[part]}")
     return problems
 
 
-def rebuild(manifest: dict, root: Path, where: Path) -> Path:
+def rebuild(manifest: release.Manifest, root: Path, where: Path) -> Path:
     """Copy the project's sources to `where` and run its release there;
     the archive it made."""
-    for source in manifest["sources"]:
+    for source in manifest.sources:
         if not os.path.isabs(source["path"]):
             (where / source["path"]).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(root / source["path"], where / source["path"])
     env = {name: value for name, value in os.environ.items()
            if name not in ("LISPBUILD_STORE", "LISPBUILD_REMOTE")}
-    env["SOURCE_DATE_EPOCH"] = str(manifest["source_date_epoch"])
+    env["SOURCE_DATE_EPOCH"] = str(manifest.source_date_epoch)
     # The copy is no git tree: it is told the commit the manifest records,
     # and a release that was made dirty is made dirty again.
-    revision = manifest.get("revision")
+    revision = manifest.revision
     env[release.REVISION_VARIABLE] = json.dumps(revision)
     if revision and revision.get("dirty"):
         env[release.ALLOW_DIRTY_VARIABLE] = "1"
-    env[RELEASE_DIR_VARIABLE] = manifest.get("dump_directory", DEFAULT_RELEASE_DIR)
-    task = f"release:{manifest['name']}"
+    env[RELEASE_DIR_VARIABLE] = manifest.dump_directory
+    task = f"release:{manifest.name}"
     print(f"rebuilding {task} in {where}, with an empty store", flush=True)
     proc = subprocess.run([sys.executable, "-m", "doit", "-n", "2", task], cwd=where, env=env)
-    archive = where / "dist" / release.archive_name(manifest["name"], manifest["version"])
+    archive = where / release.archive_name(manifest.name, manifest.version)
     if proc.returncode != 0 or not archive.exists():
         raise ReleaseFailure(f"the rebuild failed (doit exited with {proc.returncode}): "
                              f"see its output above")
     return archive
 
 
-def first_difference(old: dict, new: dict) -> tuple[str, list] | None:
+def first_difference(old: release.Manifest, new: release.Manifest) -> tuple[str, list] | None:
     """(stage, [(path, old sha256, new sha256)]) of the first stage whose
     outputs differ, comparing two manifests."""
-    rebuilt = {stage["task"]: stage for stage in new["stages"]}
+    rebuilt = {stage["task"]: stage for stage in new.stages}
     for label, prefixes in STAGES:
         differing = []
-        for stage in old["stages"]:
+        for stage in old.stages:
             if not stage["task"].startswith(prefixes):
                 continue
             again = rebuilt.get(stage["task"], {"outputs": {}})
@@ -238,9 +230,9 @@ def diffoscope(original: Path, rebuilt: Path):
 
 def verify(archive: Path, root: Path, store: Store | None) -> int:
     files, manifest = read_release(archive)
-    name, version = manifest["name"], manifest["version"]
+    name, version = manifest.name, manifest.version
     print(f"verifying {archive.name}: {name} {version}, "
-          f"{len(manifest['sources'])} sources, {len(manifest['stages'])} stages")
+          f"{len(manifest.sources)} sources, {len(manifest.stages)} stages")
     problems = archive_problems(files, manifest)
     if problems:
         print(f"cannot verify: {archive.name} is not whole as it was made (changed after, or "
@@ -269,7 +261,7 @@ def verify(archive: Path, root: Path, store: Store | None) -> int:
         if found is None and new_files[name] != files[name]:
             found = ("executable", [(f"{name} in the archive",
                                      digest_bytes(files[name]),
-                                     new_manifest["executable"]["sha256"])])
+                                     new_manifest.executable["sha256"])])
         if found is None and new_archive.read_bytes() != archive.read_bytes():
             found = ("archive", [(archive.name, hash_file(archive),
                                   hash_file(new_archive))])
@@ -285,7 +277,7 @@ def verify(archive: Path, root: Path, store: Store | None) -> int:
         if stage == "executable" and path.endswith("in the archive"):
             original = Path(tmp) / f"{name}.from-archive"
             original.write_bytes(files[name])
-            diffoscope(original, where / "build/release" / name / name)
+            diffoscope(original, where / layout.binary_stages(name, release=True)["exe"])
         elif stage == "archive":
             diffoscope(archive, new_archive)
         elif store is not None and store.object_path(old).exists() and new:

@@ -31,10 +31,11 @@ from pathlib import Path
 from doit.cmd_base import Command, DodoTaskLoader
 from doit.doit_cmd import DoitMain
 
+from .. import layout
 from ..digest import DigestCache
 from ..action import Context
 from ..rebuild import release_build_lock
-from ..settings import (OWNER_VARIABLE, RUN_EXE_TASK, STOP_GRACE_SECONDS, WATCH_FILE,
+from ..settings import (OWNER_VARIABLE, RUN_EXE_TASK, STOP_GRACE_SECONDS,
                         WATCH_VARIABLE)
 from ..sbcl.processes import become_subreaper
 from ..sbcl.worker import WarmWorkers
@@ -160,7 +161,7 @@ class Watch(Command):
         workers = WarmWorkers(ctx)
         programs: dict[str, Program] = {}
         os.environ.update({OWNER_VARIABLE: str(os.getpid()), WATCH_VARIABLE: "1"})
-        report = root / "build/.lispbuild/watch-report.json"
+        report = layout.state(root / layout.BUILD, layout.WATCH_REPORT)
         arguments = ["-n", str(params["processes"]), "--reporter", "json", "--verbosity", "0",
                      "--output-file", str(report), *tasks,
                      *[f"{RUN_EXE_TASK}:{name}" for name in runs
@@ -237,7 +238,7 @@ class Watch(Command):
             print("  " + (_dodo_error(said, root) or said[-4000:]).replace("\n", "\n  "))
         sys.stdout.flush()
         try:
-            info = json.loads((root / WATCH_FILE).read_text())
+            info = json.loads(layout.state(root / layout.BUILD, layout.WATCH).read_text())
         except (OSError, ValueError):
             info = None
         return returncode == 0, info

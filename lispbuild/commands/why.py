@@ -12,7 +12,9 @@ from pathlib import Path
 
 from doit.cmd_base import Command
 
+from .. import layout
 from ..digest import DigestCache
+from ..records import KeyDescription
 
 SHOWN = 10  # files named per kind of change; the rest are counted
 
@@ -32,25 +34,24 @@ def _file_changes(kind: str, before: list, after: list) -> list[str]:
     return lines
 
 
-def differences(previous: dict, current: dict) -> list[str]:
+def differences(previous: KeyDescription, current: KeyDescription) -> list[str]:
     """What differs between two records of what a task read, one line each."""
     lines = []
-    if previous.get("lispbuild") != current.get("lispbuild"):
+    if previous.lispbuild != current.lispbuild:
         lines.append("lispbuild itself changed (another version, or an edit of its code)")
-    if previous.get("run") != current.get("run"):
-        lines.append(f"it is made another way: {previous.get('run')} -> {current.get('run')}")
-    old_params, new_params = previous.get("params", {}), current.get("params", {})
+    if previous.run != current.run:
+        lines.append(f"it is made another way: {previous.run} -> {current.run}")
+    old_params, new_params = previous.params, current.params
     for name in sorted(set(old_params) | set(new_params)):
         if old_params.get(name) != new_params.get(name):
             lines.append(f"parameter {name}: {json.dumps(old_params.get(name))} -> "
                          f"{json.dumps(new_params.get(name))}")
-    if previous.get("outputs") != current.get("outputs"):
-        lines.append(f"its outputs are elsewhere: {previous.get('outputs')} -> "
-                     f"{current.get('outputs')}")
-    lines += _file_changes("input", previous.get("inputs", []), current.get("inputs", []))
-    loads = _file_changes("loaded", previous.get("loads", []), current.get("loads", []))
+    if previous.outputs != current.outputs:
+        lines.append(f"its outputs are elsewhere: {previous.outputs} -> {current.outputs}")
+    lines += _file_changes("input", previous.inputs, current.inputs)
+    loads = _file_changes("loaded", previous.loads or [], current.loads or [])
     lines += loads
-    if not loads and previous.get("state") != current.get("state"):
+    if not loads and previous.state != current.state:
         lines.append("what it loads first changed")
     return lines
 
@@ -67,7 +68,10 @@ def explain(digests: DigestCache, task: str) -> list[str]:
     head = f"{task} ran {when}{how}"
     if previous is None:
         return [f"{head}: nothing earlier is recorded (a new task, or a new build directory)"]
-    lines = differences(json.loads(previous), json.loads(current))
+    before, now = KeyDescription.from_json(previous), KeyDescription.from_json(current)
+    if before is None or now is None:
+        return [f"{head}: what it read earlier was recorded by another version of lispbuild"]
+    lines = differences(before, now)
     if not lines:
         return [f"{head}: everything it reads was as before; its outputs under build/ "
                 f"were missing or not the ones recorded"]
@@ -87,9 +91,9 @@ class Why(Command):
         if not args:
             print("name a task: doit why fasl:LIBRARY/FILE.lisp", file=sys.stderr)
             return 2
-        database = Path("build/.lispbuild/digests.sqlite3")
+        database = Path(layout.from_root(layout.DIGESTS))
         if not database.exists():
-            print("no build has run here: build/.lispbuild/digests.sqlite3 does not exist",
+            print(f"no build has run here: {database} does not exist",
                   file=sys.stderr)
             return 2
         digests = DigestCache(database.resolve())

@@ -8,9 +8,9 @@ in the canonical process."""
 import os
 import posixpath
 import sys
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from .. import link, linkage, observed
+from .. import layout, link, linkage, observed
 from ..sbcl.canonical import release_directory
 from ..jobs import LispJob
 from ..embed import check_static, embed_core
@@ -120,10 +120,6 @@ def embed_executable(action: Action, ctx: Context, outputs: dict):
     check_static(outputs["exe"])
 
 
-def object_path(source: str) -> str:
-    return str(PurePosixPath("build/obj", source.lstrip("/")).with_suffix(".o"))
-
-
 def shared_library_action(source: str) -> Action:
     """clib:PATH: a library's C file as a shared library (link.shared_library)."""
     return Action(task=shared_library_task(source), run=build_shared_library, inputs=[source],
@@ -141,7 +137,7 @@ def c_action(source: str, weak: bool = False) -> Action:
     return Action(task=f"c:{source}", run=compile_c, inputs=[path],
                   params={"source": source, "cflags": list(link.CFLAGS),
                           **({"weak": True} if weak else {})},
-                  outputs={"object": Path(object_path(source))}, toolchain=(musl_files,))
+                  outputs={"object": Path(layout.c_object(source))}, toolchain=(musl_files,))
 
 
 def archives_of(b) -> list[str]:
@@ -153,20 +149,13 @@ def binary_actions(node: BinaryNode, release_mode: bool = False) -> list[Action]
     """core:, linkage:, runtime: and exe:NAME; in release mode
     release-core: (a canonical dump) and the rest, under build/release/NAME/."""
     b = node.binary
-    if release_mode:
-        prefix, here = "release-", f"build/release/{b.name}"
-        core, record = f"{here}/{b.name}.core", f"{here}/{b.name}.linkage"
-        shared = f"{here}/{b.name}.shared-objects"
-        table, runtime, exe = f"{here}/symbols.c", f"{here}/runtime", f"{here}/{b.name}"
-    else:
-        prefix = ""
-        core, record = f"build/core/{b.name}.core", f"build/core/{b.name}.linkage"
-        shared = f"build/core/{b.name}.shared-objects"
-        table, runtime = f"build/linkage/{b.name}-symbols.c", f"build/runtime/{b.name}"
-        exe = f"build/bin/{b.name}"
+    prefix = "release-" if release_mode else ""
+    paths = layout.binary_stages(b.name, release_mode)
+    core, record, shared = paths["core"], paths["linkage"], paths["shared_objects"]
+    table, runtime, exe = paths["symbols"], paths["runtime"], paths["exe"]
     archives = archives_of(b)
-    objects = [object_path(str(s)) for s in (*b.c_sources, *node.c_sources)] \
-        + [object_path(COMPAT_TASK)]
+    objects = [layout.c_object(str(s)) for s in (*b.c_sources, *node.c_sources)] \
+        + [layout.c_object(COMPAT_TASK)]
     # What the image loads by the name of a library's C file, those files link.
     provided = [posixpath.splitext(posixpath.basename(c))[0] for c in node.c_sources]
     return [
@@ -189,7 +178,7 @@ def binary_actions(node: BinaryNode, release_mode: bool = False) -> list[Action]
                        "objects": objects, "archives": archives,
                        "foreign_libraries": [name for name, _ in b.foreign_libraries]
                        + provided,
-                       **({"exported": [object_path(c) for c in node.c_sources]}
+                       **({"exported": [layout.c_object(c) for c in node.c_sources]}
                           if node.c_sources else {})},
                outputs={"table": Path(table)}, toolchain=(runtime_files, musl_files)),
         Action(task=f"{prefix}runtime:{b.name}", run=link_runtime,

@@ -4,7 +4,7 @@ library's files leave undefined."""
 import re
 import sys
 
-from .. import link, observed
+from .. import layout, link, observed
 from ..jobs import LispJob
 from ..graph import FaslNode, library_task
 from ..output import outside_warnings
@@ -119,5 +119,5 @@ def library_action(library, nodes: list[FaslNode], complete) -> Action:
         task=library_task(library.name), run=check_undefined,
         inputs=[node.undefined for node in nodes],
         params={"library": library.name, "fail_on_warning": library.fail_on_warning},
-        outputs={"report": f"build/undefined/{library.name}.txt"}, toolchain=(sbcl_files,),
+        outputs={"report": layout.undefined_report(library.name)}, toolchain=(sbcl_files,),
         state=complete, means={"project": in_project(library)})

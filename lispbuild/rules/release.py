@@ -32,17 +32,14 @@ def make_release(action: Action, ctx: Context, outputs: dict):
             sources.update(observed.inputs(
                 (ctx.root / stage.outputs[observed.ROLE]).read_text(encoding="utf-8")))
     sources = [{"path": name, "sha256": sha256} for name, sha256 in sorted(sources.items())]
-    manifest = {
-        "format": release.FORMAT, "name": p["binary"], "version": p["version"],
-        "platform": release.PLATFORM, "source_date_epoch": p["epoch"],
-        "revision": p["revision"],
-        "smoke_args": p["smoke_args"], "lispbuild": release.lispbuild_identity(),
-        "dump_directory": dump.params["dump_directory"],
-        "toolchain": release.toolchain_identity(
+    manifest = release.Manifest(
+        name=p["binary"], version=p["version"], platform=release.PLATFORM,
+        source_date_epoch=p["epoch"], revision=p["revision"], smoke_args=p["smoke_args"],
+        lispbuild=release.lispbuild_identity(), dump_directory=dump.params["dump_directory"],
+        toolchain=release.toolchain_identity(
             release.toolchain_files(find_sbcl(), find_musl(), p["archives"])),
-        "sources": sources, "stages": stages,
-        "executable": {"name": p["binary"], "sha256": ctx.file_digest(p["exe"])},
-    }
+        sources=sources, stages=stages,
+        executable={"name": p["binary"], "sha256": ctx.file_digest(p["exe"])})
     release.write_archive(outputs["archive"], f"{p['binary']}-{p['version']}", p["binary"],
                           exe, manifest, p["epoch"])
 
@@ -62,7 +59,7 @@ def release_action(node: BinaryNode, stages: list[Action], version: str, origin,
         params={"binary": b.name, "version": version, "exe": str(exe),
                 "archives": archives_of(b),
                 "smoke_args": None if b.smoke_args is None else list(b.smoke_args)},
-        outputs={"archive": Path("dist", release.archive_name(b.name, version))},
+        outputs={"archive": Path(release.archive_name(b.name, version))},
         toolchain=(sbcl_files, runtime_files, musl_files),
         # The stages' keys and outputs follow from the inputs and toolchain.
         means={"stages": stages})

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from doit.exceptions import TaskFailed
 
+from .. import layout
 from ..sbcl.driver import signal_name, time_limit
 from ..errors import LispFailure
 from ..rebuild import release_build_lock
@@ -33,7 +34,7 @@ def run_executable(path: Path, args: list, exit_code: int, limited: bool):
         limit = time_limit() if limited else None
     except LispFailure as error:
         return TaskFailed(str(error))
-    shown = f"build/bin/{path.name}"
+    shown = layout.executable(path.name)
     process = subprocess.Popen([str(path), *args])
     try:
         returncode = process.wait(timeout=limit)

@@ -6,6 +6,8 @@
 ;;;; makes that choice once, compiles the newer one once per machine, and
 ;;;; loads it in place of SBCL's.
 
+(load (merge-pathnames "internals.lisp" *load-truename*))  ; checks this SBCL first
+
 (destructuring-bind (mode &optional source output) (rest sb-ext:*posix-argv*)
   (cond ((string= mode "version")
          (require "ASDF")
@@ -15,8 +17,8 @@
          ;; first line, and the source's write date (which the FASL keeps)
          ;; taken as 0, as for lispbuild's own FASLs (bootstrap.lisp).
          (setf sb-ext:*runtime-pathname* nil)
-         (sb-int:encapsulate 'file-write-date 'asdf-choice
-                             (lambda (real file) (declare (ignore real file)) 0))
+         (lispbuild/sbcl:encapsulate 'file-write-date 'asdf-choice
+                                     (lambda (real file) (declare (ignore real file)) 0))
          (multiple-value-bind (fasl warnings-p failure-p)
              (compile-file source :output-file output :verbose nil :print nil)
            (declare (ignore warnings-p))

@@ -9,7 +9,7 @@
 ;;;; the files of the same system loaded before it compiles, in ASDF's plan
 ;;;; order. Systems are written dependencies first.
 
-(in-package #:lispbuild-driver)
+(in-package #:lispbuild/asdf)
 
 (defun tsv (out &rest fields)
   (format out "~{~A~^	~}~%" fields))

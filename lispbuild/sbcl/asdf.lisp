@@ -1,12 +1,17 @@
-;;;; Loaded by driver.lisp, after ASDF, when a request involves ASDF systems
-;;;; (with asdf-plan.lisp, compiled after it into asdf-support.fasl).
+;;;; The ASDF side of the driver: loaded by driver.lisp's ENSURE-ASDF, after
+;;;; ASDF, when a request involves ASDF systems (with asdf-plan.lisp,
+;;;; compiled after it into asdf-support.fasl); it defines the functions
+;;;; driver.lisp declares for it.
 ;;;;
 ;;;; FIND-DEFINED-SYSTEM gives a compiling or dumping image what LOAD-SYSTEM
 ;;;; would have: ASDF and the systems' definitions (code such as
 ;;;; #.(asdf:component-version (asdf:find-system :usocket)) needs them),
 ;;;; one system at a time, in load order.
 
-(in-package #:lispbuild-driver)
+(defpackage #:lispbuild/asdf
+  (:use #:cl #:lispbuild/driver)
+  (:local-nicknames (#:sbcl #:lispbuild/sbcl)))
+(in-package #:lispbuild/asdf)
 
 ;;; The build chose its ASDF (driver.py): it is not to upgrade itself to an
 ;;; asdf.asd its registry finds, which would compile asdf.lisp in every
@@ -85,19 +90,19 @@ bookkeeping of done actions is left out: lispbuild keeps its own."
          (input (first (asdf:input-files operation component)))
          (called nil))
     ;; Only the call for this component's file: ASDF may load an .asd too.
-    (sb-int:encapsulate function 'lispbuild
+    (sbcl:encapsulate function 'lispbuild
                         (lambda (real file &rest arguments)
                           (cond ((and input (equal (pathname file) input))
                                  (setf called t)
                                  (apply replacement file arguments))
                                 (t (apply real file arguments)))))
-    (sb-int:encapsulate 'asdf::mark-operation-done 'lispbuild
+    (sbcl:encapsulate 'asdf::mark-operation-done 'lispbuild
                         (lambda (real o c)
                           (unless (and (eq o operation) (eq c component))
                             (funcall real o c))))
     (unwind-protect (asdf:perform operation component)
-      (sb-int:unencapsulate function 'lispbuild)
-      (sb-int:unencapsulate 'asdf::mark-operation-done 'lispbuild))
+      (sbcl:unencapsulate function 'lispbuild)
+      (sbcl:unencapsulate 'asdf::mark-operation-done 'lispbuild))
     called))
 
 (defun perform-file-as-asdf-would (operation component function replacement)

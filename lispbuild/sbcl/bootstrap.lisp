@@ -11,9 +11,10 @@
 ;;; were written: each source is named lispbuild/sbcl/NAME (driver.py runs
 ;;; this from the directory that holds lispbuild/), its write date is 0, and the FASL starts
 ;;; without the "#!RUNTIME --script" line.
+(load (merge-pathnames "internals.lisp" *load-truename*))  ; checks this SBCL first
 (setf sb-ext:*runtime-pathname* nil)
-(sb-int:encapsulate 'file-write-date 'bootstrap
-                    (lambda (real file) (declare (ignore real file)) 0))
+(lispbuild/sbcl:encapsulate 'file-write-date 'bootstrap
+                            (lambda (real file) (declare (ignore real file)) 0))
 
 (defun compile-quietly (source output)
   (multiple-value-bind (fasl warnings-p failure-p)

@@ -29,12 +29,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from .. import layout
 from ..action import Context
 from ..digest import digest_bytes
 from ..errors import LispFailure
 from ..jobs import LispJob
 from ..rebuild import ensure
-from ..steps import SHARED_LIBRARIES
 from ..toolchain import find_sbcl
 from .driver import (finished_job, job_form, lisp_plist, sorted_listings_action, support_fasls,
                      wait_while_owned)
@@ -56,7 +56,7 @@ def canonical_environment(preload: Path, shared_libraries: Path) -> dict:
 
 
 # Not copied with an .asd file's directory.
-_NOT_SOURCES = ("build", "cache", "dist")
+_NOT_SOURCES = (layout.BUILD, "cache", layout.DIST)
 
 
 class CanonicalSbcl:
@@ -117,7 +117,7 @@ class CanonicalSbcl:
                     [str(find_sbcl().program), "--script", "lispbuild/lispbuild.fasl", "run",
                      "out/request.lisp"], stdout=out, stderr=subprocess.STDOUT,
                     env=canonical_environment(visible / "lispbuild/sorteddir.so",
-                                              visible / SHARED_LIBRARIES),
+                                              visible / layout.SHARED_LIBRARIES),
                     preexec_fn=lambda: where.preexec(uid, gid))
                 returncode = wait_while_owned(proc, self.ctx.owner, job)
             for name, value in outputs.items():

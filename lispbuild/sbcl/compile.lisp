@@ -1,13 +1,13 @@
 ;;;; Compiling one file (the compile job), and what it leaves undefined for
 ;;;; its library's check (the check-undefined job).
 
-(in-package #:lispbuild-driver)
+(defpackage #:lispbuild/compile
+  (:use #:cl #:lispbuild/driver)
+  (:local-nicknames (#:sbcl #:lispbuild/sbcl))
+  (:export #:compile-job #:check-undefined-job #:name-record #:named))
+(in-package #:lispbuild/compile)
 
 ;;; Compiling one file.
-
-(defun push-features (names)
-  (dolist (name names)
-    (pushnew (intern name :keyword) *features*)))
 
 (defun proclaim-policy (policy)
   (proclaim `(optimize ,@(loop for (quality . level) in policy
@@ -18,7 +18,7 @@
   "Make FILE-WRITE-DATE of SOURCE constant: SBCL writes it into the FASL,
 and a FASL must depend on the source's contents, not on when it was saved."
   (let ((truename (truename source)))
-    (sb-int:encapsulate 'file-write-date 'lispbuild-driver
+    (sbcl:encapsulate 'file-write-date 'fixed-write-date
                         (lambda (real file)
                           (if (equal (ignore-errors (truename file)) truename)
                               0
@@ -27,7 +27,7 @@ and a FASL must depend on the source's contents, not on when it was saved."
 (defun clear-pathname-table ()
   "SBCL interns pathnames, and how one is written into a FASL depends on
 which pathnames the process met before: start every compile from none."
-  (setf sb-impl::*pathnames* (sb-impl::make-pathname-intern-table)))
+  (setf sbcl:*pathnames* (sbcl:make-pathname-intern-table)))
 
 (defun forget-runtime-path ()
   "COMPILE-FILE starts a FASL with \"#!RUNTIME --script\", RUNTIME being
@@ -58,11 +58,11 @@ as ASDF's COMPILE-OP when SOURCE is a file of the ASDF SYSTEM (inside its
 hooks and methods). Returns the FASL's pathname, or NIL."
   (handler-case
       (handler-bind
-          ((sb-c:compiler-error
+          ((sbcl:compiler-error
              (lambda (c)
                (incf *errors*)
-               (let ((inner (sb-int:encapsulated-condition c)))
-                 (if (typep inner 'sb-c::input-error-in-compile-file)
+               (let ((inner (sbcl:encapsulated-condition c)))
+                 (if (typep inner 'sbcl:input-error-in-compile-file)
                      (multiple-value-bind (line text) (read-error-place inner)
                        (note source line "read error" text))
                      (note source (compiler-context-line source) "ERROR" inner)))))
@@ -83,10 +83,10 @@ hooks and methods). Returns the FASL's pathname, or NIL."
                          (apply #'compile-checked source output external-format flags)
                        (write-deferred source undefined)))))
             (if system
-                (call-asdf-support "COMPILE-AS-ASDF-WOULD" system source #'compile-it)
+                (compile-as-asdf-would system source #'compile-it)
                 (compile-it)))))
     ;; An error the compiler does not handle, e.g. in EVAL-WHEN or IN-PACKAGE.
-    ((and error (not sb-c:compiler-error)) (c)
+    ((and error (not sbcl:compiler-error)) (c)
       (incf *errors*)
       (note source (compiler-context-line source) "ERROR" c)
       nil)))
@@ -138,15 +138,15 @@ uninterned symbol, a compound type)."
 (defun deferred-records (source undef)
   "The records of one undefined name: one per use SBCL kept (it keeps a
 few), each the diagnostic it would have printed."
-  (let* ((kind (sb-c::undefined-warning-kind undef))
-         (name (sb-c::undefined-warning-name undef))
+  (let* ((kind (sbcl:undefined-warning-kind undef))
+         (name (sbcl:undefined-warning-name undef))
          (severity (if (eq kind :variable) "WARNING" "STYLE-WARNING"))
-         (uses (sb-c::undefined-warning-warnings undef))
-         (more (- (sb-c::undefined-warning-count undef) (length uses)))
+         (uses (sbcl:undefined-warning-warnings undef))
+         (more (- (sbcl:undefined-warning-count undef) (length uses)))
          (*package* (find-package "CL-USER")))
     (append
      (loop for context in uses
-           for position = (sb-c::compiler-error-context-file-position context)
+           for position = (sbcl:compiler-error-context-file-position context)
            collect (format nil "~A:~@[~D:~] ~A: undefined ~(~A~): ~
                                 ~/sb-ext:print-symbol-with-prefix/"
                            source (and position (line-at source position)) severity kind name))
@@ -158,24 +158,24 @@ few), each the diagnostic it would have printed."
 (defun deferrable-p (undef)
   "Whether another file may define UNDEF's name: not a name reserved by
 ANSI CL, which no portable file defines (SBCL reports those at once)."
-  (let ((kind (sb-c::undefined-warning-kind undef))
-        (name (sb-c::undefined-warning-name undef)))
+  (let ((kind (sbcl:undefined-warning-kind undef))
+        (name (sbcl:undefined-warning-name undef)))
     (and (name-record name)
          (not (and (member kind '(:function :type))
-                   (sb-c::name-reserved-by-ansi-p name kind))))))
+                   (sbcl:name-reserved-by-ansi-p name kind))))))
 
 (defun write-deferred (source path)
   "Write the undefined references another file may define to PATH, in
 SBCL's order (by name), and leave SBCL only the others to report at the
 compilation unit's end."
-  (let ((deferred (sort (remove-if-not #'deferrable-p sb-c::*undefined-warnings*)
+  (let ((deferred (sort (remove-if-not #'deferrable-p sbcl:*undefined-warnings*)
                         #'string< :key (lambda (undef)
-                                         (prin1-to-string (sb-c::undefined-warning-name undef))))))
-    (setf sb-c::*undefined-warnings*
-          (remove-if #'deferrable-p sb-c::*undefined-warnings*))
+                                         (prin1-to-string (sbcl:undefined-warning-name undef))))))
+    (setf sbcl:*undefined-warnings*
+          (remove-if #'deferrable-p sbcl:*undefined-warnings*))
     (let ((records (loop for undef in deferred
-                         for kind = (sb-c::undefined-warning-kind undef)
-                         for record = (name-record (sb-c::undefined-warning-name undef))
+                         for kind = (sbcl:undefined-warning-kind undef)
+                         for record = (name-record (sbcl:undefined-warning-name undef))
                          append (loop for text in (deferred-records source undef)
                                       collect (list kind record (readable-string text))))))
       (with-open-file (out path :direction :output :if-exists :supersede
@@ -196,8 +196,8 @@ compilation unit's end."
 (defun defined-p (kind name)
   (ecase kind
     (:function (fboundp name))
-    (:variable (or (boundp name) (not (eq (sb-int:info :variable :kind name) :unknown))))
-    (:type (or (find-class name nil) (sb-int:info :type :kind name)))))
+    (:variable (or (boundp name) (not (eq (sbcl:info :variable :kind name) :unknown))))
+    (:type (or (find-class name nil) (sbcl:info :type :kind name)))))
 
 (defun check-undefined-job (&key references output fail-on-warning &allow-other-keys)
   "Report the references of the library's files (their .undefined files)

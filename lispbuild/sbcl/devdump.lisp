@@ -22,7 +22,12 @@
 ;;;;   non-determinism"). Skipped: the core keeps some duplicate metadata;
 ;;;;   the collections of the save itself still run.
 
-(in-package #:lispbuild-driver)
+(defpackage #:lispbuild/devdump
+  (:use #:cl)
+  (:local-nicknames (#:sbcl #:lispbuild/sbcl))
+  (:export #:prepare-fast-dump #:prepare-image-dump #:relocations-recorded-p
+           #:record-relocations-now))
+(in-package #:lispbuild/devdump)
 
 (defvar *relocations* nil
   "The relative jumps found when this image was saved, for every code
@@ -32,23 +37,33 @@ the object it lands in (or 0), and K = displacement + address of CODE -
 address of TARGET (modulo 2^32), which moving either object leaves as it is.")
 
 (defun skip (function)
-  (sb-int:encapsulate function 'lispbuild-driver
+  (sbcl:encapsulate function 'skipped
                       (lambda (real &rest arguments)
                         (declare (ignore real arguments))
                         nil)))
 
 (defun object-address (object)
-  (if (eql object 0) 0 (sb-kernel:get-lisp-obj-address object)))
+  (if (eql object 0) 0 (sbcl:get-lisp-obj-address object)))
 
 (defun displacement-at (code offset)
-  (sb-sys:sap-ref-32 (sb-sys:int-sap (logandc2 (sb-kernel:get-lisp-obj-address code)
-                                                 sb-vm:lowtag-mask))
+  (sbcl:sap-ref-32 (sbcl:int-sap (logandc2 (sbcl:get-lisp-obj-address code)
+                                                 sbcl:lowtag-mask))
                      offset))
 
 (defun jump-invariant (code offset target)
   (ldb (byte 32 0) (+ (displacement-at code offset)
-                      (sb-kernel:get-lisp-obj-address code)
+                      (sbcl:get-lisp-obj-address code)
                       (- (object-address target)))))
+
+(defun map-immobile-code (function)
+  "Call FUNCTION on each code object in immobile space that has functions."
+  (sbcl:map-allocated-objects
+   (lambda (code type size)
+     (declare (ignore size))
+     (when (and (= type sbcl:code-header-widetag)
+                (plusp (sbcl:code-n-entries code)))
+       (funcall function code)))
+   :immobile))
 
 (defun record-relocations (index relocs)
   "Keep the answer of the full scan, per code object; code without jumps
@@ -65,55 +80,50 @@ scanned again at every dump, as the full scan does."
                    for target-address = (aref relocs (1+ j))
                    for target = (if (zerop target-address)
                                     0
-                                    (sb-kernel:%make-lisp-obj target-address))
+                                    (sbcl:%make-lisp-obj target-address))
                    do (push offset records)
                       (push target records)
                       (push (jump-invariant code offset target) records))))
       (loop for i from 0 by 2
             for address = (aref index i)
             until (zerop address)
-            do (let ((code (sb-kernel:%make-lisp-obj address)))
-                 (unless (eq code sb-fasl:*assembler-routines*)
+            do (let ((code (sbcl:%make-lisp-obj address)))
+                 (unless (eq code sbcl:*assembler-routines*)
                    (record code (aref index (1+ i)) (aref index (+ i 3))))))
-      (sb-vm:map-allocated-objects
-       (lambda (code type size)
-         (declare (ignore size))
-         (when (and (= type sb-vm:code-header-widetag)
-                    (plusp (sb-kernel:code-n-entries code))
-                    (not (gethash code seen)))
-           (record code 0 0)))
-       :immobile))
+      (map-immobile-code (lambda (code)
+                           (unless (gethash code seen)
+                             (record code 0 0)))))
     (coerce (nreverse records) 'simple-vector)))
 
 (defun scan-code (code start length extra-offset predicate relocs)
   "The relative jumps of LENGTH bytes of CODE's instructions at START,
 pushed onto RELOCS as SB-VM::COLLECT-IMMOBILE-CODE-RELOCS does."
-  (sb-x86-64-asm::scan-relative-operands
-   code (sb-sys:sap-int start) length (sb-disassem:make-dstate nil)
-   (sb-disassem::%make-segment :sap-maker (lambda () (error "no sap")) :virtual-location 0)
+  (sbcl:scan-relative-operands
+   code (sbcl:sap-int start) length (sbcl:make-dstate nil)
+   (sbcl:%make-segment :sap-maker (lambda () (error "no sap")) :virtual-location 0)
    (lambda (offset operand inst)
      (declare (ignore inst))
-     (let ((object (if (sb-vm::immobile-space-addr-p operand)
-                       (sb-vm::find-called-object operand)
+     (let ((object (if (sbcl:immobile-space-addr-p operand)
+                       (sbcl:find-called-object operand)
                        0)))
        (vector-push-extend (+ offset extra-offset) relocs)
-       (vector-push-extend (sb-kernel:get-lisp-obj-address object) relocs)))
+       (vector-push-extend (sbcl:get-lisp-obj-address object) relocs)))
    predicate))
 
 (defun scan-component (code index relocs)
   (let ((first (fill-pointer relocs)))
-    (dotimes (i (sb-kernel:code-n-entries code))
-      (let* ((fun (sb-kernel:%code-entry-point code i))
-             (sap (sb-vm:simple-fun-entry-sap fun)))
-        (scan-code code sap (sb-kernel:%simple-fun-text-len fun i)
-                   (+ (ash (sb-kernel:code-header-words code) sb-vm:word-shift)
-                      (sb-sys:sap- sap (sb-kernel:code-instructions code)))
-                   #'sb-impl::constantly-t relocs)))
+    (dotimes (i (sbcl:code-n-entries code))
+      (let* ((fun (sbcl:%code-entry-point code i))
+             (sap (sbcl:simple-fun-entry-sap fun)))
+        (scan-code code sap (sbcl:%simple-fun-text-len fun i)
+                   (+ (ash (sbcl:code-header-words code) sbcl:word-shift)
+                      (sbcl:sap- sap (sbcl:code-instructions code)))
+                   #'sbcl:constantly-t relocs)))
     (end-component code first index relocs)))
 
 (defun end-component (code first index relocs)
   (when (> (fill-pointer relocs) first)
-    (vector-push-extend (sb-kernel:get-lisp-obj-address code) index)
+    (vector-push-extend (sbcl:get-lisp-obj-address code) index)
     (vector-push-extend first index)))
 
 (defun reuse-relocations (full-scan)
@@ -127,14 +137,14 @@ pushed onto RELOCS as SB-VM::COLLECT-IMMOBILE-CODE-RELOCS does."
     (setf *relocations* nil)
     (unless records
       (return-from reuse-relocations (funcall full-scan)))
-    (sb-sys:without-gcing
+    (sbcl:without-gcing
       ;; The assembler routines, as the full scan does them.
-      (let ((code sb-fasl:*assembler-routines*)
+      (let ((code sbcl:*assembler-routines*)
             (first (fill-pointer relocs)))
-        (multiple-value-bind (start end) (sb-fasl::calc-asm-routine-bounds)
-          (scan-code code (sb-sys:sap+ (sb-kernel:code-instructions code) start) (- end start)
-                     (+ (ash (sb-kernel:code-header-words code) sb-vm:word-shift) start)
-                     #'sb-vm::immobile-space-addr-p relocs))
+        (multiple-value-bind (start end) (sbcl:calc-asm-routine-bounds)
+          (scan-code code (sbcl:sap+ (sbcl:code-instructions code) start) (- end start)
+                     (+ (ash (sbcl:code-header-words code) sbcl:word-shift) start)
+                     #'sbcl:immobile-space-addr-p relocs))
         (end-component code first index relocs))
       ;; Recorded code: its records, if every jump still checks.
       (let ((i 0))
@@ -156,32 +166,37 @@ pushed onto RELOCS as SB-VM::COLLECT-IMMOBILE-CODE-RELOCS does."
                        (scan-component code index relocs))
                    (setf i end))))
       ;; Code loaded since the image was saved.
-      (sb-vm:map-allocated-objects
-       (lambda (code type size)
-         (declare (ignore size))
-         (when (and (= type sb-vm:code-header-widetag)
-                    (plusp (sb-kernel:code-n-entries code))
-                    (not (gethash code recorded)))
-           (scan-component code index relocs)))
-       :immobile))
+      (map-immobile-code (lambda (code)
+                           (unless (gethash code recorded)
+                             (scan-component code index relocs)))))
     (vector-push-extend 0 index)
     (vector-push-extend (fill-pointer relocs) index)
     (values index relocs)))
 
+(defun keep-relocations (index relocs)
+  "Record the answer of a full scan, INDEX and RELOCS, returned as given."
+  (sbcl:without-gcing
+    (setf *relocations* (record-relocations index relocs)))
+  (values index relocs))
+
+(defun relocations-recorded-p ()
+  (not (null *relocations*)))
+
+(defun record-relocations-now ()
+  "Find the relative jumps of all this image's code, for the next dumps."
+  (multiple-value-call #'keep-relocations (sbcl:collect-immobile-code-relocs)))
+
 (defun prepare-fast-dump ()
   "Before a development dump in a worker's child."
-  (skip 'sb-vm::statically-link-core)
-  (skip 'sb-impl::tune-image-for-dump)
-  (skip 'sb-impl::coalesce-ctypes)
-  (sb-int:encapsulate 'sb-vm::collect-immobile-code-relocs 'lispbuild-driver
-                      (lambda (full-scan) (reuse-relocations full-scan))))
+  (skip 'sbcl:statically-link-core)
+  (skip 'sbcl:tune-image-for-dump)
+  (skip 'sbcl:coalesce-ctypes)
+  (sbcl:encapsulate 'sbcl:collect-immobile-code-relocs 'reuse
+                    (lambda (full-scan) (reuse-relocations full-scan))))
 
 (defun prepare-image-dump ()
   "Before saving a worker's image: record what the full scan finds."
-  (skip 'sb-vm::statically-link-core)
-  (sb-int:encapsulate 'sb-vm::collect-immobile-code-relocs 'lispbuild-driver
-                      (lambda (full-scan)
-                        (multiple-value-bind (index relocs) (funcall full-scan)
-                          (sb-sys:without-gcing
-                            (setf *relocations* (record-relocations index relocs)))
-                          (values index relocs)))))
+  (skip 'sbcl:statically-link-core)
+  (sbcl:encapsulate 'sbcl:collect-immobile-code-relocs 'record
+                    (lambda (full-scan)
+                      (multiple-value-call #'keep-relocations (funcall full-scan)))))

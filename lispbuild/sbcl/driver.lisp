@@ -1,8 +1,18 @@
-;;;; The Lisp side of lispbuild: what SBCL does for one job, compiled once,
-;;;; with compile.lisp, grovel.lisp, dump.lisp, request.lisp, devdump.lisp,
-;;;; syscalls.lisp and worker.lisp (in that order, driver.py), into the FASL that every
-;;;; lispbuild SBCL loads. This file: the package, diagnostics, the files a
-;;;; process reads, and the steps that make an image hold a job's state.
+;;;; The Lisp side of lispbuild: what SBCL does for one job, compiled once
+;;;; into the FASL that every lispbuild SBCL loads, from these files in this
+;;;; order (driver.py), each with a package of its own:
+;;;;   internals.lisp  LISPBUILD/SBCL      the SBCL internals it uses, checked
+;;;;   driver.lisp     LISPBUILD/DRIVER    diagnostics, files read, steps
+;;;;   syscalls.lisp   LISPBUILD/SYSCALLS  fork, poll, threads
+;;;;   compile.lisp    LISPBUILD/COMPILE   the compile and check-undefined jobs
+;;;;   grovel.lisp     LISPBUILD/GROVEL    the grovel and wrapper jobs
+;;;;   dump.lisp       LISPBUILD/DUMP      the dump job
+;;;;   devdump.lisp    LISPBUILD/DEVDUMP   a worker's faster development dumps
+;;;;   request.lisp    LISPBUILD/REQUEST   a fresh SBCL's request
+;;;;   worker.lisp     LISPBUILD/WORKER    a warm worker
+;;;;   main.lisp                           the command line
+;;;; and, loaded with the first ASDF step, asdf.lisp and asdf-plan.lisp
+;;;; (LISPBUILD/ASDF), which define the ASDF side this file declares.
 ;;;;
 ;;;; A job is a plist:
 ;;;;   (:compile :steps STEPS :source S :output O :undefined U :external-format E
@@ -34,9 +44,22 @@
 ;;;; Problems are written to D as "FILE:LINE: KIND: text" lines; the exit
 ;;;; code is 0 on success and 1 on failure.
 
-(defpackage #:lispbuild-driver
-  (:use #:cl))
-(in-package #:lispbuild-driver)
+(defpackage #:lispbuild/driver
+  (:use #:cl)
+  (:local-nicknames (#:sbcl #:lispbuild/sbcl))
+  (:export
+   ;; Diagnostics.
+   #:*diagnostics* #:note #:write-diagnostics #:*source-texts* #:source-text #:line-at
+   #:compiler-context-line #:read-error-place
+   ;; Files read.
+   #:record-files-read #:stop-recording-files-read #:write-files-read
+   ;; Jobs and steps.
+   #:read-request #:push-features #:*asdf* #:*asdf-support* #:*asdf-cache* #:*asd-files*
+   #:ensure-asdf #:perform-steps
+   ;; The ASDF side, defined by asdf.lisp and asdf-plan.lisp (ENSURE-ASDF).
+   #:find-defined-system #:compile-as-asdf-would #:load-as-asdf-would
+   #:loaded-as-asdf-would #:register-loaded-systems #:asdf-graph))
+(in-package #:lispbuild/driver)
 
 (defvar *diagnostics* nil
   "Reported problems, newest first.")
@@ -91,18 +114,18 @@ FILE: SBCL's top-level form positions point just past the previous form."
 
 (defun compiler-context-line (file)
   "The line of the top-level form the compiler is working on, if any."
-  (let ((context (ignore-errors (sb-c::find-error-context nil))))
+  (let ((context (ignore-errors (sbcl:find-error-context nil))))
     (when context
-      (let ((position (sb-c::compiler-error-context-file-position context)))
+      (let ((position (sbcl:compiler-error-context-file-position context)))
         (when position (line-at file position))))))
 
 (defun read-error-place (input-error)
   "The line and text of the reader error inside INPUT-ERROR."
-  (let* ((reader-error (sb-int:encapsulated-condition input-error))
+  (let* ((reader-error (sbcl:encapsulated-condition input-error))
          (stream (and (typep reader-error 'stream-error)
                       (stream-error-stream reader-error)))
-         (where (and stream (ignore-errors (sb-impl::stream-error-position-info stream))))
-         (form-line (car (sb-c::input-error-in-compile-file-line/col input-error)))
+         (where (and stream (ignore-errors (sbcl:stream-error-position-info stream))))
+         (form-line (car (sbcl:input-error-in-compile-file-line/col input-error)))
          (line (if (typep reader-error 'end-of-file)
                    form-line
                    (or (second (assoc :line where)) form-line))))
@@ -132,12 +155,12 @@ FILE: SBCL's top-level form positions point just past the previous form."
     stream))
 
 (defun record-files-read ()
-  (unless (sb-int:encapsulated-p 'open 'files-read)
-    (sb-int:encapsulate 'open 'files-read #'note-file-read)))
+  (unless (sbcl:encapsulated-p 'open 'files-read)
+    (sbcl:encapsulate 'open 'files-read #'note-file-read)))
 
 (defun stop-recording-files-read ()
   "Before a dump: the program opens files as it likes."
-  (sb-int:unencapsulate 'open 'files-read)
+  (sbcl:unencapsulate 'open 'files-read)
   (clrhash *files-read*))
 
 (defun write-files-read (path)
@@ -159,11 +182,13 @@ ASDF step, in place of SBCL's.")
 (defvar *asd-files* '()
   "The .asd files of the systems defined so far, in order.")
 
-(defun call-asdf-support (name &rest arguments)
-  (apply (find-symbol name :lispbuild-driver) arguments))
+(declaim (ftype function find-defined-system compile-as-asdf-would load-as-asdf-would
+                loaded-as-asdf-would register-loaded-systems asdf-graph))
 
 (defun ensure-asdf ()
-  (unless (fboundp (find-symbol "FIND-DEFINED-SYSTEM" :lispbuild-driver))
+  "Load the build's ASDF and the ASDF side, which defines the functions
+declared above."
+  (unless (fboundp 'find-defined-system)
     (unless (find-package "ASDF")
       (load *asdf*))
     (load *asdf-support*)))
@@ -174,7 +199,7 @@ have it: ASDF itself, then the system found through the directories of
 the .asd files defined so far."
   (ensure-asdf)
   (setf *asd-files* (append *asd-files* (list asd)))
-  (call-asdf-support "FIND-DEFINED-SYSTEM" system *asd-files* *asdf-cache*))
+  (find-defined-system system *asd-files* *asdf-cache*))
 
 (defun perform-step (step)
   "Perform one step; a failure is noted against its file, and is NIL."
@@ -188,9 +213,9 @@ the .asd files defined so far."
                           (require (string-upcase name))))
             (:asdf (define-system name asd-or-system))
             (:load (if asd-or-system
-                       (call-asdf-support "LOAD-AS-ASDF-WOULD" name asd-or-system source)
+                       (load-as-asdf-would name asd-or-system source)
                        (load name)))
-            (:loaded (call-asdf-support "LOADED-AS-ASDF-WOULD" name))
+            (:loaded (loaded-as-asdf-would name))
             ;; Found by the library's code on LD_LIBRARY_PATH (driver.py).
             (:foreign nil))
           t)
@@ -202,3 +227,16 @@ the .asd files defined so far."
 
 (defun perform-steps (steps)
   (every #'perform-step steps))
+
+;;; Jobs.
+
+(defun read-request (file)
+  "The request or worker configuration FILE holds (one form, read safely)."
+  (with-open-file (in file :external-format :utf-8)
+    (with-standard-io-syntax
+      (let ((*read-eval* nil))
+        (read in)))))
+
+(defun push-features (names)
+  (dolist (name names)
+    (pushnew (intern name :keyword) *features*)))

@@ -14,13 +14,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import link
+from .. import layout, link
 from ..errors import BuildGone, LispFailure, TimeLimit
 from ..jobs import LispJob
 from ..action import Action, Context
 from ..rebuild import ensure
 from ..scratch import process_alive, scratch_dir
-from ..steps import SHARED_LIBRARIES
 from ..toolchain import find_asdf_source, find_sbcl, musl_files, sbcl_files, version_numbers
 from ..settings import TIME_LIMIT_VARIABLE, settings
 
@@ -33,8 +32,9 @@ NAMED_FROM = PACKAGE.parent.parent
 # Compiled in this order into lispbuild.fasl, main.lisp last; asdf.lisp
 # and asdf-plan.lisp into their own FASL, loaded with ASDF when a job
 # first needs it.
-SUPPORT_SOURCES = ("driver.lisp", "compile.lisp", "grovel.lisp", "dump.lisp", "request.lisp",
-                   "devdump.lisp", "syscalls.lisp", "worker.lisp")
+INTERNALS = "internals.lisp"  # the SBCL internals used, checked first (the scripts load it)
+SUPPORT_SOURCES = (INTERNALS, "driver.lisp", "syscalls.lisp", "compile.lisp",
+                   "grovel.lisp", "dump.lisp", "devdump.lisp", "request.lisp", "worker.lisp")
 MAIN_SOURCE = "main.lisp"
 ASDF_SUPPORT_SOURCES = ("asdf.lisp", "asdf-plan.lisp")
 
@@ -115,11 +115,12 @@ def _choose_asdf(action: Action, ctx: Context, outputs: dict):
         shutil.copyfile(find_sbcl().core.parent / "contrib" / "asdf.fasl", outputs["fasl"])
 
 
-ASDF_FASL = Path("build/.lispbuild/lisp/asdf.fasl")
+TOOLS = Path(layout.from_root(layout.TOOLS))  # where lispbuild's own Lisp is compiled
+ASDF_FASL = TOOLS / "asdf.fasl"
 
 
 def asdf_action() -> Action:
-    return Action(task="lisp:asdf", run=_choose_asdf, inputs=[PACKAGE / ASDF_CHOICE],
+    return Action(task="lisp:asdf", run=_choose_asdf, inputs=[PACKAGE / ASDF_CHOICE, PACKAGE / INTERNALS],
                   params={}, toolchain=(sbcl_files,), outputs={"fasl": ASDF_FASL})
 
 
@@ -129,8 +130,7 @@ def support_action() -> Action:
                                                 *ASDF_SUPPORT_SOURCES, "bootstrap.lisp")]
                   + [ASDF_FASL],
                   params={}, toolchain=(sbcl_files,),
-                  outputs={"fasl": Path("build/.lispbuild/lisp/lispbuild.fasl"),
-                           "asdf": Path("build/.lispbuild/lisp/asdf-support.fasl")})
+                  outputs={"fasl": TOOLS / "lispbuild.fasl", "asdf": TOOLS / "asdf-support.fasl"})
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,7 @@ def sorted_listings_action() -> Action:
     """The library preloaded into release dumps (canonical.py)."""
     return Action(task="lisp:sorteddir", run=_build_sorted_listings,
                   inputs=[link.SORTED_LISTINGS_SOURCE], params={}, toolchain=(musl_files,),
-                  outputs={"library": Path("build/.lispbuild/lisp/sorteddir.so")})
+                  outputs={"library": TOOLS / "sorteddir.so"})
 
 
 def sbcl_environment(root: Path | None = None) -> dict:
@@ -180,16 +180,16 @@ def sbcl_environment(root: Path | None = None) -> dict:
     if root is not None:
         # There before the SBCL starts: glibc remembers a directory that
         # was missing at its first search and never looks in it again.
-        (root / SHARED_LIBRARIES).mkdir(parents=True, exist_ok=True)
+        (root / layout.SHARED_LIBRARIES).mkdir(parents=True, exist_ok=True)
         env["LD_LIBRARY_PATH"] = os.pathsep.join(
-            [str(root / SHARED_LIBRARIES)] + [p for p in [os.environ.get("LD_LIBRARY_PATH")] if p])
+            [str(root / layout.SHARED_LIBRARIES)] + [p for p in [os.environ.get("LD_LIBRARY_PATH")] if p])
     return env
 
 
 
 def asdf_cache(ctx: Context) -> str:
     """Where ASDF compiles what it loads itself (:defsystem-depends-on)."""
-    return str(ctx.build / ".lispbuild" / "asdf-cache") + "/"
+    return str(layout.state(ctx.build, layout.ASDF_CACHE)) + "/"
 
 
 # --- what a job's end means ----------------------------------------------

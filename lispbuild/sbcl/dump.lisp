@@ -1,7 +1,14 @@
 ;;;; Dumping the image of a binary (the dump job): its entry, the record of
 ;;;; its foreign symbols, what the program must not inherit from the build.
 
-(in-package #:lispbuild-driver)
+(defpackage #:lispbuild/dump
+  (:use #:cl #:lispbuild/driver)
+  (:local-nicknames (#:sbcl #:lispbuild/sbcl))
+  (:import-from #:lispbuild/syscalls #:stop-finalizer-thread #:os-threads)
+  (:export #:dump-job #:*before-save* #:run-finalizers-in-main-thread #:fix-os-random-seed
+           ;; For lispbuild's Lisp unit checks (tests/lisp/units.lisp).
+           #:entry-convention #:find-entry #:c-name-p))
+(in-package #:lispbuild/dump)
 
 ;;; Dumping the image of a binary.
 
@@ -10,7 +17,7 @@
 (code compiled with (debug 0))."
   (let ((lambda-list (if (typep function 'generic-function)
                          (sb-mop:generic-function-lambda-list function)
-                         (sb-kernel:%fun-lambda-list function))))
+                         (sbcl:%fun-lambda-list function))))
     (if (listp lambda-list) lambda-list :unknown)))
 
 (defparameter *entry-arguments-advice*
@@ -104,7 +111,7 @@ integer it returns (0 otherwise), 130 on an interrupt, 143 on SIGTERM. A
 TEST function is called with no arguments, and the program exits 0 if it
 returns true, 1 if false."
   (lambda ()
-    (sb-sys:enable-interrupt sb-unix:sigterm #'exit-on-sigterm)
+    (sbcl:enable-interrupt sbcl:sigterm #'exit-on-sigterm)
     (restore-uiop)
     (let* ((argv sb-ext:*posix-argv*)
            (code (handler-case
@@ -114,7 +121,7 @@ returns true, 1 if false."
                                 (:spread (apply function (rest argv)))
                                 (:posix-argv (funcall function argv))
                                 (:command-line-arguments (funcall function (rest argv))))))
-                   (sb-sys:interactive-interrupt () 130))))
+                   (sbcl:interactive-interrupt () 130))))
       (sb-ext:exit :code (if (typep code '(integer 0 255)) code 0)))))
 
 (defun c-name-p (string)
@@ -134,7 +141,7 @@ time, libffi's ffi_type_double through FOREIGN-SYMBOL-POINTER)."
   ;; dumping process's history (a worker's, a fresh SBCL's).
   (sb-ext:gc :full t)
   (let ((names (make-hash-table :test 'equal)))
-    (sb-vm:map-allocated-objects
+    (sbcl:map-allocated-objects
      (lambda (object type size)
        (declare (ignore type size))
        (when (and (stringp object) (c-name-p object))
@@ -147,12 +154,12 @@ time, libffi's ffi_type_double through FOREIGN-SYMBOL-POINTER)."
 followed by \" undefined\" when this (dynamic) image could not find it
 either, though the shared objects it loaded were there to provide it; then
 \"named NAME\" for each other string that could name a C symbol."
-  (let* ((undefined (cdr sb-sys:*linkage-info*))
-         (keys (loop for key being the hash-keys of (car sb-sys:*linkage-info*) collect key))
+  (let* ((undefined (cdr sbcl:*linkage-info*))
+         (keys (loop for key being the hash-keys of (car sbcl:*linkage-info*) collect key))
          (entries (loop for key in keys
                         collect (format nil "~:[function~;data~] ~A~:[~; undefined~]"
                                         (consp key) (if (consp key) (car key) key)
-                                        (and sb-sys:*shared-objects*
+                                        (and sbcl:*shared-objects*
                                              (member key undefined :test #'equal)))))
          (linked (mapcar (lambda (key) (if (consp key) (car key) key)) keys))
          (named (set-difference (strings-naming-c-symbols) linked :test #'string=)))
@@ -166,7 +173,7 @@ either, though the shared objects it loaded were there to provide it; then
   "The shared objects the image loaded (CFFI's foreign libraries among
 them): the static executable must have an archive for each."
   (with-open-file (out path :direction :output :if-exists :supersede)
-    (dolist (object sb-sys:*shared-objects*)
+    (dolist (object sbcl:*shared-objects*)
       (write-line (sb-alien::shared-object-namestring object) out))))
 
 (defun reset-gc-counters ()
@@ -174,7 +181,7 @@ them): the static executable must have an archive for each."
 freed: the saved image sets both to 0 when it starts (SBCL's GC-REINIT),
 but the values in the file would be this build's timing."
   (setf sb-ext:*gc-run-time* 0
-        sb-kernel::*n-bytes-freed-or-purified* 0))
+        sbcl:*n-bytes-freed-or-purified* 0))
 
 (defun forget-build-state ()
   "What the dumping process knew of this build and of this machine, none of
@@ -194,7 +201,7 @@ the program computes it again if it uses ASDF), and its GC counters."
     (funcall (find-symbol "CALL-IMAGE-DUMP-HOOK" "UIOP")))
   ;; After the last collection SAVE-LISP-AND-DIE makes in Lisp (in
   ;; TUNE-IMAGE-FOR-DUMP; the one in C after it counts nothing).
-  (sb-int:encapsulate 'sb-impl::tune-image-for-dump 'reset-gc-counters
+  (sbcl:encapsulate 'sbcl:tune-image-for-dump 'reset-gc-counters
                       (lambda (real)
                         (funcall real)
                         (reset-gc-counters))))
@@ -209,8 +216,8 @@ the program computes it again if it uses ASDF), and its GC counters."
     (unless function
       (return-from dump-job nil))
     (when (find-package "ASDF")
-      (call-asdf-support "REGISTER-LOADED-SYSTEMS"
-                         (loop for (kind name) in steps when (eq kind :asdf) collect name)))
+      (register-loaded-systems
+       (loop for (kind name) in steps when (eq kind :asdf) collect name)))
     (restore-os-random-seed)
     (write-linkage linkage)
     (write-shared-objects shared-objects)
@@ -223,12 +230,6 @@ the program computes it again if it uses ASDF), and its GC counters."
     (sb-ext:save-lisp-and-die core :toplevel (toplevel-for function convention test)
                                    :save-runtime-options t
                                    :compression (and compression t))))
-
-(defun threads-running ()
-  "The process's OS threads: Linux counts them into the link count of
-/proc/self/task (two more). Asked without allocating anything that
-depends on this process (its pid, say)."
-  (- (nth-value 4 (sb-unix:unix-stat "/proc/self/task")) 2))
 
 (defun run-finalizers-in-main-thread ()
   "SBCL runs finalizers in a thread of its own, started with the process
@@ -244,24 +245,23 @@ looks like a pointer as one, pinning its page) and collects all garbage,
 so that the heap it goes on from does not depend on how far the thread
 had got. The finalizers due run in the main thread just before saving
 (RUN-FINALIZERS-DUE)."
-  (sb-thread::with-system-mutex (sb-thread::*make-thread-lock*)
-    (sb-impl::finalizer-thread-stop))
+  (stop-finalizer-thread)
   (loop repeat 10000
-        until (= (threads-running) 1)
+        until (= (os-threads) 1)
         do (sleep 0.001))
-  (sb-kernel::scrub-control-stack)
+  (sbcl:scrub-control-stack)
   (sb-ext:gc :full t))
 
 (defun run-finalizers-due ()
   "Where the finalizer thread was stopped (RUN-FINALIZERS-IN-MAIN-THREAD):
 SAVE-LISP-AND-DIE stops it first thing, and that call finds it stopped,
 once; the saved image starts its own."
-  (unless sb-impl::*finalizer-thread*
-    (sb-impl::run-pending-finalizers)
-    (sb-int:encapsulate 'sb-impl::finalizer-thread-stop 'stopped
+  (unless sbcl:*finalizer-thread*
+    (sbcl:run-pending-finalizers)
+    (sbcl:encapsulate 'sbcl:finalizer-thread-stop 'stopped
                         (lambda (real)
                           (declare (ignore real))
-                          (sb-int:unencapsulate 'sb-impl::finalizer-thread-stop 'stopped)
+                          (sbcl:unencapsulate 'sbcl:finalizer-thread-stop 'stopped)
                           nil))))
 
 (defvar *seeded-while-loading* '()
@@ -284,7 +284,7 @@ image asks /dev/urandom again (RESTORE-OS-RANDOM-SEED)."
   (let ((words (loop for i below 64 by 8
                      collect (parse-integer seed :start i :end (+ i 8) :radix 16)))
         (calls 0))
-    (sb-int:encapsulate 'sb-kernel::os-random-seed 'build-seed
+    (sbcl:encapsulate 'sbcl:os-random-seed 'build-seed
                         (lambda (real)
                           (declare (ignore real))
                           (pushnew (loading-file) *seeded-while-loading* :test #'equal)
@@ -295,8 +295,8 @@ image asks /dev/urandom again (RESTORE-OS-RANDOM-SEED)."
   "Before saving: the program's own (MAKE-RANDOM-STATE T) reads
 /dev/urandom; the random states seeded while loading are the same in
 every copy of the release, as in every run of any saved image."
-  (when (sb-int:encapsulated-p 'sb-kernel::os-random-seed 'build-seed)
-    (sb-int:unencapsulate 'sb-kernel::os-random-seed 'build-seed)
+  (when (sbcl:encapsulated-p 'sbcl:os-random-seed 'build-seed)
+    (sbcl:unencapsulate 'sbcl:os-random-seed 'build-seed)
     (when *seeded-while-loading*
       (note "release" nil "note"
             (format nil "~{~A~^, ~} made a random state from the operating system's ~

@@ -1,6 +1,9 @@
 ;;;; CFFI's grovel and wrapper files: the grovel and wrapper jobs.
 
-(in-package #:lispbuild-driver)
+(defpackage #:lispbuild/grovel
+  (:use #:cl #:lispbuild/driver)
+  (:export #:grovel-job #:wrapper-job))
+(in-package #:lispbuild/grovel)
 
 (defun cffi-grovel-function (name source kind)
   "CFFI-GROVEL's function NAME, or NIL after a note on SOURCE, a KIND file

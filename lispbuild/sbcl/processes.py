@@ -11,7 +11,7 @@ import signal
 import time
 from pathlib import Path
 
-from .. import link
+from .. import layout, link
 from ..action import Action, Context
 from ..toolchain import runtime_files
 
@@ -84,7 +84,7 @@ def _link_dev_runtime(action: Action, ctx: Context, outputs: dict):
 
 def dev_runtime_action() -> Action:
     return Action(task="lisp:sbcl-dev", run=_link_dev_runtime, inputs=[link.DEV_RUNTIME_SOURCE],
-                  params={}, outputs={"runtime": Path("build/.lispbuild/lisp/sbcl-dev")},
+                  params={}, outputs={"runtime": Path(layout.from_root(layout.TOOLS), "sbcl-dev")},
                   toolchain=(runtime_files,), executable=frozenset({"runtime"}))
 
 

@@ -8,9 +8,13 @@ from pathlib import Path
 from ..scratch import process_alive
 
 
+VERSION = 1  # of a worker's registry file, written by worker.lisp's write-registry
+
+
 @dataclass
 class Worker:
     """What a worker says of itself (its registry file)."""
+    version: int
     id: str
     pid: int
     pgid: int
@@ -21,6 +25,16 @@ class Worker:
     n: int
     hash: str
     images: list
+
+    @classmethod
+    def from_json(cls, text: str) -> "Worker | None":
+        """The worker a registry file describes; None if the file is not one
+        this lispbuild's workers write (of another version or shape)."""
+        try:
+            worker = cls(**json.loads(text))
+        except (ValueError, TypeError):
+            return None
+        return worker if worker.version == VERSION else None
 
 
 @dataclass
@@ -36,8 +50,10 @@ def registered(directory: Path, owner: int) -> list[Worker]:
     workers = []
     for path in directory.glob("*.json"):
         try:
-            worker = Worker(**json.loads(path.read_text()))
-        except (OSError, ValueError, TypeError):
+            worker = Worker.from_json(path.read_text())
+        except OSError:
+            continue
+        if worker is None:
             continue
         if worker.owner != owner or not process_alive(worker.pid):
             if not process_alive(worker.owner):

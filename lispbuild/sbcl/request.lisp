@@ -1,6 +1,13 @@
 ;;;; A request: its job read, performed, and the process's end.
 
-(in-package #:lispbuild-driver)
+(defpackage #:lispbuild/request
+  (:use #:cl #:lispbuild/driver)
+  (:import-from #:lispbuild/compile #:compile-job #:check-undefined-job)
+  (:import-from #:lispbuild/grovel #:grovel-job #:wrapper-job)
+  (:import-from #:lispbuild/dump #:dump-job #:run-finalizers-in-main-thread
+                #:fix-os-random-seed)
+  (:export #:run-job #:run-request))
+(in-package #:lispbuild/request)
 
 (defun run-job (job)
   "Perform JOB, whose steps have been performed; true on success."
@@ -12,14 +19,8 @@
     (:wrapper (apply #'wrapper-job (rest job)))
     (:asdf-graph
      (ensure-asdf)
-     (prog1 (apply #'call-asdf-support "ASDF-GRAPH" (rest job))
+     (prog1 (apply #'asdf-graph (rest job))
        (write-files-read (getf (rest job) :reads))))))
-
-(defun read-request (file)
-  (with-open-file (in file :external-format :utf-8)
-    (with-standard-io-syntax
-      (let ((*read-eval* nil))
-        (read in)))))
 
 (defun run-request (file)
   "A fresh SBCL's whole life: the steps, then the job; exits. A canonical

@@ -29,7 +29,15 @@
 ;;;; Every worker of a build is in one process group (the first calls
 ;;;; setsid), so the build can stop them all, and their children, at once.
 
-(in-package #:lispbuild-driver)
+(defpackage #:lispbuild/worker
+  (:use #:cl #:lispbuild/driver #:lispbuild/syscalls)
+  (:local-nicknames (#:sbcl #:lispbuild/sbcl))
+  (:import-from #:lispbuild/request #:run-job)
+  (:import-from #:lispbuild/dump #:*before-save*)
+  (:import-from #:lispbuild/devdump #:prepare-fast-dump #:prepare-image-dump
+                #:relocations-recorded-p #:record-relocations-now)
+  (:export #:serve-from-config))
+(in-package #:lispbuild/worker)
 
 ;;; The worker's own state.
 
@@ -46,11 +54,11 @@
   "DIR/ID.json, written whole and renamed into place: who this worker is,
 what it holds, and which images it is saving."
   (let* ((path (format nil "~A/~A.json" (config :registry) (config :id)))
-         (tmp (format nil "~A.~D.tmp" path (sb-unix:unix-getpid))))
+         (tmp (format nil "~A.~D.tmp" path (sbcl:unix-getpid))))
     (with-open-file (out tmp :direction :output :if-exists :supersede)
-      (format out "{\"id\": ~S, \"pid\": ~D, \"pgid\": ~D, \"owner\": ~D, \"fifo\": ~S, ~
+      (format out "{\"version\": 1, \"id\": ~S, \"pid\": ~D, \"pgid\": ~D, \"owner\": ~D, \"fifo\": ~S, ~
                    \"library\": ~S, \"mode\": ~S, \"n\": ~D, \"hash\": ~S, \"images\": [~{~D~^, ~}]}~%"
-              (config :id) (sb-unix:unix-getpid) (config :pgid) (config :owner)
+              (config :id) (sbcl:unix-getpid) (config :pgid) (config :owner)
               (config :fifo) (config :library) (config :mode)
               (first *state*) (second *state*)
               (loop for pid being the hash-keys of *images* collect pid)))
@@ -58,17 +66,17 @@ what it holds, and which images it is saving."
 
 (defun close-inherited ()
   "In a child: let go of what belongs to the worker it was forked from."
-  (sb-unix:unix-close *request-fd*)
-  (loop for fd being the hash-values of *jobs* do (sb-unix:unix-close fd))
+  (sbcl:unix-close *request-fd*)
+  (loop for fd being the hash-values of *jobs* do (sbcl:unix-close fd))
   (clrhash *jobs*)
   (clrhash *images*))
 
 (defun redirect-output (log)
   "Send the child's standard output and error to LOG (fds 1 and 2)."
-  (sb-unix:unix-close 1)
-  (sb-unix:unix-open log (logior sb-unix:o_wronly sb-unix:o_creat sb-unix:o_trunc) #o644)
-  (sb-unix:unix-close 2)
-  (sb-unix:unix-dup 1))
+  (sbcl:unix-close 1)
+  (sbcl:unix-open log (logior sbcl:o_wronly sbcl:o_creat sbcl:o_trunc) #o644)
+  (sbcl:unix-close 2)
+  (sbcl:unix-dup 1))
 
 (defun exit-now (code)
   (finish-output *standard-output*)
@@ -79,13 +87,13 @@ what it holds, and which images it is saving."
 
 (defun reply-fd (path)
   "The write end of the client's reply FIFO; NIL if the client is gone."
-  (sb-unix:unix-open path (logior sb-unix:o_wronly +o-nonblock+) 0))
+  (sbcl:unix-open path (logior sbcl:o_wronly +o-nonblock+) 0))
 
 (defun answer (path text)
   (let ((fd (reply-fd path)))
     (when fd
       (write-line-to-fd fd text)
-      (sb-unix:unix-close fd))))
+      (sbcl:unix-close fd))))
 
 (defun run-job-in-child (job log)
   "The life of a job's child: the rest of the steps, then the job."
@@ -118,7 +126,7 @@ them are performed here, the rest in the child."
           (cond (fd (write-line-to-fd fd (format nil "started ~D" pid))
                     (setf (gethash pid *jobs*) fd
                           *dumped* (or *dumped* (eq (first job) :dump))))
-                (t (sb-unix:unix-kill pid +sigkill+))))))))  ; the client is gone
+                (t (sbcl:unix-kill pid +sigkill+))))))))  ; the client is gone
 
 (defun handle-spawn (request)
   "The child inherits the reply FIFO open: until it answers, or dies, the
@@ -128,7 +136,7 @@ client sees a writer."
            (pid (and fd (handler-case (fork-process)
                           (cannot-fork (c)
                             (write-line-to-fd fd (format nil "cannot-fork: ~A" c))
-                            (sb-unix:unix-close fd)
+                            (sbcl:unix-close fd)
                             nil)))))
       (cond ((null pid))
             ((zerop pid)
@@ -137,11 +145,11 @@ client sees a writer."
                (setf *config* (list* :pgid pgid config)))
              (start-serving fd))
             (t (write-line-to-fd fd (format nil "spawned ~D" pid))
-               (sb-unix:unix-close fd))))))
+               (sbcl:unix-close fd))))))
 
 (defun handle-image (request)
   (destructuring-bind (&key path reply &allow-other-keys) (rest request)
-    (let* ((tmp (format nil "~A.~D.tmp" path (sb-unix:unix-getpid)))
+    (let* ((tmp (format nil "~A.~D.tmp" path (sbcl:unix-getpid)))
            (pid (fork-process)))
       (cond ((zerop pid)
              (close-inherited)
@@ -176,7 +184,7 @@ client sees a writer."
 (defun read-requests ()
   "The request files named by the complete lines waiting in the FIFO."
   (let* ((buffer (make-array 4096 :element-type '(unsigned-byte 8)))
-         (count (sb-unix:unix-read *request-fd* (sb-sys:vector-sap buffer) 4096)))
+         (count (sbcl:unix-read *request-fd* (sbcl:vector-sap buffer) 4096)))
     (when (and count (plusp count))
       (setf *pending* (concatenate 'string *pending*
                                    (sb-ext:octets-to-string buffer :end count
@@ -194,7 +202,7 @@ client sees a writer."
             (image (gethash pid *images*)))
         (when fd
           (write-line-to-fd fd status)
-          (sb-unix:unix-close fd)
+          (sbcl:unix-close fd)
           (remhash pid *jobs*))
         (when image
           (cond ((string= status "exit 0")
@@ -208,11 +216,9 @@ client sees a writer."
   "In a worker that lives long (a watch's) and dumps: find the relative
 jumps of all its code once, so that the next dumps reuse them
 (devdump.lisp) instead of disassembling everything each time."
-  (when (and *dumped* (config :long-lived) (null *relocations*)
+  (when (and *dumped* (config :long-lived) (not (relocations-recorded-p))
              (zerop (hash-table-count *jobs*)))
-    (multiple-value-bind (index relocs) (sb-vm::collect-immobile-code-relocs)
-      (sb-sys:without-gcing
-        (setf *relocations* (record-relocations index relocs))))))
+    (record-relocations-now)))
 
 (defun stop-abandoned-jobs (events)
   "A client that went away (Ctrl-C, a time limit) closed its reply FIFO:
@@ -221,7 +227,7 @@ its job is stopped."
         when (logtest revents (logior +pollerr+ +pollhup+))
           do (loop for pid being the hash-keys of *jobs* using (hash-value job-fd)
                    when (eql fd job-fd)
-                     do (sb-unix:unix-kill pid +sigkill+))))
+                     do (sbcl:unix-kill pid +sigkill+))))
 
 (defun serve ()
   (let ((last-check 0))
@@ -241,7 +247,7 @@ its job is stopped."
             (setf last-check now)
             (unless (owner-alive-p (config :owner))
               ;; The build is gone (killed): take the whole group along.
-              (sb-unix:unix-killpg (config :pgid) +sigkill+)
+              (sbcl:unix-killpg (config :pgid) +sigkill+)
               (exit-now 1))))))))
 
 (defun stop-serving ()
@@ -258,7 +264,7 @@ how performing the steps failed."
     (setf *asdf* (config :asdf)
           *asdf-support* (config :asdf-support)
           *asdf-cache* (config :asdf-cache)
-          *request-fd* (open-fd (config :fifo) sb-unix:o_rdwr))
+          *request-fd* (open-fd (config :fifo) sbcl:o_rdwr))
     (sb-ext:disable-debugger)
     (unless (perform-steps (config :steps))
       (fail (format nil "failed: ~{~A~^ ~}" (reverse *diagnostics*))))
@@ -270,7 +276,7 @@ how performing the steps failed."
     ;(sb-ext:gc :full t)
     (write-registry)
     (write-line-to-fd reply-fd "ready")
-    (sb-unix:unix-close reply-fd)
+    (sbcl:unix-close reply-fd)
     (serve)))
 
 (defun serve-from-config (file)
@@ -278,7 +284,7 @@ how performing the steps failed."
 group is the one every worker forked from it joins."
   (setf *config* (read-request file))
   (when (eql (config :pgid) 0)
-    (setf (getf *config* :pgid) (sb-unix:unix-getpid)))
+    (setf (getf *config* :pgid) (sbcl:unix-getpid)))
   (start-serving (reply-fd (config :reply))))
 
 ;;; Images.
@@ -292,12 +298,3 @@ named on the command line."
   (setf *state* nil *config* nil *request-fd* nil *diagnostics* '())
   (prepare-image-dump)
   (sb-ext:save-lisp-and-die path :toplevel #'image-toplevel))
-
-;;; The command line (main.lisp): `sbcl --script lispbuild.fasl run REQUEST`
-;;; or `... serve CONFIG`.
-
-(defun main (arguments)
-  (destructuring-bind (command file) arguments
-    (cond ((string= command "run") (run-request file))
-          ((string= command "serve") (serve-from-config file))
-          (t (error "unknown command ~A" command)))))

@@ -32,6 +32,7 @@ import signal
 import subprocess
 import time
 
+from .. import layout
 from ..action import Context
 from ..graph import ASDF_STEP
 from ..jobs import LispJob
@@ -77,8 +78,8 @@ class WarmWorkers:
         if os.getpid() == ctx.owner:
             become_subreaper()
         self.ctx = ctx
-        self.dir = ctx.build / ".lispbuild" / "workers"
-        self.images = ctx.build / ".lispbuild" / "images"
+        self.dir = layout.state(ctx.build, layout.WORKERS)
+        self.images = layout.state(ctx.build, layout.IMAGES)
         self.requests = self.dir / "requests" / str(ctx.owner)
         # A watch owns its builds, and keeps their workers from one to the next.
         self.long_lived = settings().watch
@@ -172,7 +173,11 @@ class WarmWorkers:
             if reason.startswith("spawned "):
                 reason = f"pid {reason.split()[1]} ended before it was ready"
             raise WorkerUnavailable(f"a worker could not start ({reason})")
-        worker = Worker(**json.loads((self.dir / f"{worker_id}.json").read_text()))
+        worker = Worker.from_json((self.dir / f"{worker_id}.json").read_text())
+        if worker is None:
+            os.unlink(fifo)
+            raise WorkerUnavailable(f"worker {worker_id}'s registry file is not of this "
+                                    f"lispbuild's version")
         # A watch keeps its zygotes alive instead of saving them.
         if (mode == "zygote" and library and edited and not self.long_lived
                 and worth_an_image(steps[image.n if image else 0:n])):

@@ -109,11 +109,13 @@ def test_a_damaged_object_is_never_restored(demo, tmp_path, task, role, damage):
 
 
 BAD_RECORDS = {
-    "list": "[]", "empty": "{}", "null outputs": '{"outputs": null}', "not json": "{\"outp",
-    "wrong role": '{"outputs": {"program": {"sha256": "%s", "executable": true}}}',
-    "a path": '{"outputs": {"exe": {"sha256": "/bin/ls", "executable": true}}}',
-    "a relative path": '{"outputs": {"exe": {"sha256": "../../../../etc/shadow", '
+    "list": "[]", "empty": "{}", "null outputs": '{"version": 1, "outputs": null}',
+    "not json": "{\"outp",
+    "wrong role": '{"version": 1, "outputs": {"program": {"sha256": "%s", "executable": true}}}',
+    "a path": '{"version": 1, "outputs": {"exe": {"sha256": "/bin/ls", "executable": true}}}',
+    "a relative path": '{"version": 1, "outputs": {"exe": {"sha256": "../../../../etc/shadow", '
                        '"executable": true}}}',
+    "another version": '{"version": 0, "outputs": {"exe": {"sha256": "%s", "executable": true}}}',
 }
 
 

@@ -10,7 +10,7 @@ import pytest
 from lispbuild.jobs import LispJob
 from lispbuild.action import Context
 from lispbuild.steps import EMPTY, StateDigests
-from lispbuild.sbcl.registry import Worker
+from lispbuild.sbcl.registry import VERSION, Worker
 from lispbuild.sbcl.worker import WarmWorkers
 
 # What a library's files load: ASDF, a dependency's FASLs (its base), then
@@ -33,7 +33,7 @@ class RecordingWorkers(WarmWorkers):
 
 
 def worker(id, hash, n, mode="runner", library="app", owner=None) -> Worker:
-    return Worker(id=id, pid=os.getpid(), pgid=os.getpgid(0), owner=owner or os.getppid(),
+    return Worker(version=VERSION, id=id, pid=os.getpid(), pgid=os.getpgid(0), owner=owner or os.getppid(),
                   fifo="", library=library, mode=mode, n=n, hash=hash, images=[])
 
 
@@ -135,3 +135,11 @@ def test_a_dump_runs_in_the_deepest_worker_or_a_new_zygote(workers):
     register(workers, worker("deep", prefix(workers, 4), 4))
     assert place(workers, dump) == ("deep", 0)
     assert workers.started == []
+
+
+def test_a_registry_file_of_another_version_is_no_worker(workers):
+    older = worker("older", prefix(workers, 5), 5)
+    older.version = VERSION - 1
+    register(workers, older)
+    place(workers, compile_job())
+    assert workers.started[0][0] is None  # not a source to fork from

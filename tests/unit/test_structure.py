@@ -1,6 +1,7 @@
 """The package's structure, enforced: which modules may import which (read
 with ast), what `import lispbuild` loads, and which code is in the keys."""
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -91,3 +92,68 @@ def test_the_environment_is_read_in_settings_py_only():
                 readers.setdefault(str(module.relative_to(PACKAGE)), []).append(
                     ast.unparse(node))
     assert readers == {}
+
+
+def test_paths_under_build_are_named_in_layout_py_only():
+    """No module but layout.py spells a path under build/ or dist/ (its
+    docstrings may describe one)."""
+    docstrings = set()
+    spelled = {}
+    for module in PACKAGE.rglob("*.py"):
+        if module.name == "layout.py" or "__pycache__" in module.parts:
+            continue
+        tree = ast.parse(module.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)) and node.body \
+                    and isinstance(node.body[0], ast.Expr):
+                docstrings.add(id(node.body[0].value))
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                    and id(node) not in docstrings
+                    and (node.value in ("build", "dist", ".lispbuild")
+                         or node.value.startswith(("build/", "dist/", ".lispbuild/")))):
+                spelled.setdefault(str(module.relative_to(PACKAGE)), []).append(node.value)
+    # Debian's cl-asdf keeps its asdf.lisp in a build/ of its own.
+    assert spelled == {"toolchain.py": ["build"]}
+
+
+LISP = sorted((PACKAGE / "sbcl").glob("*.lisp"))
+SUPPORTED_SBCL = {"sb-ext", "sb-alien", "sb-mop"}  # SBCL's documented interfaces
+
+
+def lisp_code(path: Path) -> str:
+    """The file without its comments (a ; inside a string cuts a line short:
+    that only hides code from these checks)."""
+    return "\n".join(line.split(";", 1)[0] for line in path.read_text().splitlines())
+
+
+def test_sbcl_internals_are_named_in_internals_lisp_only():
+    """Every other file refers to SBCL's internals as sbcl:NAME, which
+    internals.lisp exports after checking that this SBCL defines NAME."""
+    assert len(LISP) > 10
+    used = {}
+    for path in LISP:
+        if path.name != "internals.lisp":
+            # Code is written in lower case; docstrings name symbols in upper.
+            for match in re.finditer(r"\b(sb-[a-z0-9-]+)::?", lisp_code(path)):
+                if match.group(1) not in SUPPORTED_SBCL:
+                    used.setdefault(path.name, set()).add(match.group(0))
+    assert used == {}
+
+
+def test_lisp_files_call_each_other_through_exported_functions():
+    """No file looks up a function of lispbuild's by its name's string, or
+    reaches into a package's unexported symbols; each file but the last
+    ones (main.lisp, the scripts, asdf-plan.lisp in asdf.lisp's package)
+    defines its own package, with its exports."""
+    for path in LISP:
+        code = lisp_code(path)
+        assert not re.search(r'find-symbol\s+"[^"]*"\s+[:#"]*lispbuild', code, re.I), path.name
+        assert not re.search(r"lispbuild[/a-z-]*::", code, re.I), path.name
+    packages = {path.name: re.search(r"\(defpackage #:(lispbuild/[a-z-]+)", lisp_code(path))
+                for path in LISP}
+    assert {name for name, found in packages.items() if not found} == {
+        "main.lisp", "bootstrap.lisp", "asdf-choice.lisp", "asdf-plan.lisp", "internals.lisp"}
+    # asdf.lisp defines what driver.lisp declares and exports for it.
+    assert {name for name, found in packages.items()
+            if found and "(:export" not in lisp_code(PACKAGE / "sbcl" / name)} == {"asdf.lisp"}

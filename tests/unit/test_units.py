@@ -15,6 +15,7 @@ from lispbuild.errors import (CorruptObject, DeclarationError, DependencyCycle, 
                               UnresolvedSymbols)
 from lispbuild.graph import plan
 from lispbuild.steps import EMPTY, StateDigests
+from lispbuild.records import Output
 from lispbuild.sbcl.worker import worth_an_image
 from lispbuild.errors import UndeclaredForeignLibrary
 from lispbuild.linkage import (Entry, archive_members, check_foreign_libraries,
@@ -245,8 +246,8 @@ def test_store_round_trip_and_missing_objects(tmp_path):
     store = Store(tmp_path / "store")
     (tmp_path / "f").write_bytes(b"content")
     sha = store.put_file(tmp_path / "f")
-    store.put_action(KEY, {"out": {"sha256": sha, "executable": False}})
-    assert store.get_action(KEY) == {"out": {"sha256": sha, "executable": False}}
+    store.put_action(KEY, {"out": Output(sha, False)})
+    assert store.get_action(KEY) == {"out": Output(sha, False)}
     assert store.object_path(sha).read_bytes() == b"content"
     assert not list(store.root.rglob(".tmp-*"))
     os.chmod(store.object_path(sha), 0o644)
@@ -258,12 +259,16 @@ KEY = "ab" * 32
 
 
 @pytest.mark.parametrize("record", [
-    "[]", "{}", '{"outputs": null}', '{"outputs": {}}', "not json", "",
-    '{"outputs": {"other": {"sha256": "%s", "executable": false}}}',     # a wrong role
-    '{"outputs": {"out": {"sha256": "/bin/ls", "executable": false}}}',
-    '{"outputs": {"out": {"sha256": "../../x/secret.txt", "executable": false}}}',
-    '{"outputs": {"out": {"sha256": "%s", "executable": "yes"}}}',
-    '{"outputs": {"out": {"sha256": "%s"}}}',
+    "[]", "{}", '{"version": 1, "outputs": null}', '{"version": 1, "outputs": {}}',
+    "not json", "",
+    '{"version": 1, "outputs": {"other": {"sha256": "%s", "executable": false}}}',  # a role
+    '{"version": 1, "outputs": {"out": {"sha256": "/bin/ls", "executable": false}}}',
+    '{"version": 1, "outputs": {"out": {"sha256": "../../x/secret.txt", "executable": false}}}',
+    '{"version": 1, "outputs": {"out": {"sha256": "%s", "executable": "yes"}}}',
+    '{"version": 1, "outputs": {"out": {"sha256": "%s"}}}',
+    # Sound, but of another version (or none: an older lispbuild's).
+    '{"version": 2, "outputs": {"out": {"sha256": "%s", "executable": false}}}',
+    '{"outputs": {"out": {"sha256": "%s", "executable": false}}}',
 ])
 def test_a_record_of_the_wrong_shape_is_no_record(tmp_path, record):
     store = Store(tmp_path / "store")
@@ -273,6 +278,9 @@ def test_a_record_of_the_wrong_shape_is_no_record(tmp_path, record):
     path.parent.mkdir(parents=True)
     path.write_text(record.replace("%s", sha))
     assert store.get_action(KEY, ["out"]) is None
+    path.write_text('{"version": 1, "outputs": {"out": {"sha256": "%s", "executable": false}}}'
+                    % sha)
+    assert store.get_action(KEY, ["out"]) == {"out": Output(sha, False)}  # the sound one is
 
 
 def test_put_file_replaces_an_object_whose_bytes_do_not_match(tmp_path):
@@ -320,8 +328,8 @@ def test_store_check_removes_bad_objects_and_records_and_says_so(tmp_path):
     (tmp_path / "good").write_bytes(b"good")
     (tmp_path / "bad").write_bytes(b"bad")
     good, bad = store.put_file(tmp_path / "good"), store.put_file(tmp_path / "bad")
-    store.put_action(KEY, {"out": {"sha256": good, "executable": False}})
-    store.put_action("cd" * 32, {"out": {"sha256": bad, "executable": False}})
+    store.put_action(KEY, {"out": Output(good, False)})
+    store.put_action("cd" * 32, {"out": Output(bad, False)})
     store.put_derived("symbols", KEY, ["x"])
     os.chmod(store.object_path(bad), 0o644)
     store.object_path(bad).write_bytes(b"bat")
