@@ -14,14 +14,15 @@ cd "$(dirname "$0")"
 # cl-cxml, cl-puri: an .asd defining several systems (cxml needs puri, which
 # Debian's package does not depend on); cl-asdf: an ASDF newer than SBCL's,
 # which the build then uses; cl-qmynd: a system compiled inside an
-# :around-compile hook (cl-asdf-finalizers'); libffi-dev: cffi-tests'
+# :around-compile hook (cl-asdf-finalizers', which its .asd needs and its
+# package does not depend on); libffi-dev: cffi-tests'
 # structures by value;
 # python3: Debian's own, which the test of an ordinary user runs lispbuild
 # with (this machine's may be in a directory only root can read).
 packages="sbcl musl-tools musl-dev libzstd-dev zlib1g-dev gcc
   cl-ppcre cl-alexandria cl-fiveam cl-hunchentoot cl-plus-ssl cl-cffi libssl-dev
   strace nginx-light openssl cl-rt diffoscope-minimal python3
-  cl-cxml cl-puri cl-asdf cl-qmynd libffi-dev"
+  cl-cxml cl-puri cl-asdf cl-qmynd cl-asdf-finalizers libffi-dev"
 python3 -c "import ensurepip" 2>/dev/null || packages="$packages python3-venv"
 missing=""
 for p in $packages; do

@@ -33,6 +33,8 @@ class Context:
     build_id: str = field(default_factory=lambda: f"{os.getpid()}-{time.time_ns()}")
     lisp: object = None
     remote: object = None  # a remote.RemoteStore behind the store, or None
+    # The actions of doit's graph, by task (tasks.py), for current.py.
+    graph_actions: dict = field(default_factory=dict)
 
     @property
     def build(self) -> Path:
@@ -62,13 +64,20 @@ class Context:
                               + toolchain.encode()).hexdigest()
         return StateDigests(root, lambda path: self.file_digest(path))
 
+    def toolchain_paths(self, find) -> list[str]:
+        """The toolchain files `find` names, once a build: the toolchain
+        does not change while it builds."""
+        cache = self.__dict__.setdefault("_toolchain_paths", {})
+        if find not in cache:
+            cache[find] = [os.path.abspath(path) for path in find()]
+        return cache[find]
+
     def toolchain_digests(self, find) -> list:
-        """[name, digest] of the toolchain files `find` names, once a build:
-        the toolchain does not change while it builds."""
+        """[name, digest] of the toolchain files `find` names, once a build."""
         cache = self.__dict__.setdefault("_toolchain", {})
         if find not in cache:
-            cache[find] = [[name, self.digests.digest(path)]
-                           for name, path in named_inputs(find(), str(self.root))]
+            cache[find] = [[name, self.digests.digest(path)] for name, path
+                           in named_inputs(self.toolchain_paths(find), str(self.root))]
         return cache[find]
 
     def file_digest(self, path) -> str:

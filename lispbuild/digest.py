@@ -6,6 +6,7 @@ seen when it was hashed; ctime cannot be set back by hand, so an edit that
 restores the mtime is still noticed. The memory is a SQLite file, because
 doit runs actions in several processes and any of them may hash a file.
 """
+import contextlib
 import hashlib
 import os
 import sqlite3
@@ -40,6 +41,8 @@ class DigestCache:
         self._pid = None
         self._known: dict[str, tuple[str, str]] | None = None
         self._keys: dict[str, tuple[str, str]] | None = None
+        self._current: dict[str, tuple[str, str, str]] | None = None
+        self._consulted: list | None = None
 
     def _db(self) -> sqlite3.Connection:
         # A connection must not cross fork(): doit's workers open their own.
@@ -79,6 +82,13 @@ class DigestCache:
         conn.execute("create table if not exists ran (name text primary key, build text,"
                      " previous text, current text not null, ok integer not null)")
         conn.execute("create table if not exists last (what text primary key, value text)")
+        # Tasks found current, with the stats of what that check read (current.py).
+        conn.execute("create table if not exists current (name text primary key,"
+                     " graph text not null, state text not null, files text not null)")
+        # The graph's snapshot (current.py): rows ('graph', digest, ''),
+        # ('task', name, '') and ('file', path, stat).
+        conn.execute("create table if not exists snapshot (kind text not null,"
+                     " name text not null, stat text not null, primary key (kind, name))")
         return conn
 
     def _write(self, sql: str, values: tuple):
@@ -91,10 +101,16 @@ class DigestCache:
     def _stat_key(st: os.stat_result) -> str:
         return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
 
+    def stat_key(self, path) -> str:
+        """What the digest of the file is remembered by; OSError if it is gone."""
+        return self._stat_key(os.stat(path))
+
     def digest(self, path) -> str:
         """The file's sha256; raises FileNotFoundError if it is missing."""
         path = os.path.abspath(path)
         key = self._stat_key(os.stat(path))
+        if self._consulted is not None:
+            self._consulted.append((path, key))
         if self._known is None:
             self._known = {p: (k, d) for p, k, d in
                            self._db().execute("select path, stat, sha256 from digest")}
@@ -111,6 +127,70 @@ class DigestCache:
         if self._stat_key(os.stat(path)) == key:
             self.remember(path, value, key)
         return value
+
+    @contextlib.contextmanager
+    def consulting(self):
+        """A list of (path, stat) of every file whose digest is asked for
+        within."""
+        self._consulted = consulted = []
+        try:
+            yield consulted
+        finally:
+            self._consulted = None
+
+    def stat_of(self, path) -> str | None:
+        """The stat this process last saw of a file it has a digest of."""
+        seen = (self._known or {}).get(os.path.abspath(path))
+        return seen and seen[0]
+
+    def current_row(self, task: str) -> tuple[str, str, str] | None:
+        """(graph, state, files) recorded when the task was last found
+        current (current.py)."""
+        if self._current is None:
+            self._current = {n: (g, s, f) for n, g, s, f in
+                             self._db().execute("select name, graph, state, files from current")}
+        return self._current.get(task)
+
+    def record_current(self, task: str, graph: str, state: str, files: str):
+        if self._current is not None:
+            self._current[task] = (graph, state, files)
+        self._write("insert or replace into current values (?, ?, ?, ?)",
+                    (task, graph, state, files))
+
+    def snapshot(self) -> tuple[str | None, set[str], dict[str, str]]:
+        """The graph's snapshot: its digest, its tasks, its files' stats."""
+        graph, tasks, files = None, set(), {}
+        for kind, name, stat in self._db().execute("select kind, name, stat from snapshot"):
+            if kind == "file":
+                files[name] = stat
+            elif kind == "task":
+                tasks.add(name)
+            else:
+                graph = name
+        return graph, tasks, files
+
+    def restart_snapshot(self, graph: str):
+        self._write_many(["delete from snapshot",
+                          ("insert into snapshot values ('graph', ?, '')", [(graph,)])])
+
+    def add_to_snapshot(self, task: str, files: list[tuple[str, str]]):
+        self._write_many([
+            ("insert or replace into snapshot values ('file', ?, ?)", files),
+            ("insert or replace into snapshot values ('task', ?, '')", [(task,)])])
+
+    def _write_many(self, statements: list):
+        """Statements (SQL, or SQL and rows) in one transaction."""
+        conn = self._db()
+        try:
+            with conn:
+                conn.execute("begin")
+                for statement in statements:
+                    if isinstance(statement, str):
+                        conn.execute(statement)
+                    else:
+                        conn.executemany(*statement)
+        except sqlite3.OperationalError:  # read-only: remembered in this process only
+            pass
 
     def recorded(self, path) -> str | None:
         """The sha256 last recorded for the file, whatever it holds now: what

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from doit.exceptions import TaskFailed
 
-from . import layout, observed
+from . import current, layout, observed
 from .action import Action, Context
 from .errors import CorruptObject, LispbuildError
 from .keys import action_key, key_description, what_it_read
@@ -75,8 +75,17 @@ def is_up_to_date(action: Action, ctx: Context) -> bool:
     -n 2 hangs when a check raises.)"""
     try:
         hold_build_lock(ctx)
-        return _outputs_current(action, ctx)
+        if current.holds(action, ctx):
+            return True
+        with ctx.digests.consulting() as consulted:
+            found = _outputs_current(action, ctx)
+        if found:
+            current.remember(action, ctx, consulted)
+        else:
+            current.not_current(ctx)
+        return found
     except Exception:
+        current.not_current(ctx)
         return False
 
 

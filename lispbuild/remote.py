@@ -15,7 +15,6 @@ one warning line for the build, and the build goes on locally: after a
 fault the processes of this build ask the server no more.
 """
 import hashlib
-import http.client
 import json
 import os
 import socket
@@ -192,7 +191,8 @@ class RemoteStore:
 
     # --- HTTP -------------------------------------------------------------
 
-    def _connection(self) -> http.client.HTTPConnection:
+    def _connection(self):
+        import http.client  # here: most builds have no remote, and every doit imports this
         if self._conn is None or self._pid != os.getpid():  # not across fork()
             scheme, host, port = self._address
             kind = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
@@ -203,6 +203,7 @@ class RemoteStore:
         """(status, body); the body goes to `sink` (a file) when given. The
         whole request has config.timeout seconds: a server that trickles
         its answer is cut off (the socket is shut down under the reader)."""
+        import http.client
         conn = self._connection()
         expired = threading.Event()
 

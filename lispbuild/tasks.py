@@ -29,6 +29,7 @@ from .sbcl.processes import die_with_parent
 
 
 def _doit_task(action: Action, ctx: Context, task_dep: list[str]) -> dict:
+    ctx.graph_actions[action.task] = action
     basename, _, name = action.task.partition(":")
     return {"basename": basename, "name": name,
             "actions": [(execute, [action, ctx])],
