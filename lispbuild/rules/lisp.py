@@ -44,7 +44,8 @@ def compile_fasl(action: Action, ctx: Context, outputs: dict):
                    "fail_on_warning": p["fail_on_warning"],
                    **({"asdf_system": p["asdf_system"]} if "asdf_system" in p else {})},
         library=p["library"], base=action.means["base"],
-        hints={"project": action.means["project"]})), action)
+        hints={"project": action.means["project"],
+               "built_before": (ctx.root / action.outputs["fasl"]).exists()})), action)
     observed.record(outputs[observed.ROLE], action, ctx, find_sbcl().core.parent)
 
 

@@ -121,9 +121,10 @@ class WarmWorkers:
         source = best
         if job.hints.get("project") and base > 0 and (source is None or source.n < base):
             # The library's zygote; saved as an image for the builds to
-            # come, the first build's too, so that the first edit after it
-            # starts as fast as the ones after that.
-            source = self._start(source, steps, prefixes, base, "zygote", job.library)
+            # come where the library was built before (an edit), not on a
+            # first build, where it would only cost.
+            source = self._start(source, steps, prefixes, base, "zygote", job.library,
+                                 edited=job.hints.get("built_before", False))
         return self._start(source, steps, prefixes, full, "runner", job.library), 0
 
     # --- the registry ------------------------------------------------------
@@ -135,7 +136,7 @@ class WarmWorkers:
     # --- starting workers -------------------------------------------------
 
     def _start(self, source: Worker | None, steps: list, prefixes: list[str], n: int,
-               mode: str, library: str | None) -> Worker:
+               mode: str, library: str | None, edited: bool = False) -> Worker:
         """A new worker holding the first `n` steps: forked from `source`,
         or started from an image if that holds more. Every other worker is
         forked, in the end, from one that holds nothing (started in a fresh
@@ -178,7 +179,7 @@ class WarmWorkers:
             raise WorkerUnavailable(f"worker {worker_id}'s registry file is not of this "
                                     f"lispbuild's version")
         # A watch keeps its zygotes alive instead of saving them.
-        if (mode == "zygote" and library and not self.long_lived
+        if (mode == "zygote" and library and edited and not self.long_lived
                 and worth_an_image(steps[image.n if image else 0:n])):
             self._save_image(worker, n)
         return worker

@@ -27,8 +27,8 @@ class RecordingWorkers(WarmWorkers):
         super().__init__(ctx)
         self.started = []
 
-    def _start(self, source, steps, prefixes, n, mode, library):
-        self.started.append((source and source.id, n, mode, library))
+    def _start(self, source, steps, prefixes, n, mode, library, edited=False):
+        self.started.append((source and source.id, n, mode, library, edited))
         return worker(f"new-{len(self.started)}", prefixes[n], n, mode, library)
 
 
@@ -52,10 +52,10 @@ def register(workers: RecordingWorkers, *entries: Worker):
         (workers.dir / f"{entry.id}.json").write_text(json.dumps(entry.__dict__))
 
 
-def compile_job(project=True) -> LispJob:
+def compile_job(project=True, built_before=False) -> LispJob:
     return LispJob(task="fasl:app/three.lisp", command="compile", state=FULL, arguments={},
                    product=Path("three.fasl"), library="app", base=BASE,
-                   hints={"project": project})
+                   hints={"project": project, "built_before": built_before})
 
 
 def place(workers, job):
@@ -70,8 +70,13 @@ def prefix(workers, n: int) -> str:
 
 def test_a_first_compile_starts_the_librarys_zygote_then_a_runner_from_it(workers):
     assert place(workers, compile_job()) == ("new-2", 0)
-    assert workers.started == [(None, 3, "zygote", "app"),
-                               ("new-1", 5, "runner", "app")]
+    assert workers.started == [(None, 3, "zygote", "app", False),
+                               ("new-1", 5, "runner", "app", False)]
+
+
+def test_a_zygote_is_saved_as_an_image_only_where_the_library_was_built_before(workers):
+    place(workers, compile_job(built_before=True))
+    assert workers.started[0] == (None, 3, "zygote", "app", True)
 
 
 def test_a_worker_holding_the_whole_state_runs_the_job_as_it_is(workers):
@@ -89,20 +94,20 @@ def test_a_runner_of_the_library_loads_only_what_it_lacks(workers):
 def test_a_runner_of_another_library_is_a_source_not_a_place(workers):
     register(workers, worker("other", prefix(workers, 4), 4, library="elsewhere"))
     assert place(workers, compile_job()) == ("new-1", 0)
-    assert workers.started == [("other", 5, "runner", "app")]
+    assert workers.started == [("other", 5, "runner", "app", False)]
 
 
 def test_a_zygote_below_the_base_starts_the_librarys_own_zygote(workers):
     register(workers, worker("asdf", prefix(workers, 1), 1, mode="zygote", library=None))
     place(workers, compile_job())
-    assert workers.started == [("asdf", 3, "zygote", "app"),
-                               ("new-1", 5, "runner", "app")]
+    assert workers.started == [("asdf", 3, "zygote", "app", False),
+                               ("new-1", 5, "runner", "app", False)]
 
 
 def test_a_file_outside_the_project_gets_no_zygote_of_its_library(workers):
     register(workers, worker("asdf", prefix(workers, 1), 1, mode="zygote", library=None))
     place(workers, compile_job(project=False))
-    assert workers.started == [("asdf", 5, "runner", "app")]
+    assert workers.started == [("asdf", 5, "runner", "app", False)]
 
 
 def test_a_worker_whose_state_differs_is_not_used(workers):
@@ -125,7 +130,7 @@ def test_a_dump_runs_in_the_deepest_worker_or_a_new_zygote(workers):
     dump = LispJob(task="core:app", command="dump", state=FULL, arguments={},
                    product=Path("app.core"))
     assert place(workers, dump) == ("new-1", 0)
-    assert workers.started == [(None, 5, "zygote", None)]
+    assert workers.started == [(None, 5, "zygote", None, False)]
     workers.started.clear()
     register(workers, worker("deep", prefix(workers, 4), 4))
     assert place(workers, dump) == ("deep", 0)
