@@ -97,12 +97,13 @@ def test_the_environment_is_read_in_settings_py_only():
 def test_paths_under_build_are_named_in_layout_py_only():
     """No module but layout.py spells a path under build/ or dist/ (its
     docstrings may describe one)."""
-    docstrings = set()
     spelled = {}
     for module in PACKAGE.rglob("*.py"):
         if module.name == "layout.py" or "__pycache__" in module.parts:
             continue
         tree = ast.parse(module.read_text())
+        # Ids of this tree's nodes only: a freed tree's ids are reused.
+        docstrings = set()
         for node in ast.walk(tree):
             if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)) and node.body \
                     and isinstance(node.body[0], ast.Expr):
