@@ -156,9 +156,11 @@ def _add_state(state, seen: dict, added: list, ctx: Context) -> bool:
             for path in step_files(step):
                 path = os.path.abspath(os.path.join(ctx.root, path))
                 stat = ctx.digests.stat_of(path)
-                if stat is None or seen.setdefault(path, stat) != stat:
+                if stat is None or seen.get(path, stat) != stat:
                     return False
-                added.append((path, stat))
+                if path not in seen:  # a file of another task's: added once
+                    seen[path] = stat
+                    added.append((path, stat))
         walked.add(id(state))
         state = state.parent
     return True
