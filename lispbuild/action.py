@@ -62,7 +62,8 @@ class Context:
         toolchain = json.dumps(self.toolchain_digests(sbcl_files))
         root = hashlib.sha256(b"lispbuild load state\0" + package_digest().encode() + b"\0"
                               + toolchain.encode()).hexdigest()
-        return StateDigests(root, lambda path: self.file_digest(path))
+        return StateDigests(root, self.file_digest,
+                            lambda path: named_inputs([path], str(self.root))[0][0])
 
     def toolchain_paths(self, find) -> list[str]:
         """The toolchain files `find` names, once a build: the toolchain

@@ -33,6 +33,7 @@ class FaslNode:
     base: LoadState           # the library's dependencies and prologue
     state: LoadState          # base, then the library's files this one needs
     external_format: str
+    top: bool = False         # no other library depends on its library
 
 
 @dataclass(frozen=True)
@@ -222,7 +223,8 @@ class _Orders:
         return self._complete[name]
 
 
-def _library_fasls(library: Library, base: LoadState, after_deps: tuple) -> list[FaslNode]:
+def _library_fasls(library: Library, base: LoadState, after_deps: tuple,
+                   top: bool) -> list[FaslNode]:
     """The nodes of a library's files. A file that needs every earlier file
     (a list, an ASDF system) extends the state of the one before it."""
     nodes, needed_by, loaded = [], {}, base
@@ -251,7 +253,7 @@ def _library_fasls(library: Library, base: LoadState, after_deps: tuple) -> list
             wrapper_c=wrapper_c_source(fasl) if source.wrapper else "",
             fasl=fasl, undefined=fasl.removesuffix(".fasl") + ".undefined",
             after=after_deps + tuple(f"fasl:{library.name}/{n}" for n in direct),
-            base=base, state=state, external_format=source.external_format))
+            base=base, state=state, external_format=source.external_format, top=top))
     return nodes
 
 
@@ -264,10 +266,12 @@ def plan(project: Project, derived: dict[str, Library]) -> Graph:
     orders = _Orders(libraries)
 
     fasls: dict[str, FaslNode] = {}
+    depended_on = {d for library in libraries.values() for d in library.depends_on}
     for library in libraries.values():
         after = tuple(library_task(d) for d in library.depends_on) + tuple(
             shared_library_task(c) for c in library_c_sources(library))
-        for node in _library_fasls(library, orders.base(library.name), after):
+        for node in _library_fasls(library, orders.base(library.name), after,
+                                   top=library.name not in depended_on):
             fasls[node.name] = node
 
     binaries = {}

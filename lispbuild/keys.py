@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 from .errors import InputUnreadable, MissingSource
 from .records import KeyDescription
-from .steps import step_files
 
 if TYPE_CHECKING:  # action.py imports this module
     from .action import Action, Context
@@ -93,6 +92,4 @@ def what_it_read(action: Action, ctx: Context,
     digest alone cannot say which changed): kept for `doit why`."""
     if action.state is None:
         return description
-    files = [f for step in action.state.steps() for f in step_files(step)]
-    return description.with_loads([[name, ctx.file_digest(path)] for name, path
-                                   in named_inputs(files, str(ctx.root))])
+    return description.with_loads(ctx.states.loads(action.state))

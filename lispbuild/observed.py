@@ -15,7 +15,6 @@ import json
 import os
 from pathlib import Path
 
-from .steps import step_files
 
 ROLE = "reads"
 # What an empty list's digest is: most tasks read nothing undeclared, and
@@ -30,16 +29,16 @@ def record(listing: Path, action, ctx, sbcl_home: Path):
     make (build/) and what comes with SBCL and lispbuild."""
     root = str(ctx.root)
     declared = {os.path.join(root, str(p)) for p in action.inputs}
-    if action.state is not None:
-        declared |= {os.path.join(root, f) for step in action.state.steps()
-                     for f in step_files(step)}
+    # As the steps name them: relative to the root, or absolute.
+    loaded = ctx.states.paths(action.state) if action.state is not None else frozenset()
     made = (str(ctx.build) + os.sep, str(sbcl_home) + os.sep, PACKAGE + os.sep,
             "/proc/", "/sys/", "/dev/")
     lines = []
     for path in sorted(set(listing.read_text(encoding="utf-8").splitlines())):
-        if not path or path in declared or path.startswith(made) or not os.path.isfile(path):
-            continue
         name = path[len(root) + 1:] if path.startswith(root + os.sep) else path
+        if (not path or path in declared or name in loaded or path in loaded
+                or path.startswith(made) or not os.path.isfile(path)):
+            continue
         lines.append(f"{name}\t{ctx.digests.digest(path)}\n")
     listing.write_text("".join(lines), encoding="utf-8")
 

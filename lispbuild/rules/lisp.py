@@ -45,7 +45,12 @@ def compile_fasl(action: Action, ctx: Context, outputs: dict):
                    **({"asdf_system": p["asdf_system"]} if "asdf_system" in p else {})},
         library=p["library"], base=action.means["base"],
         hints={"project": action.means["project"],
-               "built_before": (ctx.root / action.outputs["fasl"]).exists()})), action)
+               # The library's zygote is worth an image for the builds to
+               # come where it was built before (an edit), or on the first
+               # build where it is the one a user edits most (no other
+               # library depends on it).
+               "save_image": action.means["top"]
+                             or (ctx.root / action.outputs["fasl"]).exists()})), action)
     observed.record(outputs[observed.ROLE], action, ctx, find_sbcl().core.parent)
 
 
@@ -96,7 +101,8 @@ def fasl_action(node: FaslNode) -> Action:
         outputs={"fasl": node.fasl, "undefined": node.undefined,
                  observed.ROLE: node.fasl.removesuffix(".fasl") + ".reads"},
         toolchain=(sbcl_files,),
-        state=node.state, means={"base": node.base, "project": in_project(library)})
+        state=node.state, means={"base": node.base, "project": in_project(library),
+                                 "top": node.top})
 
 
 def grovel_action(node: FaslNode) -> Action:

@@ -163,6 +163,13 @@ FILE: SBCL's top-level form positions point just past the previous form."
   (sbcl:unencapsulate 'open 'files-read)
   (clrhash *files-read*))
 
+(defun forget-file-read (path)
+  "A file a step declares (a FASL, an .asd) is in the job's key already:
+not listed, so the list stays as short as what was read undeclared."
+  (let ((name (ignore-errors (namestring (truename path)))))
+    (when name
+      (remhash name *files-read*))))
+
 (defun write-files-read (path)
   (with-open-file (out path :direction :output :if-exists :supersede
                             :external-format :utf-8)
@@ -218,6 +225,9 @@ the .asd files defined so far."
             (:loaded (loaded-as-asdf-would name))
             ;; Found by the library's code on LD_LIBRARY_PATH (driver.py).
             (:foreign nil))
+          (case kind
+            (:asdf (forget-file-read asd-or-system))
+            (:load (forget-file-read name)))
           t)
       (error (condition)
         (note (case kind (:asdf asd-or-system) (:loaded (format nil "system ~A" name)) (t name)) nil

@@ -2,6 +2,7 @@
 holds (the digest of its first N steps); saved images say the same of
 themselves. Placement (worker.py) reads it under a lock."""
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,30 +45,58 @@ class Image:
     hash: str
 
 
-def registered(directory: Path, owner: int) -> list[Worker]:
-    """The live workers of the build `owner` owns, from their registry
-    files; those of a build whose owner is gone are forgotten."""
+# A registry file as last read, by path: (its stat, the worker). A build
+# places a job a file, and reads a few dozen files each time.
+_read: dict[str, tuple[tuple, Worker | None]] = {}
+
+
+def _entries(directory: Path, owner: int) -> list[Worker]:
+    """The workers of the build `owner` owns, as their registry files say,
+    whether they still run or not; those of a build whose owner is gone
+    are forgotten."""
     workers = []
-    for path in directory.glob("*.json"):
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:  # no worker started yet
+        return []
+    for entry in entries:
+        if not entry.name.endswith(".json"):
+            continue
         try:
-            worker = Worker.from_json(path.read_text())
+            st = entry.stat()
         except OSError:
             continue
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        known = _read.get(entry.path)
+        if known is None or known[0] != stamp:
+            try:
+                known = _read[entry.path] = (stamp, Worker.from_json(
+                    Path(entry.path).read_text()))
+            except OSError:
+                continue
+        worker = known[1]
         if worker is None:
             continue
-        if worker.owner != owner or not process_alive(worker.pid):
+        if worker.owner != owner:
             if not process_alive(worker.owner):
-                path.unlink(missing_ok=True)  # a killed build's
+                Path(entry.path).unlink(missing_ok=True)  # a killed build's
             continue
         workers.append(worker)
     return workers
 
 
-def deepest(workers: list[Worker], prefixes: list[str]) -> Worker | None:
-    """The worker that holds the most of the state whose prefixes
-    (StateDigests.prefixes) are given."""
-    usable = [w for w in workers if w.n < len(prefixes) and prefixes[w.n] == w.hash]
-    return max(usable, key=lambda w: w.n, default=None)
+def registered(directory: Path, owner: int) -> list[Worker]:
+    """The live workers of the build `owner` owns."""
+    return [w for w in _entries(directory, owner) if process_alive(w.pid)]
+
+
+def deepest(directory: Path, owner: int, prefixes: list[str]) -> Worker | None:
+    """The live worker of the build that holds the most of the state whose
+    prefixes (StateDigests.prefixes) are given. (Whether it runs is asked
+    of the few that hold a prefix: a placement happens for every file.)"""
+    usable = [w for w in _entries(directory, owner)
+              if w.n < len(prefixes) and prefixes[w.n] == w.hash]
+    return max((w for w in usable if process_alive(w.pid)), key=lambda w: w.n, default=None)
 
 
 def deepest_image(directory: Path, prefixes: list[str]) -> Image | None:

@@ -109,7 +109,7 @@ class WarmWorkers:
     def _place(self, job: LispJob, steps: list, prefixes: list[str]) -> tuple[Worker, int]:
         """The worker to run `job`, and how many steps it loads first."""
         full = len(steps)
-        best = deepest(registered(self.dir, self.ctx.owner), prefixes)
+        best = deepest(self.dir, self.ctx.owner, prefixes)
         if best and best.n == full:
             return best, 0
         if job.command != "compile":
@@ -120,11 +120,10 @@ class WarmWorkers:
             return best, full - best.n
         source = best
         if job.hints.get("project") and base > 0 and (source is None or source.n < base):
-            # The library's zygote; saved as an image for the builds to
-            # come where the library was built before (an edit), not on a
-            # first build, where it would only cost.
+            # The library's zygote, saved as an image where the job says it
+            # is worth one for the builds to come.
             source = self._start(source, steps, prefixes, base, "zygote", job.library,
-                                 edited=job.hints.get("built_before", False))
+                                 save_image=job.hints.get("save_image", False))
         return self._start(source, steps, prefixes, full, "runner", job.library), 0
 
     # --- the registry ------------------------------------------------------
@@ -136,7 +135,7 @@ class WarmWorkers:
     # --- starting workers -------------------------------------------------
 
     def _start(self, source: Worker | None, steps: list, prefixes: list[str], n: int,
-               mode: str, library: str | None, edited: bool = False) -> Worker:
+               mode: str, library: str | None, save_image: bool = False) -> Worker:
         """A new worker holding the first `n` steps: forked from `source`,
         or started from an image if that holds more. Every other worker is
         forked, in the end, from one that holds nothing (started in a fresh
@@ -179,7 +178,7 @@ class WarmWorkers:
             raise WorkerUnavailable(f"worker {worker_id}'s registry file is not of this "
                                     f"lispbuild's version")
         # A watch keeps its zygotes alive instead of saving them.
-        if (mode == "zygote" and library and edited and not self.long_lived
+        if (mode == "zygote" and library and save_image and not self.long_lived
                 and worth_an_image(steps[image.n if image else 0:n])):
             self._save_image(worker, n)
         return worker

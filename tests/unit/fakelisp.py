@@ -31,9 +31,11 @@ class FakeLisp:
         self.failing: dict[str, str] = {}       # task -> what its job prints and fails with
         self.during: dict[str, callable] = {}   # task -> called while its job runs
         self.reads: dict[str, list[Path]] = {}  # task -> files its job reads undeclared
+        self.hints: dict[str, dict] = {}        # task -> the hints its job came with
 
     def run(self, job) -> str:
         self.ran.append(job.task)
+        self.hints[job.task] = job.hints
         if job.task in self.during:
             self.during[job.task]()
         if job.task in self.failing:

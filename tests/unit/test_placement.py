@@ -27,8 +27,8 @@ class RecordingWorkers(WarmWorkers):
         super().__init__(ctx)
         self.started = []
 
-    def _start(self, source, steps, prefixes, n, mode, library, edited=False):
-        self.started.append((source and source.id, n, mode, library, edited))
+    def _start(self, source, steps, prefixes, n, mode, library, save_image=False):
+        self.started.append((source and source.id, n, mode, library, save_image))
         return worker(f"new-{len(self.started)}", prefixes[n], n, mode, library)
 
 
@@ -52,10 +52,10 @@ def register(workers: RecordingWorkers, *entries: Worker):
         (workers.dir / f"{entry.id}.json").write_text(json.dumps(entry.__dict__))
 
 
-def compile_job(project=True, built_before=False) -> LispJob:
+def compile_job(project=True, save_image=False) -> LispJob:
     return LispJob(task="fasl:app/three.lisp", command="compile", state=FULL, arguments={},
                    product=Path("three.fasl"), library="app", base=BASE,
-                   hints={"project": project, "built_before": built_before})
+                   hints={"project": project, "save_image": save_image})
 
 
 def place(workers, job):
@@ -74,8 +74,8 @@ def test_a_first_compile_starts_the_librarys_zygote_then_a_runner_from_it(worker
                                ("new-1", 5, "runner", "app", False)]
 
 
-def test_a_zygote_is_saved_as_an_image_only_where_the_library_was_built_before(workers):
-    place(workers, compile_job(built_before=True))
+def test_a_zygote_is_saved_as_an_image_only_where_the_job_says_it_is_worth_one(workers):
+    place(workers, compile_job(save_image=True))
     assert workers.started[0] == (None, 3, "zygote", "app", True)
 
 
@@ -114,6 +114,16 @@ def test_a_worker_whose_state_differs_is_not_used(workers):
     register(workers, worker("stale", "another state's digest", 4))
     place(workers, compile_job())
     assert workers.started[0][0] is None
+
+
+def test_a_worker_that_is_gone_is_not_used_nor_a_file_rewritten_read_stale(workers):
+    gone = worker("gone", prefix(workers, 4), 4)
+    gone.pid = 2 ** 22 + 54321  # above pid_max's default: no such process
+    register(workers, gone, worker("shallow", prefix(workers, 3), 3))
+    assert place(workers, compile_job()) == ("shallow", 2)
+    # The same file again, now holding the whole state: read anew.
+    register(workers, worker("shallow", prefix(workers, 5), 5))
+    assert place(workers, compile_job()) == ("shallow", 0)
 
 
 def test_workers_of_another_build_are_not_used_and_a_dead_builds_are_forgotten(workers):

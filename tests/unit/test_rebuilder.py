@@ -60,6 +60,17 @@ def test_a_record_says_which_runner_made_its_outputs(project):
     assert len(fasl_records) == 3 and all(r["made_by"] == "fake" for r in fasl_records)
 
 
+def test_a_first_build_asks_for_an_image_only_for_the_top_librarys_zygote(project):
+    """app, which no library depends on, is the one a user edits most: its
+    zygote is worth an image on the first build; util's is not until an
+    edit recompiles it."""
+    hints = build(project).hints
+    assert {task: h["save_image"] for task, h in hints.items()} == {
+        "fasl:util/a.lisp": False, "fasl:util/b.lisp": False, "fasl:app/main.lisp": True}
+    write(project / "util/b.lisp", "(defun b () (a) 2)\n")
+    assert build(project).hints["fasl:util/b.lisp"]["save_image"]
+
+
 def test_a_build_with_nothing_changed_runs_no_job(project):
     build(project)
     assert build(project).ran == []

@@ -14,7 +14,7 @@ from lispbuild.embed import CORE_MAGIC, check_static, embed_core
 from lispbuild.errors import (CorruptObject, DeclarationError, DependencyCycle, NotStatic,
                               UnresolvedSymbols)
 from lispbuild.graph import plan
-from lispbuild.steps import EMPTY, StateDigests
+from lispbuild.steps import EMPTY, StateDigests, step_files
 from lispbuild.records import Output
 from lispbuild.sbcl.worker import worth_an_image
 from lispbuild.errors import UndeclaredForeignLibrary
@@ -87,6 +87,25 @@ def test_a_state_digest_depends_on_steps_and_contents_not_on_chunks(tmp_path):
     assert states.prefixes(whole)[1] == states.digest(chained.parent)
     contents["a.fasl"] = "changed"
     assert StateDigests("root", lambda path: contents[path]).digest(whole) != states.digest(whole)
+
+
+def test_what_a_state_loads_is_answered_from_its_parents_answer_alike():
+    """Answers extended from a parent's are those of the whole chain, and a
+    sibling's answer does not leak into another's."""
+    contents = {"a.fasl": "1", "b.fasl": "2", "c.fasl": "3", "/abs/x.asd": "4"}
+    states = StateDigests("root", lambda path: contents[path], name=lambda p: f"n:{p}")
+    base = EMPTY.extend([("asdf", "x", "/abs/x.asd"), ("require", "asdf")])
+    left = base.extend([("load", "a.fasl")]).extend([("load", "b.fasl")])
+    right = base.extend([("load", "c.fasl")])
+    for state in (left, right, base):  # parents answered before and after
+        fresh = StateDigests("root", lambda path: contents[path], name=lambda p: f"n:{p}")
+        flat = EMPTY.extend(state.steps())
+        assert states.prefixes(state) == fresh.prefixes(flat)
+        assert states.prefixes(state)[-1] == states.digest(state)
+        files = [f for step in state.steps() for f in step_files(step)]
+        assert states.loads(state) == [[f"n:{f}", contents[f]] for f in files]
+        assert states.paths(state) == frozenset(files)
+    assert "c.fasl" not in states.paths(left) and len(states.prefixes(right)) == 4
 
 
 def test_a_worker_image_only_where_loading_costs_more_than_starting_from_it():
