@@ -39,6 +39,7 @@ from ..settings import (OWNER_VARIABLE, RUN_EXE_TASK, STOP_GRACE_SECONDS,
                         WATCH_VARIABLE)
 from ..sbcl.processes import become_subreaper
 from ..sbcl.worker import WarmWorkers
+from . import timing
 
 # A diagnostic about a file of the project: "path:line: ...", the path
 # relative (those of Debian's libraries are absolute).
@@ -148,6 +149,9 @@ class Watch(Command):
         {"name": "processes", "short": "n", "long": "process", "type": int,
          "default": max(2, os.cpu_count() or 2),
          "help": "doit processes each build runs [default: %(default)s]"},
+        {"name": "verbose", "short": "v", "long": "verbose", "type": bool, "default": False,
+         "help": "after each build, where its time went: detection, graph, compile, "
+                 "dump, executable, restart"},
     )
 
     def execute(self, params, args):
@@ -171,12 +175,15 @@ class Watch(Command):
         stop = threading.Event()
         try:
             changed, inputs = None, [str(root / "dodo.py")]
+            saved = detected = None
             while True:
                 # What the inputs held when the build read them: a save
                 # during the build starts the next one at once.
                 read = _content(ctx.digests, inputs)
-                ok, info = self._build(root, arguments, report, changed)
-                if ok and info:
+                start = time.time()
+                ok, info, tasks = self._build(root, arguments, report, changed)
+                built, restart = time.time(), None
+                if ok and info and runs:
                     for name in runs:
                         if name not in info["runs"]:
                             say(f"run:{name}: no such run is declared")
@@ -185,6 +192,10 @@ class Watch(Command):
                         programs.setdefault(
                             name, Program(name, [run["executable"], *run["args"]], root)
                         ).restart()
+                    restart = time.time() - built
+                if params["verbose"]:
+                    say(timing.line(timing.phases(tasks, saved, detected, start, built, restart),
+                                    saved, time.time()))
                 inputs = info["inputs"] if info else [str(root / "dodo.py")]
                 # An input the build read for the first time (all of them, the
                 # first time round): what it read is what its processes hashed;
@@ -194,6 +205,9 @@ class Watch(Command):
                 read.update(_content(ctx.digests, [p for p in new if hashed[p] is None]))
                 read.update({p: d for p, d in hashed.items() if d is not None})
                 changed = self._wait(root, inputs, read, ctx.digests, programs, stop)
+                detected = time.time()
+                saved = max((os.stat(root / p).st_mtime for p in changed
+                             if os.path.exists(root / p)), default=detected)
         except KeyboardInterrupt:
             say("stopped")
             return 0
@@ -205,7 +219,8 @@ class Watch(Command):
     @staticmethod
     def _build(root: Path, arguments: list[str], report_file: Path, changed):
         """One build; prints one line (what changed, what ran, how long,
-        ok or failed) and the project's own diagnostics in full."""
+        ok or failed) and the project's own diagnostics in full. Whether it
+        succeeded, the watch information it wrote, doit's report of its tasks."""
         start = time.monotonic()
         report_file.unlink(missing_ok=True)
         sys.modules.pop("dodo", None)  # read the declarations again
@@ -241,7 +256,7 @@ class Watch(Command):
             info = json.loads(layout.state(root / layout.BUILD, layout.WATCH).read_text())
         except (OSError, ValueError):
             info = None
-        return returncode == 0, info
+        return returncode == 0, info, report
 
     @staticmethod
     def _wait(root: Path, inputs: list[str], read: dict, digests: DigestCache,

@@ -95,6 +95,24 @@ what it holds, and which images it is saving."
       (write-line-to-fd fd text)
       (sbcl:unix-close fd))))
 
+(defconstant +child-failed+ 3
+  "The exit code of a child in which lispbuild's own code failed (not the
+job's: a compile that fails exits 1); the client runs the job elsewhere.")
+
+(defmacro as-a-child (&body body)
+  "The life of a forked child: BODY, then exit. Whatever BODY signals, the
+child never returns to the loop of the worker it was forked from (it would
+poll that worker's FIFO, closed here, and spin): it says what happened,
+on its standard error (the job's log), and exits with +CHILD-FAILED+."
+  `(unwind-protect
+        (handler-case (progn ,@body)
+          (serious-condition (condition)
+            (ignore-errors
+             (format *error-output* "~&lispbuild: a worker's child (pid ~D) failed: ~A~%"
+                     (sbcl:unix-getpid) condition))
+            (exit-now +child-failed+)))
+     (exit-now +child-failed+)))
+
 (defun run-job-in-child (job log)
   "The life of a job's child: the rest of the steps, then the job."
   (redirect-output log)
@@ -118,10 +136,11 @@ them are performed here, the rest in the child."
         (write-registry))
       (let ((pid (fork-process)))
         (when (zerop pid)
-          (close-inherited)
-          (setf (getf (rest job) :steps) (nthcdr advance steps))
-          (setf *before-save* #'prepare-fast-dump)
-          (run-job-in-child job log))
+          (as-a-child
+            (close-inherited)
+            (setf (getf (rest job) :steps) (nthcdr advance steps))
+            (setf *before-save* #'prepare-fast-dump)
+            (run-job-in-child job log)))
         (let ((fd (reply-fd reply)))
           (cond (fd (write-line-to-fd fd (format nil "started ~D" pid))
                     (setf (gethash pid *jobs*) fd
@@ -140,10 +159,11 @@ client sees a writer."
                             nil)))))
       (cond ((null pid))
             ((zerop pid)
-             (close-inherited)
-             (let ((pgid (getf *config* :pgid)))
-               (setf *config* (list* :pgid pgid config)))
-             (start-serving fd))
+             (as-a-child
+               (close-inherited)
+               (let ((pgid (getf *config* :pgid)))
+                 (setf *config* (list* :pgid pgid config)))
+               (start-serving fd)))
             (t (write-line-to-fd fd (format nil "spawned ~D" pid))
                (sbcl:unix-close fd))))))
 
@@ -152,9 +172,10 @@ client sees a writer."
     (let* ((tmp (format nil "~A.~D.tmp" path (sbcl:unix-getpid)))
            (pid (fork-process)))
       (cond ((zerop pid)
-             (close-inherited)
-             (redirect-output (format nil "~A.log" path))
-             (save-image tmp))
+             (as-a-child
+               (close-inherited)
+               (redirect-output (format nil "~A.log" path))
+               (save-image tmp)))
             (t (setf (gethash pid *images*) (cons tmp path))
                (write-registry)
                (answer reply "started"))))))

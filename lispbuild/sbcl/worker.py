@@ -48,6 +48,9 @@ from ..settings import settings
 
 # How long the owner waits, when it exits, for images being saved.
 IMAGE_WAIT_SECONDS = 60
+# A job's child in which lispbuild's own Lisp failed exits with this code
+# (worker.lisp's +child-failed+), not with a compile's 1.
+CHILD_FAILED = 3
 
 # Measured here: a worker loads a FASL in about 3 ms, an ASDF definition
 # in about 15 ms and a contrib in about 20 ms; it starts from an image in
@@ -254,6 +257,11 @@ class WarmWorkers:
             if lines[-1].startswith(("cannot-fork", "error")):
                 raise WorkerUnavailable(f"the worker for {worker.library or 'this image'} "
                                         f"cannot serve: {lines[-1]}")
+            if lines[-1] == f"exit {CHILD_FAILED}":
+                said = log.read_text(encoding="utf-8", errors="replace").strip() \
+                    if log.exists() else ""
+                raise WorkerUnavailable(f"the worker's child failed ("
+                                        f"{said.splitlines()[-1] if said else 'it said nothing'})")
             reported = diagnostics.read_text(encoding="utf-8") if diagnostics.exists() else ""
             printed = self.requests / f"{name}.printed"
             if log.exists():

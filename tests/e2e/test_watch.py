@@ -236,14 +236,15 @@ def wait_for_page(url: str, text: str, watch: Watch, timeout: float = 300):
 
 
 def test_watch_restarts_the_server_on_the_newest_build(samples, tmp_path):
-    """`doit watch run:webserver`: after an edit, the server that answers is
-    the rebuilt one; Ctrl-C stops the watch, its workers and the server."""
+    """`doit watch -v run:webserver`: after an edit, the server that answers
+    is the rebuilt one, and the watch says where the time went; Ctrl-C stops
+    the watch, its workers and the server."""
     project = copy_samples(tmp_path / "web")
     port = str(free_port())
     dodo = project / "dodo.py"
     dodo.write_text(dodo.read_text().replace('args=["8080"]', f'args=["{port}"]'))
     env = {**os.environ, "LISPBUILD_STORE": str(samples / "cache")}
-    watch = Watch(project, env, "run:webserver")
+    watch = Watch(project, env, "-v", "run:webserver")
     url = f"http://127.0.0.1:{port}/"
     try:
         wait_for_page(url, "hello from a static hunchentoot", watch)
@@ -255,6 +256,13 @@ def test_watch_restarts_the_server_on_the_newest_build(samples, tmp_path):
         wait_for_page(url, "hello from a watched hunchentoot", watch)
         pids = re.findall(r"run:webserver: started \(pid (\d+)\)", watch.output())
         assert len(pids) == 2 and not os.path.exists(f"/proc/{first}/cmdline")
+        # The rebuild's phases, each a time, then the whole from the save.
+        times = re.findall(r"^\d\d:\d\d:\d\d   detection (\S+) s, graph (\S+) s, compile "
+                           r"(\S+) s, dump (\S+) s, executable (\S+) s, restart (\S+) s; "
+                           r"save to ready (\S+) s$", watch.output(), re.M)
+        assert len(times) == 1, watch.output()
+        phases, total = [float(t) for t in times[0][:-1]], float(times[0][-1])
+        assert all(t >= 0 for t in phases) and 0 < sum(phases) <= total + 0.05, times
     finally:
         watch.ctrl_c()
     none_left_within(project, 5)

@@ -3,6 +3,7 @@ outlives a build however it ends, and a job a worker cannot serve runs in
 a fresh SBCL."""
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -147,6 +148,26 @@ def start_forever(tmp_path, env) -> tuple[Path, subprocess.Popen]:
     time.sleep(2)  # forever.lisp is compiling now
     assert build.poll() is None
     return project, build
+
+
+def test_a_worker_child_whose_lisp_fails_ends_and_its_job_runs_in_fresh_sbcl(tmp_path,
+                                                                           store_env):
+    """A condition that escapes the job (not an error a compile reports:
+    here a STORAGE-CONDITION signalled at compile time) ends the worker's
+    child, which says so; the job runs again in a fresh SBCL, whose failure
+    names the task, and no process is left behind (such a child used to go
+    back to its worker's loop and spin)."""
+    sources = {**FOREVER, "forever.lisp": "(in-package #:slow)\n"
+               "(eval-when (:compile-toplevel) (error 'storage-condition))\n"
+               "(defun main () 0)\n"}
+    project = write_project(tmp_path / "escapes", FOREVER_DODO, sources)
+    failed = doit(project, "-n", "2", env=store_env)
+    assert failed.returncode != 0
+    assert re.search(r"fasl:slow/forever\.lisp: the worker's child failed \(lispbuild: a "
+                     r"worker's child \(pid \d+\) failed: .*\); running it in a fresh SBCL",
+                     failed.output), failed.output
+    assert "fasl:slow/forever.lisp: SBCL exited with code" in failed.output, failed.output
+    assert none_left_within(project, 5), lisp_processes(project)
 
 
 def test_ctrl_c_stops_a_compile_that_never_ends(tmp_path, store_env):
