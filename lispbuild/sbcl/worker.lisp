@@ -291,13 +291,6 @@ how performing the steps failed."
       (fail (format nil "failed: ~{~A~^ ~}" (reverse *diagnostics*))))
     (when (threads-running-p)
       (fail (format nil "cannot-fork: ~A" *threads-running*)))
-    ;; After loading, a full collection gives the pages it frees back to
-    ;; the kernel: a child then allocates in fresh zero pages, not in
-    ;; copies of this process's garbage (a copy-on-write fault and a copy
-    ;; each). A worker that loaded nothing (started from an image) has no
-    ;; garbage to give back.
-    (when (config :steps)
-      (sb-ext:gc :full t))
     (setf (getf *config* :steps) nil
           *state* (config :state))
     (write-registry)
