@@ -64,9 +64,10 @@ class StateDigests:
     """Digests of states, each chain link folded once per build.
 
     `file_digest(path)` gives a file's sha256, `name(path)` the name a
-    record gives it. The memory is by state object, and by file: a build
-    computes a state's digest only after every task that writes its files
-    has run, so neither changes during the build. Each answer about a
+    record gives it. The memory is by state object (held, so that no other
+    state takes its id), and by file: a build computes a state's digest
+    only after every task that writes its files has run, so neither
+    changes during the build. Each answer about a
     state extends its parent's, so a build of N files, each loading most
     of those before it, folds N steps, not N squared."""
 
@@ -75,10 +76,10 @@ class StateDigests:
         self._file_digest = file_digest
         self._name = name
         self._files: dict[str, str] = {}
-        self._memory: dict[int, str] = {id(EMPTY): root}
-        self._prefixes: dict[int, list[str]] = {id(EMPTY): [root]}
-        self._loads: dict[int, list[list[str]]] = {id(EMPTY): []}
-        self._paths: dict[int, frozenset[str]] = {id(EMPTY): frozenset()}
+        self._memory: dict[LoadState, str] = {EMPTY: root}
+        self._prefixes: dict[LoadState, list[str]] = {EMPTY: [root]}
+        self._loads: dict[LoadState, list[list[str]]] = {EMPTY: []}
+        self._paths: dict[LoadState, frozenset[str]] = {EMPTY: frozenset()}
 
     def file_digest(self, path: str) -> str:
         found = self._files.get(path)
@@ -87,41 +88,41 @@ class StateDigests:
         return found
 
     def digest(self, state: LoadState) -> str:
-        found = self._memory.get(id(state))
+        found = self._memory.get(state)
         if found is None:
             found = self.digest(state.parent)
             for step in state.own:
                 found = fold(found, step, [self.file_digest(f) for f in step_files(step)])
-            self._memory[id(state)] = found
+            self._memory[state] = found
         return found
 
     def prefixes(self, state: LoadState) -> list[str]:
         """The digest after each step: element N is that of the first N.
         (Shared: not to be changed.)"""
-        found = self._prefixes.get(id(state))
+        found = self._prefixes.get(state)
         if found is None:
             found = list(self.prefixes(state.parent))
             for step in state.own:
                 found.append(fold(found[-1], step,
                                   [self.file_digest(f) for f in step_files(step)]))
-            self._prefixes[id(state)] = found
+            self._prefixes[state] = found
         return found
 
     def loads(self, state: LoadState) -> list[list[str]]:
         """[name, sha256] of each file the state loads, in order (shared)."""
-        found = self._loads.get(id(state))
+        found = self._loads.get(state)
         if found is None:
             found = self.loads(state.parent) + [
                 [self._name(f), self.file_digest(f)] for step in state.own
                 for f in step_files(step)]
-            self._loads[id(state)] = found
+            self._loads[state] = found
         return found
 
     def paths(self, state: LoadState) -> frozenset[str]:
         """The files the state loads, as its steps name them."""
-        found = self._paths.get(id(state))
+        found = self._paths.get(state)
         if found is None:
             found = self.paths(state.parent) | {f for step in state.own
                                                 for f in step_files(step)}
-            self._paths[id(state)] = found
+            self._paths[state] = found
         return found
