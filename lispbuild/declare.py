@@ -83,6 +83,8 @@ class Binary:
     smoke_args: tuple[str, ...] | None = None  # a release's smoke run; None: none
     # Which list an entry of one argument gets (ENTRY_ARGUMENTS), or None.
     entry_arguments: str | None = None
+    # "package:function" a development executable reloads through, or None.
+    reload_hook: str | None = None
 
 
 # An entry of one argument is called with sb-ext:*posix-argv* (the program's
@@ -214,7 +216,7 @@ class Project:
 
     def binary(self, name, *, libraries, entry, entry_arguments=None, c_sources=(),
                archives=(), foreign_libraries=None, compression=False, version=None,
-               smoke_args=None, test=False) -> Binary:
+               smoke_args=None, test=False, reload_hook=None) -> Binary:
         """Declare a static executable, build/bin/NAME. `entry` names the
         function (\"package:function\") the program runs; an integer it
         returns is the exit code. `libraries` are declared libraries or
@@ -230,10 +232,17 @@ class Project:
         `version` names its release archive (default: the :version of the
         ASDF system of its first library that has one); `smoke_args`, if
         given, are the arguments of one run of the release executable,
-        which must exit with 0 (release.py)."""
+        which must exit with 0 (release.py).
+        `reload_hook` ("package:function") is where `doit watch run:NAME`
+        may load new code into the running development executable: the
+        function is called with a function of no arguments, which it calls
+        where the program's code can be replaced (docs/watch.md); without
+        it, new code is loaded at once, as an editor's C-c C-k does."""
         self._check_name("binary", name, self.binaries)
-        if ":" not in entry:
-            raise DeclarationError(f"binary {name}: entry {entry!r} must be package:function")
+        for what, value in (("entry", entry), ("reload_hook", reload_hook)):
+            if value is not None and ":" not in value:
+                raise DeclarationError(f"binary {name}: {what} {value!r} must be "
+                                       f"package:function")
         if entry_arguments is not None and entry_arguments not in ENTRY_ARGUMENTS:
             raise DeclarationError(f"binary {name}: entry_arguments={entry_arguments!r} must be "
                                    f"\"posix-argv\" (the program's name first) or "
@@ -249,7 +258,7 @@ class Project:
                             (str(lib), tuple(Path(p) for p in paths))
                             for lib, paths in (foreign_libraries or {}).items()),
                         compression=bool(compression), test=bool(test), version=version,
-                        entry_arguments=entry_arguments,
+                        entry_arguments=entry_arguments, reload_hook=reload_hook,
                         smoke_args=None if smoke_args is None
                         else tuple(str(a) for a in smoke_args))
         self.binaries[name] = binary

@@ -26,6 +26,7 @@ The builder's own state, under build/.lispbuild/:
     lisp/             lispbuild's compiled Lisp and development runtime
     asdf-cache/, asdf-trees.json   ASDF's FASL cache for plan queries; the trees it searched
     watch.json, watch-report.json  what a watch reads of a build
+    reload/NAME.json, .sock  what the program a watch runs holds; where it listens
     remote-fault-PID  the remote store failed for the build PID owns
 """
 import posixpath

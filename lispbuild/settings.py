@@ -22,6 +22,7 @@ REVISION_VARIABLE = "LISPBUILD_SOURCE_REVISION"
 EPOCH_VARIABLE = "SOURCE_DATE_EPOCH"
 OWNER_VARIABLE = "LISPBUILD_OWNER"         # the process a watch's builds belong to
 WATCH_VARIABLE = "LISPBUILD_WATCH"         # set by a watch for the builds it runs
+RELOAD_SOCKET_VARIABLE = "LISPBUILD_RELOAD_SOCKET"  # set by a watch for its programs (reload.lisp)
 
 STORE_CONFIG = "lispbuild_store"           # the key doit_config() puts in DOIT_CONFIG
 REPORTER = "lispbuild"                     # the progress reporter's name (doit.REPORTER)

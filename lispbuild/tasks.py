@@ -17,6 +17,7 @@ from .digest import digest_bytes
 from .graph import BinaryNode, library_c_sources, library_task, plan
 from .action import Action, Context
 from .rebuild import execute, is_up_to_date
+from .reload import Plan, reload_run
 from .remote import remote_from
 from .rules.binary import (COMPAT_TASK, LISPBUILD_FILES, binary_actions, c_action,
                            shared_library_action)
@@ -101,7 +102,8 @@ def _doit_tasks(project: Project):
     if settings().watch:
         write_watch_file(ctx.root, made.inputs, {
             run.name: {"executable": str(ctx.root / layout.executable(run.binary)),
-                       "args": list(run.args)} for run in project.runs.values()})
+                       "args": list(run.args), "plan": made.plans[run.binary][0].as_dict()}
+            for run in project.runs.values() if run.binary in made.plans})
 
 
 class _Tasks:
@@ -123,6 +125,9 @@ class _Tasks:
                                  for c in library_c_sources(library)})
         self.c_sources = {str(s) for b in project.binaries.values()
                           for s in b.c_sources} | set(self.library_c)
+        # For a watch: each binary's reload plan, and the tasks that make
+        # what it names.
+        self.plans: dict[str, tuple[Plan, list[str]]] = {}
 
     def lisp_files(self):
         ctx = self.ctx
@@ -205,17 +210,37 @@ class _Tasks:
             yield _doit_task(exe, ctx, [runtime.task, core.task])
             self.inputs += [os.path.join(ctx.root, i) for i in runtime.inputs
                             if not str(i).startswith(f"{layout.BUILD}/")]
+            self.plans[b.name] = (self._plan(node, runtime), [*node.after, *c_tasks])
             yield from _release_tasks(self.graph, node, ctx, self.writers,
                                       [self.clib_actions[s] for s in node.c_sources]
                                       + [self.c_actions[s] for s in own_c]
                                       + [self.c_actions[COMPAT_TASK]], c_tasks,
                                       lambda: self.release_origin)
 
+    def _plan(self, node: BinaryNode, runtime: Action) -> Plan:
+        """What a development executable of `node` holds (reload.py): its
+        project FASLs (not groveled or wrapping C) may be reloaded."""
+        own = {n.fasl for n in self.graph.fasls.values()
+               if not (n.grovel or n.wrapper_c or os.path.isabs(n.source))}
+        steps = [list(step) for step in node.state.steps()]
+        return Plan(steps=steps,
+                    reloadable=[s[1] for s in steps if s[0] == "load" and s[1] in own],
+                    others=[str(i) for i in runtime.inputs[1:]],
+                    runtime=str(runtime.outputs["runtime"]))
+
     def runs(self):
         project, root = self.project, self.ctx.root
+        watch = settings().watch
         for run in project.runs.values():
+            reload = [f"reload:{run.name}"] if watch and run.binary in self.plans else []
+            if reload:
+                plan, after = self.plans[run.binary]
+                yield {"basename": "reload", "name": run.name, "task_dep": after,
+                       "actions": [(reload_run, [run.name, plan, root,
+                                                 self.ctx.digests.digest])],
+                       "doc": f"reload the new code into the program run:{run.name} runs"}
             yield {"basename": RUN_EXE_TASK, "name": run.name, "actions": [],
-                   "task_dep": [f"exe:{run.binary}"]}
+                   "task_dep": [f"exe:{run.binary}", *reload]}
         for kind, runs in (("run", project.runs), ("test", project.tests)):
             for run in runs.values():
                 yield {"basename": kind, "name": run.name,

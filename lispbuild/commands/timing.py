@@ -1,5 +1,6 @@
 """Where a watch's rebuild spent its time (`doit watch -v`): from a save to
-the program restarted, in phases, from doit's JSON report of the build."""
+the program reloaded or restarted, in phases, from doit's JSON report of
+the build."""
 import datetime
 
 from ..settings import RUN_EXE_TASK
@@ -7,8 +8,8 @@ from ..settings import RUN_EXE_TASK
 # The phase of each kind of task: the prefix of its name.
 PHASES = {"fasl": "compile", "grovel": "compile", "lib": "compile", "c": "compile",
           "clib": "compile", "core": "dump", "linkage": "executable",
-          "runtime": "executable", "exe": "executable"}
-ORDER = ("detection", "graph", "compile", "dump", "executable", "other", "restart")
+          "runtime": "executable", "exe": "executable", "reload": "reload"}
+ORDER = ("detection", "graph", "compile", "reload", "dump", "executable", "other", "restart")
 # Tasks that only group others (no work of their own).
 GROUPS = {RUN_EXE_TASK}
 
@@ -46,6 +47,13 @@ def phases(report: list[dict], saved: float | None, detected: float | None,
     if restart is not None:
         found["restart"] = restart
     return [(phase, found[phase]) for phase in ORDER if phase in found]
+
+
+def reloaded(report: list[dict]) -> float | None:
+    """When the last reload task ended (seconds since the epoch), if one ran."""
+    ends = [_started(t) + t["elapsed"] for t in report
+            if t["name"].startswith("reload:") and t.get("started") and t.get("elapsed") is not None]
+    return max(ends, default=None)
 
 
 def line(found: list[tuple[str, float]], saved: float | None, ready: float) -> str:

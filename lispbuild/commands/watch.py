@@ -2,6 +2,11 @@
 of the graph changes, keeping the warm workers alive in between; with
 run:NAME it keeps that program running on the newest build.
 
+A program a run keeps running is a development executable: after a
+build in which only the project's own Lisp changed, it loads the new
+FASLs into itself (reload.py) and goes on; otherwise, or with
+--no-reload, the watch restarts it, and says why.
+
 Each build is doit's own `run`, in the watch's process (no Python to
 start), with dodo.py and the ASDF definitions read again every time, as
 the user's own `doit` would read them; the watch owns the builds
@@ -31,12 +36,12 @@ from pathlib import Path
 from doit.cmd_base import Command, DodoTaskLoader
 from doit.doit_cmd import DoitMain
 
-from .. import layout
+from .. import layout, reload
 from ..digest import DigestCache
 from ..action import Context
 from ..rebuild import release_build_lock
-from ..settings import (OWNER_VARIABLE, RUN_EXE_TASK, STOP_GRACE_SECONDS,
-                        WATCH_VARIABLE)
+from ..settings import (OWNER_VARIABLE, RELOAD_SOCKET_VARIABLE, RUN_EXE_TASK,
+                        STOP_GRACE_SECONDS, WATCH_VARIABLE)
 from ..sbcl.processes import become_subreaper
 from ..sbcl.worker import WarmWorkers
 from . import timing
@@ -51,19 +56,37 @@ def say(line: str):
 
 
 class Program:
-    """A program the watch keeps running: started after each good build,
-    the previous one stopped first (SIGTERM, then SIGKILL after a grace
-    period); one that exits on its own stays ended until the next good
-    build. Its output goes where the watch's goes."""
+    """A program the watch keeps running on the newest good build:
+    reloaded, or restarted (the previous one stopped first: SIGTERM, then
+    SIGKILL after a grace period); one that exits on its own stays ended
+    until the next good build. Its output goes where the watch's goes."""
 
-    def __init__(self, name: str, command: list[str], cwd: Path):
-        self.name, self.command, self.cwd = name, command, cwd
+    def __init__(self, name: str, command: list[str], cwd: Path, reloads: bool):
+        self.name, self.command, self.cwd, self.reloads = name, command, cwd, reloads
         self.process: subprocess.Popen | None = None
         self.told = False
 
-    def restart(self):
+    def update(self, plan: reload.Plan, digest) -> bool:
+        """After a good build: go on if the program holds this build's code
+        (reload:NAME loaded it), else restart it, saying why when it ran.
+        Whether it was restarted."""
+        if self.reloads and self.process is not None and self.process.poll() is None:
+            why = reload.verdict(self.cwd, self.name, plan, digest)
+            if why is None:
+                return False
+            say(f"run:{self.name}: restarting, as {why}")
+        self.restart(plan, digest)
+        return True
+
+    def restart(self, plan: reload.Plan, digest):
         self.stop()
-        self.process = subprocess.Popen(self.command, cwd=self.cwd)
+        env = dict(os.environ)
+        if self.reloads:
+            env[RELOAD_SOCKET_VARIABLE] = reload.socket_path(self.name)
+            (self.cwd / reload.socket_path(self.name)).parent.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(self.command, cwd=self.cwd, env=env)
+        if self.reloads:
+            reload.started(self.cwd, self.name, self.process.pid, plan, digest)
         self.told = False
         say(f"run:{self.name}: started (pid {self.process.pid})")
 
@@ -74,6 +97,7 @@ class Program:
                 f"it starts again after the next good build")
 
     def stop(self):
+        reload.forget(self.cwd, self.name)
         if self.process is None or self.process.poll() is not None:
             return
         self.process.send_signal(signal.SIGTERM)
@@ -151,7 +175,10 @@ class Watch(Command):
          "help": "doit processes each build runs [default: %(default)s]"},
         {"name": "verbose", "short": "v", "long": "verbose", "type": bool, "default": False,
          "help": "after each build, where its time went: detection, graph, compile, "
-                 "dump, executable, restart"},
+                 "reload, dump, executable, restart"},
+        {"name": "no_reload", "long": "no-reload", "type": bool, "default": False,
+         "help": "restart the programs of run:NAME after each good build instead of "
+                 "loading the new code into them"},
     )
 
     def execute(self, params, args):
@@ -184,18 +211,26 @@ class Watch(Command):
                 ok, info, tasks = self._build(root, arguments, report, changed)
                 built, restart = time.time(), None
                 if ok and info and runs:
+                    restarted = False
                     for name in runs:
                         if name not in info["runs"]:
                             say(f"run:{name}: no such run is declared")
                             continue
                         run = info["runs"][name]
-                        programs.setdefault(
-                            name, Program(name, [run["executable"], *run["args"]], root)
-                        ).restart()
-                    restart = time.time() - built
+                        command = [run["executable"], *run["args"]]
+                        if name not in programs or programs[name].command != command:
+                            if name in programs:
+                                programs[name].stop()
+                            programs[name] = Program(name, command, root,
+                                                     not params["no_reload"])
+                        restarted |= programs[name].update(reload.Plan(**run["plan"]),
+                                                           ctx.digests.digest)
+                    restart = time.time() - built if restarted else None
                 if params["verbose"]:
+                    ready = time.time() if restart is not None else \
+                        timing.reloaded(tasks) or time.time()
                     say(timing.line(timing.phases(tasks, saved, detected, start, built, restart),
-                                    saved, time.time()))
+                                    saved, ready))
                 inputs = info["inputs"] if info else [str(root / "dodo.py")]
                 # An input the build read for the first time (all of them, the
                 # first time round): what it read is what its processes hashed;
@@ -237,7 +272,7 @@ class Watch(Command):
         except (OSError, ValueError, KeyError):
             report = []
         ran = [t["name"] for t in report if t["result"] in ("success", "fail")
-               and t["name"].partition(":")[0] not in ("lib", RUN_EXE_TASK)]
+               and t["name"].partition(":")[0] not in ("lib", "reload", RUN_EXE_TASK)]
         failures = [t["error"].strip() for t in report if t["result"] == "fail"]
         notes = [line for t in report for line in t.get("err", "").splitlines()
                  if PROJECT_DIAGNOSTIC.match(line)]

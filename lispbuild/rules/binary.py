@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .. import layout, link, linkage, observed
 from ..sbcl.canonical import release_directory
+from ..sbcl.driver import support_fasls
 from ..jobs import LispJob
 from ..embed import check_static, embed_core
 from ..graph import BinaryNode, shared_library, shared_library_task
@@ -28,7 +29,10 @@ LISPBUILD_FILES = str(link.COMPAT_SOURCE.parent) + os.sep
 
 
 def dump_core(action: Action, ctx: Context, outputs: dict):
-    _dump(action, ctx, outputs)
+    """A development dump: the image also holds the reload listener
+    (reload.lisp), which listens only when a watch starts the program."""
+    _dump(action, ctx, outputs, arguments={"reload": support_fasls(ctx).development,
+                                           "reload_hook": action.params["reload_hook"]})
 
 
 def dump_release_core(action: Action, ctx: Context, outputs: dict):
@@ -37,11 +41,12 @@ def dump_release_core(action: Action, ctx: Context, outputs: dict):
     _dump(action, ctx, outputs, {"release_directory": action.params["dump_directory"]})
 
 
-def _dump(action: Action, ctx: Context, outputs: dict, hints: dict | None = None):
+def _dump(action: Action, ctx: Context, outputs: dict, hints: dict | None = None,
+          arguments: dict | None = None):
     p = action.params
     print_notes(ctx.lisp.run(LispJob(
         task=action.task, command="dump", state=action.state, product=outputs["core"], hints=hints or {},
-        arguments={"features": p["features"], "entry": p["entry"],
+        arguments={**(arguments or {}), "features": p["features"], "entry": p["entry"],
                    "entry_arguments": p["entry_arguments"], "core": outputs["core"],
                    "linkage": outputs["linkage"], "shared_objects": outputs["shared_objects"],
                    "reads": outputs[observed.ROLE],
@@ -167,7 +172,8 @@ def binary_actions(node: BinaryNode, release_mode: bool = False) -> list[Action]
                params={"binary": b.name, "features": list(node.features), "archives": archives,
                        "entry": b.entry, "entry_arguments": b.entry_arguments,
                        "compression": b.compression, "test": b.test,
-                       **({"dump_directory": release_directory()} if release_mode else {})},
+                       **({"dump_directory": release_directory()} if release_mode
+                          else {"reload_hook": b.reload_hook})},
                outputs={"core": Path(core), "linkage": Path(record),
                         "shared_objects": Path(shared),
                         observed.ROLE: Path(core).with_suffix(".reads")},

@@ -1,10 +1,13 @@
 ;;;; Compiles lispbuild's own Lisp, once per SBCL build (driver.py):
-;;;;   sbcl --script bootstrap.lisp OUT.fasl ASDF-OUT.fasl ASDF.fasl MAIN.lisp SOURCE... -- ASDF-SOURCE...
+;;;;   sbcl --script bootstrap.lisp OUT.fasl DEV-OUT.fasl ASDF-OUT.fasl ASDF.fasl MAIN.lisp
+;;;;        SOURCE... -- DEV-SOURCE... -- ASDF-SOURCE...
 ;;;; Each SOURCE is compiled and loaded in turn (the later ones use the
 ;;;; earlier ones' package and macros), then MAIN.lisp is compiled (not
 ;;;; run); OUT.fasl is their FASLs, one after the other, as SBCL loads
-;;;; concatenated FASLs. The ASDF-SOURCEs are compiled the same way with
-;;;; ASDF.fasl loaded (the ASDF the build uses, driver.py), into ASDF-OUT.fasl.
+;;;; concatenated FASLs. The DEV-SOURCEs (what only development executables
+;;;; hold) are compiled the same way after them, into DEV-OUT.fasl; the
+;;;; ASDF-SOURCEs with ASDF.fasl loaded (the ASDF the build uses,
+;;;; driver.py), into ASDF-OUT.fasl.
 
 ;;; lispbuild.fasl is loaded into every image lispbuild dumps, so it must be
 ;;; the same bytes wherever lispbuild is installed and whenever its files
@@ -44,12 +47,18 @@
                   (load fasl)
                   fasl)))
 
-(destructuring-bind (output asdf-output asdf-fasl main &rest arguments)
+(defun split-at-dashes (arguments)
+  (let ((dashes (position "--" arguments :test #'string=)))
+    (if dashes
+        (cons (subseq arguments 0 dashes) (split-at-dashes (subseq arguments (1+ dashes))))
+        (list arguments))))
+
+(destructuring-bind (output dev-output asdf-output asdf-fasl main &rest arguments)
     (rest sb-ext:*posix-argv*)
-  (let ((sources (subseq arguments 0 (position "--" arguments :test #'string=)))
-        (asdf-sources (rest (member "--" arguments :test #'string=))))
+  (destructuring-bind (sources dev-sources asdf-sources) (split-at-dashes arguments)
     (concatenate-fasls (append (compile-and-load sources output)
                                (list (compile-quietly main (format nil "~A.main.part" output))))
                        output)
+    (concatenate-fasls (compile-and-load dev-sources dev-output) dev-output)
     (load asdf-fasl)
     (concatenate-fasls (compile-and-load asdf-sources asdf-output) asdf-output)))

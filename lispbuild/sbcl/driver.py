@@ -37,6 +37,8 @@ SUPPORT_SOURCES = (INTERNALS, "driver.lisp", "syscalls.lisp", "compile.lisp",
                    "grovel.lisp", "dump.lisp", "devdump.lisp", "request.lisp", "worker.lisp")
 MAIN_SOURCE = "main.lisp"
 ASDF_SUPPORT_SOURCES = ("asdf.lisp", "asdf-plan.lisp")
+# Only development executables load these (reload.fasl).
+DEVELOPMENT_SOURCES = ("reload.lisp",)
 
 
 def lisp_literal(value) -> str:
@@ -87,9 +89,10 @@ def _named(name: str) -> str:
 
 def _compile_support(action: Action, ctx: Context, outputs: dict):
     _run_sbcl_script("compiling lispbuild's own Lisp", "bootstrap.lisp",
-                     str(outputs["fasl"]), str(outputs["asdf"]), str(ctx.root / ASDF_FASL),
-                     _named(MAIN_SOURCE), *map(_named, SUPPORT_SOURCES), "--",
-                     *map(_named, ASDF_SUPPORT_SOURCES))
+                     str(outputs["fasl"]), str(outputs["development"]), str(outputs["asdf"]),
+                     str(ctx.root / ASDF_FASL), _named(MAIN_SOURCE),
+                     *map(_named, SUPPORT_SOURCES), "--", *map(_named, DEVELOPMENT_SOURCES),
+                     "--", *map(_named, ASDF_SUPPORT_SOURCES))
 
 
 def _run_sbcl_script(what: str, script: str, *arguments: str) -> str:
@@ -127,10 +130,12 @@ def asdf_action() -> Action:
 def support_action() -> Action:
     return Action(task="lisp:lispbuild", run=_compile_support,
                   inputs=[PACKAGE / n for n in (*SUPPORT_SOURCES, MAIN_SOURCE,
-                                                *ASDF_SUPPORT_SOURCES, "bootstrap.lisp")]
+                                                *DEVELOPMENT_SOURCES, *ASDF_SUPPORT_SOURCES,
+                                                "bootstrap.lisp")]
                   + [ASDF_FASL],
                   params={}, toolchain=(sbcl_files,),
-                  outputs={"fasl": TOOLS / "lispbuild.fasl", "asdf": TOOLS / "asdf-support.fasl"})
+                  outputs={"fasl": TOOLS / "lispbuild.fasl", "asdf": TOOLS / "asdf-support.fasl",
+                           "development": TOOLS / "reload.fasl"})
 
 
 @dataclass(frozen=True)
@@ -140,6 +145,7 @@ class Support:
     lispbuild: Path
     asdf: Path
     asdf_support: Path
+    development: Path  # reload.fasl: what only development executables load
 
 
 def support_fasls(ctx: Context) -> Support:
@@ -149,7 +155,7 @@ def support_fasls(ctx: Context) -> Support:
     action = support_action()
     ensure(action, ctx)
     return Support(ctx.root / action.outputs["fasl"], ctx.root / asdf.outputs["fasl"],
-                   ctx.root / action.outputs["asdf"])
+                   ctx.root / action.outputs["asdf"], ctx.root / action.outputs["development"])
 
 
 def support_settings(ctx: Context, support: Support) -> dict:

@@ -5,7 +5,8 @@
   (:use #:cl #:lispbuild/driver)
   (:local-nicknames (#:sbcl #:lispbuild/sbcl))
   (:import-from #:lispbuild/syscalls #:stop-finalizer-thread #:os-threads)
-  (:export #:dump-job #:*before-save* #:run-finalizers-in-main-thread #:fix-os-random-seed
+  (:export #:dump-job #:*before-save* #:*reload-listener* #:run-finalizers-in-main-thread
+           #:fix-os-random-seed
            ;; For lispbuild's Lisp unit checks (tests/lisp/units.lisp).
            #:entry-convention #:find-entry #:c-name-p))
 (in-package #:lispbuild/dump)
@@ -53,22 +54,33 @@ LAMBDA-LIST and the binary's entry_arguments (ARGUMENTS, or NIL)."
           ((equal (first lambda-list) '&rest) :spread)
           (t :none))))
 
-(defun find-entry (entry test arguments)
-  "The function named by ENTRY, \"package:name\" (or package::name), and
-how it is called (ENTRY-CONVENTION; a TEST function with no arguments)."
-  (let* ((colon (position #\: entry))
-         (package-name (string-upcase (subseq entry 0 colon)))
-         (name (string-upcase (string-left-trim ":" (subseq entry colon))))
+(defun named-function (text what)
+  "The symbol of the function named by TEXT, \"package:name\" (or
+package::name), or NIL after a note that names WHAT it was to be (\"entry\")."
+  (let* ((colon (position #\: text))
+         (package-name (string-upcase (subseq text 0 colon)))
+         (name (string-upcase (string-left-trim ":" (subseq text colon))))
          (package (find-package package-name))
          (symbol (and package (find-symbol name package))))
-    (flet ((fail (text &rest arguments)
-             (note (format nil "entry ~A" entry) nil "ERROR" (apply #'format nil text arguments))
-             (return-from find-entry nil)))
+    (flet ((fail (format &rest arguments)
+             (note (format nil "~A ~A" what text) nil "ERROR" (apply #'format nil format arguments))
+             (return-from named-function nil)))
       (cond ((null package) (fail "there is no package ~A" package-name))
             ((null symbol) (fail "there is no symbol ~A in package ~A" name package-name))
             ((special-operator-p symbol) (fail "~S is a special operator, not a function" symbol))
             ((macro-function symbol) (fail "~S is a macro, not a function" symbol))
             ((not (fboundp symbol)) (fail "~S is not a function" symbol)))
+      symbol)))
+
+(defun find-entry (entry test arguments)
+  "The function named by ENTRY, \"package:name\" (or package::name), and
+how it is called (ENTRY-CONVENTION; a TEST function with no arguments)."
+  (let ((symbol (named-function entry "entry")))
+    (flet ((fail (text &rest arguments)
+             (note (format nil "entry ~A" entry) nil "ERROR" (apply #'format nil text arguments))
+             (return-from find-entry nil)))
+      (unless symbol
+        (return-from find-entry nil))
       (let ((lambda-list (entry-lambda-list (fdefinition symbol))))
         (if test
             (let ((required (and (listp lambda-list)
@@ -105,14 +117,16 @@ they are those of the process that dumped the image)."
       (funcall (find-symbol "CALL-IMAGE-RESTORE-HOOK" package))
       (setf (symbol-value (find-symbol "*IMAGE-RESTORED-P*" package)) t))))
 
-(defun toplevel-for (function convention test)
+(defun toplevel-for (function convention test before)
   "Call FUNCTION as CONVENTION says (ENTRY-CONVENTION); exit with the
 integer it returns (0 otherwise), 130 on an interrupt, 143 on SIGTERM. A
 TEST function is called with no arguments, and the program exits 0 if it
-returns true, 1 if false."
+returns true, 1 if false. BEFORE (or NIL) is called first: a development
+executable's reload listener."
   (lambda ()
     (sbcl:enable-interrupt sbcl:sigterm #'exit-on-sigterm)
     (restore-uiop)
+    (when before (funcall before))
     (let* ((argv sb-ext:*posix-argv*)
            (code (handler-case
                      (cond (test (if (funcall function) 0 1))
@@ -209,27 +223,51 @@ the program computes it again if it uses ASDF), and its GC counters."
 (defvar *before-save* nil
   "Called just before SAVE-LISP-AND-DIE: a worker's faster dump (worker.lisp).")
 
+(defvar *reload-listener* nil
+  "What reload.fasl sets when it is loaded: its function of one argument,
+the program's reload hook, that listens for reloads.")
+
+(defun reload-listener (reload hook)
+  "For a development executable: load RELOAD (reload.fasl) and return the
+function that starts its listener with the program's HOOK (\"package:name\"
+or NIL); :FAILED if there is no such function."
+  (let ((symbol (and hook (named-function hook "reload_hook"))))
+    (if (and hook (null symbol))
+        :failed
+        (progn (load reload)
+               (let ((start *reload-listener*))
+                 (lambda () (funcall start symbol)))))))
+
 (defun dump-job (&key steps features entry entry-arguments core linkage shared-objects
-                   reads compression test diagnostics &allow-other-keys)
+                   reads compression test reload reload-hook diagnostics &allow-other-keys)
   (push-features features)
   (multiple-value-bind (function convention) (find-entry entry test entry-arguments)
     (unless function
       (return-from dump-job nil))
-    (when (find-package "ASDF")
-      (register-loaded-systems
-       (loop for (kind name) in steps when (eq kind :asdf) collect name)))
-    (restore-os-random-seed)
-    (write-linkage linkage)
-    (write-shared-objects shared-objects)
-    (write-diagnostics diagnostics)
-    (write-files-read reads)
-    (forget-build-state)
-    (sb-ext:disable-debugger)
-    (when *before-save* (funcall *before-save*))
-    (run-finalizers-due)
-    (sb-ext:save-lisp-and-die core :toplevel (toplevel-for function convention test)
-                                   :save-runtime-options t
-                                   :compression (and compression t))))
+    (let ((listener (and reload (reload-listener reload reload-hook))))
+      (when (eq listener :failed)
+        (return-from dump-job nil))
+      (dump-image steps function convention test listener core linkage shared-objects reads
+                  compression diagnostics))))
+
+(defun dump-image (steps function convention test listener core linkage shared-objects reads
+                   compression diagnostics)
+  "Save the image that calls FUNCTION, with LISTENER (or NIL) first."
+  (when (find-package "ASDF")
+    (register-loaded-systems
+     (loop for (kind name) in steps when (eq kind :asdf) collect name)))
+  (restore-os-random-seed)
+  (write-linkage linkage)
+  (write-shared-objects shared-objects)
+  (write-diagnostics diagnostics)
+  (write-files-read reads)
+  (forget-build-state)
+  (sb-ext:disable-debugger)
+  (when *before-save* (funcall *before-save*))
+  (run-finalizers-due)
+  (sb-ext:save-lisp-and-die core :toplevel (toplevel-for function convention test listener)
+                                 :save-runtime-options t
+                                 :compression (and compression t)))
 
 (defun run-finalizers-in-main-thread ()
   "SBCL runs finalizers in a thread of its own, started with the process

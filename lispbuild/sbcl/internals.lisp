@@ -47,9 +47,11 @@
       ;; Foreign memory, the linkage table, signals.
       ("SB-SYS" "*LINKAGE-INFO*" "*SHARED-OBJECTS*" "ENABLE-INTERRUPT" "INTERACTIVE-INTERRUPT"
        "INT-SAP" "SAP+" "SAP-" "SAP-INT" "SAP-REF-32" "SYSTEM-AREA-POINTER" "VECTOR-SAP"
-       "WITH-PINNED-OBJECTS" "WITHOUT-GCING")
+       "WITH-PINNED-OBJECTS" "WITHOUT-GCING" "MAKE-FD-STREAM")
       ("SB-THREAD" "%DISPOSE-THREAD-STRUCTS" "*ALL-THREADS*" "*MAKE-THREAD-LOCK*"
-       "AVLTREE-LIST")
+       "AVLTREE-LIST"
+       ;; A thread the program's exit does not wait for (reload.lisp).
+       "MAKE-SYSTEM-THREAD")
       ;; System calls a warm worker makes (syscalls.lisp, worker.lisp).
       ("SB-UNIX" "O_CREAT" "O_RDWR" "O_TRUNC" "O_WRONLY" "SIGTERM" "UNIX-CLOSE" "UNIX-DUP"
        "UNIX-GETPID" "UNIX-KILL" "UNIX-KILLPG" "UNIX-OPEN" "UNIX-READ" "UNIX-STAT"

@@ -395,3 +395,18 @@ def test_a_release_where_directories_list_in_another_order_is_identical(releases
     finally:
         shutil.rmtree(shm)
     assert (third / WEBSERVER).read_bytes() == (first / WEBSERVER).read_bytes()
+
+
+def test_a_release_executable_holds_no_hot_reload(releases, samples, tmp_path):
+    """Hot reload is for development executables only: asked to listen (as
+    `doit watch run:NAME` asks), the development hello does, and the release
+    hello neither listens nor holds the code that would."""
+    for exe, reloads in ((samples / "build/bin/hello", True),
+                         (releases[0] / "build/release/hello/hello", False)):
+        where = tmp_path / ("development" if reloads else "release")
+        where.mkdir()
+        result = subprocess.run([exe, "static"], cwd=where, capture_output=True, text=True,
+                                env={**os.environ, "LISPBUILD_RELOAD_SOCKET": "reload.sock"})
+        assert result.returncode == 0 and "static" in result.stdout, result
+        assert (where / "reload.sock").is_socket() == reloads, exe
+        assert (b"LISPBUILD/RELOAD" in exe.read_bytes()) == reloads, exe

@@ -235,10 +235,12 @@ def wait_for_page(url: str, text: str, watch: Watch, timeout: float = 300):
         time.sleep(0.2)
 
 
-def test_watch_restarts_the_server_on_the_newest_build(samples, tmp_path):
-    """`doit watch -v run:webserver`: after an edit, the server that answers
-    is the rebuilt one, and the watch says where the time went; Ctrl-C stops
-    the watch, its workers and the server."""
+def test_watch_reloads_the_server_and_restarts_it_when_it_must(samples, tmp_path):
+    """`doit watch -v run:webserver`: an edit of the server's own Lisp is
+    loaded into the running server (same pid), which answers with the new
+    text; a defstruct redefined incompatibly restarts it, saying why; the
+    watch says where the time went; Ctrl-C stops the watch, its workers and
+    the server."""
     project = copy_samples(tmp_path / "web")
     port = str(free_port())
     dodo = project / "dodo.py"
@@ -251,19 +253,103 @@ def test_watch_restarts_the_server_on_the_newest_build(samples, tmp_path):
         assert f"listening on {url}" in watch.output()  # the program's own output
         first = re.search(r"run:webserver: started \(pid (\d+)\)", watch.output()).group(1)
         source = project / "samples/webserver/webserver.lisp"
-        source.write_text(source.read_text().replace("hello from a static hunchentoot",
-                                                     "hello from a watched hunchentoot"))
-        wait_for_page(url, "hello from a watched hunchentoot", watch)
-        pids = re.findall(r"run:webserver: started \(pid (\d+)\)", watch.output())
-        assert len(pids) == 2 and not os.path.exists(f"/proc/{first}/cmdline")
-        # The rebuild's phases, each a time, then the whole from the save.
+        text = source.read_text()
+        source.write_text(text.replace("hello from a static hunchentoot",
+                                       "hello from a reloaded hunchentoot")
+                          + "(defstruct point x y)\n")
+        wait_for_page(url, "hello from a reloaded hunchentoot", watch)
+        watch.wait_for_status(2)
+        assert re.search(rf"^\d\d:\d\d:\d\d reloaded webserver.fasl into webserver "
+                         rf"\(pid {first}\) in \d+ ms$", watch.output(), re.M), watch.output()
+        assert re.findall(r"run:webserver: started \(pid (\d+)\)", watch.output()) == [first]
+        # The rebuild's phases, each a time, then the whole from the save,
+        # which the reload ended: the dump and the executable came after.
         times = re.findall(r"^\d\d:\d\d:\d\d   detection (\S+) s, graph (\S+) s, compile "
-                           r"(\S+) s, dump (\S+) s, executable (\S+) s, restart (\S+) s; "
+                           r"(\S+) s, reload (\S+) s, dump (\S+) s, executable (\S+) s; "
                            r"save to ready (\S+) s$", watch.output(), re.M)
         assert len(times) == 1, watch.output()
         phases, total = [float(t) for t in times[0][:-1]], float(times[0][-1])
-        assert all(t >= 0 for t in phases) and 0 < sum(phases) <= total + 0.05, times
+        assert all(t >= 0 for t in phases) and 0 < sum(phases[:4]) <= total + 0.05, times
+        # A structure with a slot more cannot be loaded over the old one.
+        source.write_text(text.replace("hello from a static hunchentoot",
+                                       "hello from a restarted hunchentoot")
+                          + "(defstruct point x y z)\n")
+        # (The FASL's forms before the structure's were loaded, as a REPL's
+        # C-c C-k loads them: the restarted server is what counts.)
+        watch.wait_for_status(3)
+        deadline = time.monotonic() + 60
+        while len(re.findall(r"run:webserver: started", watch.output())) < 2:
+            assert time.monotonic() < deadline, watch.output()
+            time.sleep(0.1)
+        wait_for_page(url, "hello from a restarted hunchentoot", watch)
+        assert re.search(r"run:webserver: restarting, as webserver.fasl failed to load: "
+                         r"attempt to redefine the STRUCTURE-OBJECT class WEBSERVER::POINT "
+                         r"incompatibly", watch.output()), watch.output()
+        pids = re.findall(r"run:webserver: started \(pid (\d+)\)", watch.output())
+        assert len(pids) == 2 and not os.path.exists(f"/proc/{first}/cmdline")
+        assert re.search(r"^\d\d:\d\d:\d\d   detection .* restart (\S+) s; save to ready",
+                         watch.output(), re.M), watch.output()
     finally:
         watch.ctrl_c()
     none_left_within(project, 5)
     assert page(url) == ""
+
+
+TICKER_DODO = dodo_py("""\
+project.library("ticker", ["ticker.lisp"])
+project.binary("ticker", libraries=["ticker"], entry="ticker:main",
+               reload_hook="ticker:call-with-reload")
+project.run("ticker", binary="ticker")
+""")
+# A program that writes its text every 20 ms, holding the lock its reload
+# hook takes: a reload happens between two writes.
+TICKER = """\
+(defpackage #:ticker (:use #:cl) (:export #:main #:call-with-reload))
+(in-package #:ticker)
+(defvar *lock* (sb-thread:make-mutex :name "ticker"))
+(defun text () "v0")
+(defun call-with-reload (reload)
+  (sb-thread:with-mutex (*lock*) (funcall reload)))
+(defun main ()
+  (loop (sb-thread:with-mutex (*lock*)
+          (with-open-file (out "ticks.tmp" :direction :output :if-exists :supersede)
+            (write-line (text) out))
+          (rename-file "ticks.tmp" "ticks.txt"))
+        (sleep 0.02)))
+"""
+
+
+def test_a_reload_hook_decides_where_a_reload_happens(tmp_path, store_env):
+    """reload_hook= names the program's function that reloads where it may;
+    a hook that never calls its argument gets the program restarted, and
+    the watch says why."""
+    project = write_project(tmp_path / "ticker", TICKER_DODO, {"ticker.lisp": TICKER})
+    watch = Watch(project, store_env, "run:ticker")
+    ticks = project / "ticks.txt"
+
+    def wait_for_text(text: str):
+        deadline = time.monotonic() + 300
+        while not (ticks.exists() and ticks.read_text().strip() == text):
+            assert watch.process.poll() is None, watch.output()
+            assert time.monotonic() < deadline, watch.output()
+            time.sleep(0.05)
+
+    try:
+        wait_for_text("v0")
+        first = re.search(r"run:ticker: started \(pid (\d+)\)", watch.output()).group(1)
+        (project / "ticker.lisp").write_text(TICKER.replace('"v0"', '"v1"'))
+        wait_for_text("v1")
+        assert f"reloaded ticker.fasl into ticker (pid {first})" in watch.output()
+        # A hook that never lets a reload happen, itself reloaded.
+        never = TICKER.replace("(sb-thread:with-mutex (*lock*) (funcall reload))",
+                               "(declare (ignore reload)) (sleep 3600)")
+        (project / "ticker.lisp").write_text(never.replace('"v0"', '"v1"'))
+        watch.wait_for_status(3)
+        (project / "ticker.lisp").write_text(never.replace('"v0"', '"v2"'))
+        wait_for_text("v2")
+        assert re.search(r"run:ticker: restarting, as ticker::?call-with-reload did not call "
+                         r"its argument within 5 s", watch.output(), re.I), watch.output()
+        assert len(re.findall(r"run:ticker: started", watch.output())) == 2
+    finally:
+        watch.ctrl_c()
+    none_left_within(project, 5)

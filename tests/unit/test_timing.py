@@ -1,7 +1,7 @@
 """`doit watch -v`'s phases, from a doit JSON report made up here."""
 import datetime
 
-from lispbuild.commands.timing import line, phases
+from lispbuild.commands.timing import line, phases, reloaded
 from lispbuild.settings import RUN_EXE_TASK
 
 T0 = 1_700_000_000.0  # the build's start, seconds since the epoch
@@ -40,3 +40,14 @@ def test_a_first_build_has_no_detection_and_a_build_with_nothing_to_do_is_all_gr
 def test_the_line_ends_with_the_time_from_the_save():
     assert line([("detection", 0.05), ("compile", 0.5)], T0, T0 + 1.234) == \
         "  detection 0.05 s, compile 0.50 s; save to ready 1.23 s"
+
+
+def test_a_reload_is_its_own_phase_and_ends_when_the_program_is_ready():
+    report = REPORT[:4] + [task("reload:app", 0.32, 0.01)] + REPORT[4:]
+    found = dict(phases(report, saved=T0 - 0.1, detected=T0 - 0.04, build_start=T0,
+                        build_end=T0 + 1.3, restart=None))
+    assert list(found) == ["detection", "graph", "compile", "reload", "dump", "executable",
+                           "other"]
+    assert abs(found["reload"] - 0.01) < 1e-4
+    assert abs(reloaded(report) - (T0 + 0.33)) < 1e-4
+    assert reloaded(REPORT) is None
