@@ -29,9 +29,10 @@ LISPBUILD_FILES = str(link.COMPAT_SOURCE.parent) + os.sep
 
 
 def dump_core(action: Action, ctx: Context, outputs: dict):
-    """A development dump: the image also holds the reload listener
-    (reload.lisp), which listens only when a watch starts the program."""
-    _dump(action, ctx, outputs, arguments={"reload": support_fasls(ctx).development,
+    """A development dump: the image also holds what develop.lisp runs
+    around the entry (a REPL, a profile, the reload listener a watch asks
+    for), each only when the environment asks for it."""
+    _dump(action, ctx, outputs, arguments={"development": support_fasls(ctx).development,
                                            "reload_hook": action.params["reload_hook"]})
 
 

@@ -37,8 +37,8 @@ SUPPORT_SOURCES = (INTERNALS, "driver.lisp", "syscalls.lisp", "compile.lisp",
                    "grovel.lisp", "dump.lisp", "devdump.lisp", "request.lisp", "worker.lisp")
 MAIN_SOURCE = "main.lisp"
 ASDF_SUPPORT_SOURCES = ("asdf.lisp", "asdf-plan.lisp")
-# Only development executables load these (reload.fasl).
-DEVELOPMENT_SOURCES = ("reload.lisp",)
+# Only development executables load these (development.fasl).
+DEVELOPMENT_SOURCES = ("reload.lisp", "develop.lisp")
 
 
 def lisp_literal(value) -> str:
@@ -135,7 +135,7 @@ def support_action() -> Action:
                   + [ASDF_FASL],
                   params={}, toolchain=(sbcl_files,),
                   outputs={"fasl": TOOLS / "lispbuild.fasl", "asdf": TOOLS / "asdf-support.fasl",
-                           "development": TOOLS / "reload.fasl"})
+                           "development": TOOLS / "development.fasl"})
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ class Support:
     lispbuild: Path
     asdf: Path
     asdf_support: Path
-    development: Path  # reload.fasl: what only development executables load
+    development: Path  # what only development executables load (develop.lisp)
 
 
 def support_fasls(ctx: Context) -> Support:

@@ -5,7 +5,7 @@
   (:use #:cl #:lispbuild/driver)
   (:local-nicknames (#:sbcl #:lispbuild/sbcl))
   (:import-from #:lispbuild/syscalls #:stop-finalizer-thread #:os-threads)
-  (:export #:dump-job #:*before-save* #:*reload-listener* #:run-finalizers-in-main-thread
+  (:export #:dump-job #:*before-save* #:*around-entry* #:run-finalizers-in-main-thread
            #:fix-os-random-seed
            ;; For lispbuild's Lisp unit checks (tests/lisp/units.lisp).
            #:entry-convention #:find-entry #:c-name-p))
@@ -117,24 +117,24 @@ they are those of the process that dumped the image)."
       (funcall (find-symbol "CALL-IMAGE-RESTORE-HOOK" package))
       (setf (symbol-value (find-symbol "*IMAGE-RESTORED-P*" package)) t))))
 
-(defun toplevel-for (function convention test before)
+(defun toplevel-for (function convention test around)
   "Call FUNCTION as CONVENTION says (ENTRY-CONVENTION); exit with the
 integer it returns (0 otherwise), 130 on an interrupt, 143 on SIGTERM. A
 TEST function is called with no arguments, and the program exits 0 if it
-returns true, 1 if false. BEFORE (or NIL) is called first: a development
-executable's reload listener."
+returns true, 1 if false. AROUND (or NIL), a development executable's, is
+called with the function that calls FUNCTION and returns the exit code."
   (lambda ()
     (sbcl:enable-interrupt sbcl:sigterm #'exit-on-sigterm)
     (restore-uiop)
-    (when before (funcall before))
     (let* ((argv sb-ext:*posix-argv*)
-           (code (handler-case
-                     (cond (test (if (funcall function) 0 1))
-                           (t (ecase convention
-                                (:none (funcall function))
-                                (:spread (apply function (rest argv)))
-                                (:posix-argv (funcall function argv))
-                                (:command-line-arguments (funcall function (rest argv))))))
+           (call (lambda ()
+                   (cond (test (if (funcall function) 0 1))
+                         (t (ecase convention
+                              (:none (funcall function))
+                              (:spread (apply function (rest argv)))
+                              (:posix-argv (funcall function argv))
+                              (:command-line-arguments (funcall function (rest argv))))))))
+           (code (handler-case (if around (funcall around call) (funcall call))
                    (sbcl:interactive-interrupt () 130))))
       (sb-ext:exit :code (if (typep code '(integer 0 255)) code 0)))))
 
@@ -223,36 +223,38 @@ the program computes it again if it uses ASDF), and its GC counters."
 (defvar *before-save* nil
   "Called just before SAVE-LISP-AND-DIE: a worker's faster dump (worker.lisp).")
 
-(defvar *reload-listener* nil
-  "What reload.fasl sets when it is loaded: its function of one argument,
-the program's reload hook, that listens for reloads.")
+(defvar *around-entry* nil
+  "What development.fasl sets when it is loaded (develop.lisp): its
+function of the entry's call and the program's reload hook, which runs the
+entry as the environment asks.")
 
-(defun reload-listener (reload hook)
-  "For a development executable: load RELOAD (reload.fasl) and return the
-function that starts its listener with the program's HOOK (\"package:name\"
-or NIL); :FAILED if there is no such function."
+(defun development-toplevel (development hook)
+  "For a development executable: load DEVELOPMENT (development.fasl) and
+return what runs around its entry, with the program's reload HOOK
+(\"package:name\" or NIL); :FAILED if there is no such function."
   (let ((symbol (and hook (named-function hook "reload_hook"))))
     (if (and hook (null symbol))
         :failed
-        (progn (load reload)
-               (let ((start *reload-listener*))
-                 (lambda () (funcall start symbol)))))))
+        (progn (load development)
+               (let ((around *around-entry*))
+                 (lambda (call) (funcall around call symbol)))))))
 
 (defun dump-job (&key steps features entry entry-arguments core linkage shared-objects
-                   reads compression test reload reload-hook diagnostics &allow-other-keys)
+                   reads compression test development reload-hook diagnostics
+                 &allow-other-keys)
   (push-features features)
   (multiple-value-bind (function convention) (find-entry entry test entry-arguments)
     (unless function
       (return-from dump-job nil))
-    (let ((listener (and reload (reload-listener reload reload-hook))))
-      (when (eq listener :failed)
+    (let ((around (and development (development-toplevel development reload-hook))))
+      (when (eq around :failed)
         (return-from dump-job nil))
-      (dump-image steps function convention test listener core linkage shared-objects reads
+      (dump-image steps function convention test around core linkage shared-objects reads
                   compression diagnostics))))
 
-(defun dump-image (steps function convention test listener core linkage shared-objects reads
+(defun dump-image (steps function convention test around core linkage shared-objects reads
                    compression diagnostics)
-  "Save the image that calls FUNCTION, with LISTENER (or NIL) first."
+  "Save the image that calls FUNCTION (through AROUND, or NIL)."
   (when (find-package "ASDF")
     (register-loaded-systems
      (loop for (kind name) in steps when (eq kind :asdf) collect name)))
@@ -265,7 +267,7 @@ or NIL); :FAILED if there is no such function."
   (sb-ext:disable-debugger)
   (when *before-save* (funcall *before-save*))
   (run-finalizers-due)
-  (sb-ext:save-lisp-and-die core :toplevel (toplevel-for function convention test listener)
+  (sb-ext:save-lisp-and-die core :toplevel (toplevel-for function convention test around)
                                  :save-runtime-options t
                                  :compression (and compression t)))
 

@@ -29,7 +29,9 @@
        ;; Dumping: the finalizer thread, the steps of SAVE-LISP-AND-DIE a
        ;; development dump skips (devdump.lisp).
        "*FINALIZER-THREAD*" "FINALIZER-THREAD-START" "FINALIZER-THREAD-STOP"
-       "RUN-PENDING-FINALIZERS" "TUNE-IMAGE-FOR-DUMP" "COALESCE-CTYPES" "CONSTANTLY-T")
+       "RUN-PENDING-FINALIZERS" "TUNE-IMAGE-FOR-DUMP" "COALESCE-CTYPES" "CONSTANTLY-T"
+       ;; A development executable's REPL (develop.lisp).
+       "TOPLEVEL-REPL")
       ;; Wrapping a function of SBCL's or a library's (what a build must
       ;; not let vary: write dates, random seeds; what it watches: OPEN).
       ("SB-INT" "ENCAPSULATE" "UNENCAPSULATE" "ENCAPSULATED-P" "ENCAPSULATED-CONDITION"

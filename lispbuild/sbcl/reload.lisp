@@ -1,6 +1,6 @@
-;;;; Hot reload, for development executables only: compiled into its own
-;;;; FASL (reload.fasl), which a development dump loads and a release dump
-;;;; never sees. A program started by `doit watch run:NAME` finds
+;;;; Hot reload, for development executables only: compiled into
+;;;; development.fasl (with develop.lisp, which starts it), which a
+;;;; development dump loads and a release dump never sees. A program started by `doit watch run:NAME` finds
 ;;;; LISPBUILD_RELOAD_SOCKET in its environment; it then listens there (a
 ;;;; Unix socket, mode 0600) in a thread of its own, and loads the FASLs
 ;;;; the watch names into itself, as C-c C-k does in an editor's REPL.
@@ -143,5 +143,3 @@ HOOK: a function designator, or NIL."
         (when fd
           ;; Ephemeral: the program's exit does not wait for it.
           (sbcl:make-system-thread "lispbuild reload" #'serve (list fd hook) nil))))))
-
-(setf lispbuild/dump:*reload-listener* #'start-listener)

@@ -397,16 +397,25 @@ def test_a_release_where_directories_list_in_another_order_is_identical(releases
     assert (third / WEBSERVER).read_bytes() == (first / WEBSERVER).read_bytes()
 
 
-def test_a_release_executable_holds_no_hot_reload(releases, samples, tmp_path):
-    """Hot reload is for development executables only: asked to listen (as
-    `doit watch run:NAME` asks), the development hello does, and the release
-    hello neither listens nor holds the code that would."""
-    for exe, reloads in ((samples / "build/bin/hello", True),
-                         (releases[0] / "build/release/hello/hello", False)):
-        where = tmp_path / ("development" if reloads else "release")
+def test_a_release_executable_holds_no_development_aids(releases, samples, tmp_path):
+    """Hot reload, the REPL and the profiler are for development executables
+    only: asked for each (as `doit watch run:NAME` asks to listen), the
+    development hello listens, and the release hello runs its entry and
+    neither listens nor holds the code that would."""
+    for exe, development in ((samples / "build/bin/hello", True),
+                             (releases[0] / "build/release/hello/hello", False)):
+        where = tmp_path / ("development" if development else "release")
         where.mkdir()
         result = subprocess.run([exe, "static"], cwd=where, capture_output=True, text=True,
                                 env={**os.environ, "LISPBUILD_RELOAD_SOCKET": "reload.sock"})
         assert result.returncode == 0 and "static" in result.stdout, result
-        assert (where / "reload.sock").is_socket() == reloads, exe
-        assert (b"LISPBUILD/RELOAD" in exe.read_bytes()) == reloads, exe
+        assert (where / "reload.sock").is_socket() == development, exe
+        assert (b"LISPBUILD/RELOAD" in exe.read_bytes()) == development, exe
+        assert (b"LISPBUILD/DEVELOP" in exe.read_bytes()) == development, exe
+    release = releases[0] / "build/release/hello/hello"
+    result = subprocess.run([release, "static"], capture_output=True, text=True, input="",
+                            env={**os.environ, "LISPBUILD_MAIN": "repl",
+                                 "LISPBUILD_PROFILE": "cpu"})
+    assert result.returncode == 0, result
+    assert result.stdout.startswith("hello from a static SBCL: 1 argument"), result
+    assert result.stderr == "", result

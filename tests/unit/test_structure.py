@@ -119,7 +119,7 @@ def test_paths_under_build_are_named_in_layout_py_only():
 
 
 LISP = sorted((PACKAGE / "sbcl").glob("*.lisp"))
-SUPPORTED_SBCL = {"sb-ext", "sb-alien", "sb-mop", "sb-thread"}  # SBCL's documented interfaces
+SUPPORTED_SBCL = {"sb-ext", "sb-alien", "sb-mop", "sb-thread", "sb-sprof"}  # SBCL's documented interfaces
 
 
 def lisp_code(path: Path) -> str:
