@@ -85,12 +85,16 @@ class Binary:
     entry_arguments: str | None = None
     # "package:function" a development executable reloads through, or None.
     reload_hook: str | None = None
+    # The compilation mode of its project libraries (modes.py); None: the build's.
+    mode: str | None = None
 
 
 # An entry of one argument is called with sb-ext:*posix-argv* (the program's
 # name first, as buildapp calls main) or with uiop:command-line-arguments
 # (without it): the binary says which.
 ENTRY_ARGUMENTS = ("posix-argv", "command-line-arguments")
+# The compilation modes (modes.py says what each is).
+MODES = ("fastbuild", "opt", "dbg")
 
 
 @dataclass(frozen=True)
@@ -216,7 +220,7 @@ class Project:
 
     def binary(self, name, *, libraries, entry, entry_arguments=None, c_sources=(),
                archives=(), foreign_libraries=None, compression=False, version=None,
-               smoke_args=None, test=False, reload_hook=None) -> Binary:
+               smoke_args=None, test=False, reload_hook=None, mode=None) -> Binary:
         """Declare a static executable, build/bin/NAME. `entry` names the
         function (\"package:function\") the program runs; an integer it
         returns is the exit code. `libraries` are declared libraries or
@@ -237,7 +241,10 @@ class Project:
         may load new code into the running development executable: the
         function is called with a function of no arguments, which it calls
         where the program's code can be replaced (docs/watch.md); without
-        it, new code is loaded at once, as an editor's C-c C-k does."""
+        it, new code is loaded at once, as an editor's C-c C-k does.
+        `mode` ("fastbuild", "opt" or "dbg") compiles the project's
+        libraries it uses in that mode, whatever LISPBUILD_MODE says
+        (docs/declaring.md, "Compilation modes")."""
         self._check_name("binary", name, self.binaries)
         for what, value in (("entry", entry), ("reload_hook", reload_hook)):
             if value is not None and ":" not in value:
@@ -251,6 +258,9 @@ class Project:
                                     or not re.fullmatch(r"[0-9A-Za-z][0-9A-Za-z.+~_-]*", version)):
             raise DeclarationError(f"binary {name}: version {version!r} must be a string of "
                                    f"letters, digits and . + ~ _ - (it names a file)")
+        if mode is not None and mode not in MODES:
+            raise DeclarationError(f"binary {name}: mode {mode!r} must be one of "
+                                   f"{', '.join(MODES)}")
         binary = Binary(name=name, libraries=tuple(map(library_name, libraries)), entry=entry,
                         c_sources=tuple(Path(p) for p in c_sources),
                         archives=tuple(Path(p) for p in archives),
@@ -258,7 +268,7 @@ class Project:
                             (str(lib), tuple(Path(p) for p in paths))
                             for lib, paths in (foreign_libraries or {}).items()),
                         compression=bool(compression), test=bool(test), version=version,
-                        entry_arguments=entry_arguments, reload_hook=reload_hook,
+                        entry_arguments=entry_arguments, reload_hook=reload_hook, mode=mode,
                         smoke_args=None if smoke_args is None
                         else tuple(str(a) for a in smoke_args))
         self.binaries[name] = binary

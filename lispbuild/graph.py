@@ -14,9 +14,9 @@ serve the library's compiles after loading only the rest.
 import posixpath
 from dataclasses import dataclass
 
+from . import layout, modes
 from .declare import Binary, Library, Project
 from .errors import DeclarationError, DependencyCycle
-from . import layout
 from .steps import EMPTY, LoadState
 
 
@@ -42,6 +42,7 @@ class BinaryNode:
     after: tuple[str, ...]
     state: LoadState          # every library the binary needs, loaded
     features: tuple[str, ...]
+    mode: str = modes.DEFAULT  # the compilation mode of its project libraries (modes.py)
     unavailable: str = ""     # why it cannot be built (a system ASDF could not give)
     c_sources: tuple[str, ...] = ()   # its libraries' C files, linked in
 
@@ -257,12 +258,21 @@ def _library_fasls(library: Library, base: LoadState, after_deps: tuple,
     return nodes
 
 
-def plan(project: Project, derived: dict[str, Library]) -> Graph:
+def plan(project: Project, derived: dict[str, Library], mode: str = modes.DEFAULT) -> Graph:
     """The graph of the project's libraries, binaries and runs, with the
-    libraries `derived` from ASDF systems."""
-    libraries = {**derived, **project.libraries}
+    libraries `derived` from ASDF systems; the project's own compiled in
+    `mode`, and again in the mode of each binary that names another."""
+    declared = {**derived, **project.libraries}
     # Report cycles even in libraries no binary uses.
-    check_dependencies(libraries, [(f"library {n}", n) for n in libraries])
+    check_dependencies(declared, [(f"library {n}", n) for n in declared])
+    wanted: dict[str, set[str]] = {}
+    for binary in project.binaries.values():
+        check_dependencies(declared, [(f"binary {binary.name}", n) for n in binary.libraries])
+        if (binary.mode or mode) != mode:
+            wanted.setdefault(binary.mode, set()).update(modes.needed(declared,
+                                                                      binary.libraries))
+    libraries = modes.with_modes(declared, mode, wanted)
+    own = {name for name, library in declared.items() if modes.is_own(library)}
     orders = _Orders(libraries)
 
     fasls: dict[str, FaslNode] = {}
@@ -278,12 +288,14 @@ def plan(project: Project, derived: dict[str, Library]) -> Graph:
     for binary in project.binaries.values():
         if not binary.libraries:
             raise DeclarationError(f"binary {binary.name} names no library")
-        check_dependencies(libraries, [(f"binary {binary.name}", n) for n in binary.libraries])
-        order = orders.merged(binary.libraries)
+        binary_mode = binary.mode or mode
+        names = [modes.variant(n, binary_mode, mode) if n in own else n
+                 for n in binary.libraries]
+        order = orders.merged(names)
         broken = next((libraries[n] for n in order if libraries[n].unavailable), None)
         binaries[binary.name] = BinaryNode(
-            binary=binary, after=tuple(library_task(n) for n in binary.libraries),
-            state=orders.state_of(binary.libraries),
+            binary=binary, after=tuple(library_task(n) for n in names),
+            state=orders.state_of(names), mode=binary_mode,
             features=tuple(sorted({f for n in order for f in libraries[n].features})),
             c_sources=tuple(c for n in order for c in (*library_c_sources(libraries[n]),
                                                        *library_wrapper_c_sources(libraries[n]))),

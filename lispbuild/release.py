@@ -32,7 +32,7 @@ from .settings import ALLOW_DIRTY_VARIABLE, REVISION_VARIABLE, settings
 PLATFORM = "x86_64-linux"
 MANIFEST = "manifest.json"
 SUMS = "SHA256SUMS"
-FORMAT = 1  # of the manifest
+FORMAT = 2  # of the manifest (2: its mode)
 
 
 def archive_name(name: str, version: str) -> str:
@@ -196,6 +196,7 @@ class Manifest:
     """manifest.json: what a release was built from and what it made."""
     name: str
     version: str
+    mode: str                  # the compilation mode of its project libraries (modes.py)
     platform: str
     source_date_epoch: int
     revision: dict | None      # Origin.revision

@@ -22,6 +22,7 @@ REVISION_VARIABLE = "LISPBUILD_SOURCE_REVISION"
 EPOCH_VARIABLE = "SOURCE_DATE_EPOCH"
 OWNER_VARIABLE = "LISPBUILD_OWNER"         # the process a watch's builds belong to
 WATCH_VARIABLE = "LISPBUILD_WATCH"         # set by a watch for the builds it runs
+MODE_VARIABLE = "LISPBUILD_MODE"           # the compilation mode (modes.py)
 RELOAD_SOCKET_VARIABLE = "LISPBUILD_RELOAD_SOCKET"  # set by a watch for its programs (reload.lisp)
 
 STORE_CONFIG = "lispbuild_store"           # the key doit_config() puts in DOIT_CONFIG
@@ -54,12 +55,13 @@ class Settings:
     source_date_epoch: str | None
     owner: str | None
     watch: bool
+    mode: str | None
 
 
 VARIABLES = (STORE_VARIABLE, REMOTE_VARIABLE, UPLOAD_VARIABLE, TIMEOUT_VARIABLE,
              SIGNING_KEY_VARIABLE, TRUSTED_KEYS_VARIABLE, FRESH_VARIABLE, TIME_LIMIT_VARIABLE,
              SHOW_ALL_VARIABLE, RELEASE_DIR_VARIABLE, ALLOW_DIRTY_VARIABLE, REVISION_VARIABLE,
-             EPOCH_VARIABLE, OWNER_VARIABLE, WATCH_VARIABLE)
+             EPOCH_VARIABLE, OWNER_VARIABLE, WATCH_VARIABLE, MODE_VARIABLE)
 
 
 @functools.lru_cache(maxsize=4)
@@ -76,7 +78,8 @@ def _read(values: tuple) -> Settings:
         allow_dirty=_on(env[ALLOW_DIRTY_VARIABLE]),
         source_revision=env[REVISION_VARIABLE] or None,
         source_date_epoch=env[EPOCH_VARIABLE] or None,
-        owner=env[OWNER_VARIABLE] or None, watch=_on(env[WATCH_VARIABLE]))
+        owner=env[OWNER_VARIABLE] or None, watch=_on(env[WATCH_VARIABLE]),
+        mode=env[MODE_VARIABLE] or None)
 
 
 def settings() -> Settings:

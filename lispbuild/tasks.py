@@ -15,6 +15,7 @@ from .asdf import asdf_libraries
 from .declare import Project, library_name
 from .digest import digest_bytes
 from .graph import BinaryNode, library_c_sources, library_task, plan
+from .modes import build_mode
 from .action import Action, Context
 from .rebuild import execute, is_up_to_date
 from .reload import Plan, reload_run
@@ -92,7 +93,7 @@ def _doit_tasks(project: Project):
         _die_with_this_process()
     if not settings().watch:  # a watch stops its workers itself
         atexit.register(ctx.lisp.shutdown)
-    graph = plan(project, asdf_libraries(project, ctx))
+    graph = plan(project, asdf_libraries(project, ctx), build_mode(settings().mode))
     made = _Tasks(ctx, project, graph)
     yield from made.lisp_files()
     yield from made.library_checks()

@@ -30,7 +30,7 @@ from ..errors import LispbuildError, ReleaseFailure
 from ..store import Store
 from ..toolchain import find_musl, find_sbcl
 from .store_check import project_store
-from ..settings import RELEASE_DIR_VARIABLE
+from ..settings import MODE_VARIABLE, RELEASE_DIR_VARIABLE
 
 # The order in which stages run, by task prefix.
 STAGES = (("FASLs", ("grovel:", "fasl:")), ("C objects", ("c:",)),
@@ -179,6 +179,7 @@ def rebuild(manifest: release.Manifest, root: Path, where: Path) -> Path:
     if revision and revision.get("dirty"):
         env[release.ALLOW_DIRTY_VARIABLE] = "1"
     env[RELEASE_DIR_VARIABLE] = manifest.dump_directory
+    env[MODE_VARIABLE] = manifest.mode  # as it was built (a binary's mode= says the same)
     task = f"release:{manifest.name}"
     print(f"rebuilding {task} in {where}, with an empty store", flush=True)
     proc = subprocess.run([sys.executable, "-m", "doit", "-n", "2", task], cwd=where, env=env)

@@ -33,7 +33,7 @@ def make_release(action: Action, ctx: Context, outputs: dict):
                 (ctx.root / stage.outputs[observed.ROLE]).read_text(encoding="utf-8")))
     sources = [{"path": name, "sha256": sha256} for name, sha256 in sorted(sources.items())]
     manifest = release.Manifest(
-        name=p["binary"], version=p["version"], platform=release.PLATFORM,
+        name=p["binary"], version=p["version"], mode=p["mode"], platform=release.PLATFORM,
         source_date_epoch=p["epoch"], revision=p["revision"], smoke_args=p["smoke_args"],
         lispbuild=release.lispbuild_identity(), dump_directory=dump.params["dump_directory"],
         toolchain=release.toolchain_identity(
@@ -56,7 +56,7 @@ def release_action(node: BinaryNode, stages: list[Action], version: str, origin,
     return Action(
         task=f"release:{b.name}", run=make_release, inputs=[exe, *sources],
         late=lambda: {"epoch": origin().epoch, "revision": origin().revision(own)},
-        params={"binary": b.name, "version": version, "exe": str(exe),
+        params={"binary": b.name, "version": version, "exe": str(exe), "mode": node.mode,
                 "archives": archives_of(b),
                 "smoke_args": None if b.smoke_args is None else list(b.smoke_args)},
         outputs={"archive": Path(release.archive_name(b.name, version))},

@@ -50,7 +50,7 @@ def test_an_action_record_reads_back_with_its_runner_and_signature():
 
 
 def manifest(**change) -> release.Manifest:
-    fields = dict(name="hello", version="1.0", platform=release.PLATFORM,
+    fields = dict(name="hello", version="1.0", mode="fastbuild", platform=release.PLATFORM,
                   source_date_epoch=1700000000, revision=None, smoke_args=None,
                   lispbuild={"version": "0"}, dump_directory="/lispbuild-release",
                   toolchain={}, sources=[{"path": "hello.lisp", "sha256": SHA}], stages=[],
@@ -61,14 +61,14 @@ def manifest(**change) -> release.Manifest:
 def test_a_manifest_reads_back_as_written():
     written = manifest()
     assert release.Manifest.from_bytes(written.to_bytes(), "a.tar.gz") == written
-    assert written.to_bytes().endswith(b"}\n") and b'"format": 1' in written.to_bytes()
+    assert written.to_bytes().endswith(b"}\n") and b'"format": 2' in written.to_bytes()
 
 
 @pytest.mark.parametrize("data, says", [
     (b"{", "manifest.json cannot be read"),
     (b"[]", "not a release archive of this lispbuild (manifest format None)"),
-    (b'{"format": 2, "name": "hello"}', "(manifest format 2)"),
-    (b'{"format": 1, "name": "hello"}', "manifest.json lacks version, platform"),
+    (b'{"format": 1, "name": "hello"}', "(manifest format 1)"),
+    (b'{"format": 2, "name": "hello"}', "manifest.json lacks version, mode, platform"),
 ])
 def test_a_manifest_not_of_this_lispbuild_is_named(data, says):
     with pytest.raises(ReleaseFailure, match="^a.tar.gz: ") as error:
