@@ -18,11 +18,12 @@ cd "$(dirname "$0")"
 # package does not depend on); libffi-dev: cffi-tests'
 # structures by value;
 # python3: Debian's own, which the test of an ordinary user runs lispbuild
-# with (this machine's may be in a directory only root can read).
+# with (this machine's may be in a directory only root can read);
+# linux-perf: the test that perf names the Lisp functions of an executable.
 packages="sbcl musl-tools musl-dev libzstd-dev zlib1g-dev gcc
   cl-ppcre cl-alexandria cl-fiveam cl-hunchentoot cl-plus-ssl cl-cffi libssl-dev
   strace nginx-light openssl cl-rt diffoscope-minimal python3
-  cl-cxml cl-puri cl-asdf cl-qmynd cl-asdf-finalizers libffi-dev"
+  cl-cxml cl-puri cl-asdf cl-qmynd cl-asdf-finalizers libffi-dev linux-perf"
 python3 -c "import ensurepip" 2>/dev/null || packages="$packages python3-venv"
 missing=""
 for p in $packages; do

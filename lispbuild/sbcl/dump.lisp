@@ -5,6 +5,7 @@
   (:use #:cl #:lispbuild/driver)
   (:local-nicknames (#:sbcl #:lispbuild/sbcl))
   (:import-from #:lispbuild/syscalls #:stop-finalizer-thread #:os-threads)
+  (:import-from #:lispbuild/perfmap #:write-perf-map-if-asked)
   (:export #:dump-job #:*before-save* #:*around-entry* #:run-finalizers-in-main-thread
            #:fix-os-random-seed
            ;; For lispbuild's Lisp unit checks (tests/lisp/units.lisp).
@@ -125,6 +126,7 @@ returns true, 1 if false. AROUND (or NIL), a development executable's, is
 called with the function that calls FUNCTION and returns the exit code."
   (lambda ()
     (sbcl:enable-interrupt sbcl:sigterm #'exit-on-sigterm)
+    (write-perf-map-if-asked)
     (restore-uiop)
     (let* ((argv sb-ext:*posix-argv*)
            (call (lambda ()
