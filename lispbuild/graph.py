@@ -12,7 +12,7 @@ complete state of that dependency, and a warm worker that holds it can
 serve the library's compiles after loading only the rest.
 """
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import layout, modes
 from .declare import Binary, Library, Project
@@ -53,6 +53,10 @@ class Graph:
     binaries: dict[str, BinaryNode]
     libraries: dict[str, Library]
     complete: dict[str, LoadState]   # each library's state with all of it loaded
+    # For `doit coverage`: the instrumented test binaries, and a state with
+    # all their libraries loaded (where the report is made).
+    coverage: tuple[str, ...] = ()
+    coverage_state: LoadState = EMPTY
 
 
 def library_task(name: str) -> str:
@@ -258,21 +262,30 @@ def _library_fasls(library: Library, base: LoadState, after_deps: tuple,
     return nodes
 
 
-def plan(project: Project, derived: dict[str, Library], mode: str = modes.DEFAULT) -> Graph:
+def plan(project: Project, derived: dict[str, Library], mode: str = modes.DEFAULT,
+         coverage: bool = False) -> Graph:
     """The graph of the project's libraries, binaries and runs, with the
     libraries `derived` from ASDF systems; the project's own compiled in
-    `mode`, and again in the mode of each binary that names another."""
+    `mode`, and again in the mode of each binary that names another; with
+    `coverage`, each test suite again as NAME@coverage, instrumented."""
     declared = {**derived, **project.libraries}
     # Report cycles even in libraries no binary uses.
     check_dependencies(declared, [(f"library {n}", n) for n in declared])
-    wanted: dict[str, set[str]] = {}
     for binary in project.binaries.values():
         check_dependencies(declared, [(f"binary {binary.name}", n) for n in binary.libraries])
+    planned = dict(project.binaries)
+    own = {name for name, library in declared.items() if modes.is_own(library)}
+    if coverage:  # the suites that run some of the project's code
+        planned.update((f"{name}@{modes.COVERAGE}",
+                        replace(project.binaries[name], name=f"{name}@{modes.COVERAGE}",
+                                mode=modes.COVERAGE)) for name in project.tests
+                       if modes.needed(declared, project.binaries[name].libraries) & own)
+    wanted: dict[str, set[str]] = {}
+    for binary in planned.values():
         if (binary.mode or mode) != mode:
             wanted.setdefault(binary.mode, set()).update(modes.needed(declared,
                                                                       binary.libraries))
     libraries = modes.with_modes(declared, mode, wanted)
-    own = {name for name, library in declared.items() if modes.is_own(library)}
     orders = _Orders(libraries)
 
     fasls: dict[str, FaslNode] = {}
@@ -284,13 +297,13 @@ def plan(project: Project, derived: dict[str, Library], mode: str = modes.DEFAUL
                                    top=library.name not in depended_on):
             fasls[node.name] = node
 
-    binaries = {}
-    for binary in project.binaries.values():
+    binaries, loaded = {}, {}
+    for binary in planned.values():
         if not binary.libraries:
             raise DeclarationError(f"binary {binary.name} names no library")
         binary_mode = binary.mode or mode
-        names = [modes.variant(n, binary_mode, mode) if n in own else n
-                 for n in binary.libraries]
+        names = loaded[binary.name] = [modes.variant(n, binary_mode, mode) if n in own else n
+                                       for n in binary.libraries]
         order = orders.merged(names)
         broken = next((libraries[n] for n in order if libraries[n].unavailable), None)
         binaries[binary.name] = BinaryNode(
@@ -306,5 +319,9 @@ def plan(project: Project, derived: dict[str, Library], mode: str = modes.DEFAUL
         if run.binary not in binaries:
             raise DeclarationError(f"run {run.name} names binary {run.binary}, "
                                    f"which is not declared")
+    covered = tuple(name for name, b in planned.items() if b.mode == modes.COVERAGE)
     return Graph(fasls=fasls, binaries=binaries, libraries=libraries,
-                 complete={name: orders.complete(name) for name in libraries})
+                 complete={name: orders.complete(name) for name in libraries},
+                 coverage=covered, coverage_state=orders.state_of(
+                     [n for name in covered for n in loaded[name]])
+                 if covered else EMPTY)

@@ -12,6 +12,7 @@ What tasks make, from the project root (doit's targets):
     build/runtime/NAME              the static runtime
     build/bin/NAME                  the executable
     build/release/NAME/...          the same stages of a release
+    build/coverage/                 `doit coverage`'s reports; runs/ what each suite covered
     dist/NAME-VERSION-PLATFORM.tar.gz
 
 The builder's own state, under build/.lispbuild/:

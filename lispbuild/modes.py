@@ -34,6 +34,9 @@ MODES = dict(zip(declare.MODES, (
     ((("speed", 3), ("debug", 1), ("safety", 1)), ("OPT",)),
     ((("speed", 1), ("debug", 3), ("safety", 3)), ("DBG",)))))
 DEFAULT = declare.MODES[0]
+# `doit coverage`'s mode: the build's, with sb-cover's instrumentation.
+COVERAGE = "coverage"
+COVERAGE_QUALITY = ("sb-cover:store-coverage-data", 3)
 
 
 def build_mode(value: str | None) -> str:
@@ -59,11 +62,14 @@ def variant(name: str, mode: str, default: str) -> str:
 def in_mode(library: Library, mode: str, name: str, own: set[str], default: str) -> Library:
     """`library` compiled in `mode`, named `name`; the project libraries
     it depends on in the same mode."""
-    policy, features = MODES[mode]
+    policy, features = MODES[default if mode == COVERAGE else mode]
+    policy = {**dict(policy), **dict(library.policy)}
+    if mode == COVERAGE:
+        policy.update([COVERAGE_QUALITY])
     return dataclasses.replace(
-        library, name=name,
-        policy=tuple(sorted({**dict(policy), **dict(library.policy)}.items())),
+        library, name=name, policy=tuple(sorted(policy.items())),
         features=tuple(dict.fromkeys((*library.features, *features))),
+        requires=library.requires + (("sb-cover",) if mode == COVERAGE else ()),
         depends_on=tuple(variant(d, mode, default) if d in own else d
                          for d in library.depends_on))
 

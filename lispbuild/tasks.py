@@ -15,11 +15,12 @@ from .asdf import asdf_libraries
 from .declare import Project, library_name
 from .digest import digest_bytes
 from .graph import BinaryNode, library_c_sources, library_task, plan
-from .modes import build_mode
+from .modes import COVERAGE, build_mode
 from .action import Action, Context
 from .rebuild import execute, is_up_to_date
 from .reload import Plan, reload_run
 from .remote import remote_from
+from .rules.coverage import coverage_tasks
 from .rules.binary import (COMPAT_TASK, LISPBUILD_FILES, binary_actions, c_action,
                            shared_library_action)
 from .rules.lisp import fasl_action, grovel_action, library_action
@@ -93,13 +94,16 @@ def _doit_tasks(project: Project):
         _die_with_this_process()
     if not settings().watch:  # a watch stops its workers itself
         atexit.register(ctx.lisp.shutdown)
-    graph = plan(project, asdf_libraries(project, ctx), build_mode(settings().mode))
+    graph = plan(project, asdf_libraries(project, ctx), build_mode(settings().mode),
+                 coverage=settings().coverage)
     made = _Tasks(ctx, project, graph)
     yield from made.lisp_files()
     yield from made.library_checks()
     yield from made.c_files()
     yield from made.binaries()
     yield from made.runs()
+    if graph.coverage:
+        yield from coverage_tasks(graph, ctx.root, ctx)
     if settings().watch:
         write_watch_file(ctx.root, made.inputs, {
             run.name: {"executable": str(ctx.root / layout.executable(run.binary)),
@@ -212,6 +216,8 @@ class _Tasks:
             self.inputs += [os.path.join(ctx.root, i) for i in runtime.inputs
                             if not str(i).startswith(f"{layout.BUILD}/")]
             self.plans[b.name] = (self._plan(node, runtime), [*node.after, *c_tasks])
+            if node.mode == COVERAGE:  # doit coverage's: never released
+                continue
             yield from _release_tasks(self.graph, node, ctx, self.writers,
                                       [self.clib_actions[s] for s in node.c_sources]
                                       + [self.c_actions[s] for s in own_c]

@@ -44,7 +44,7 @@ from ..settings import (OWNER_VARIABLE, RELOAD_SOCKET_VARIABLE, RUN_EXE_TASK,
                         STOP_GRACE_SECONDS, WATCH_VARIABLE)
 from ..sbcl.processes import become_subreaper
 from ..sbcl.worker import WarmWorkers
-from . import timing
+from . import PROCESSES_OPTION, timing
 
 # A diagnostic about a file of the project: "path:line: ...", the path
 # relative (those of Debian's libraries are absolute).
@@ -170,9 +170,7 @@ class Watch(Command):
                        "running on the newest build. Ctrl-C stops the watch, its workers "
                        "and its programs.")
     cmd_options = (
-        {"name": "processes", "short": "n", "long": "process", "type": int,
-         "default": max(2, os.cpu_count() or 2),
-         "help": "doit processes each build runs [default: %(default)s]"},
+        PROCESSES_OPTION,
         {"name": "verbose", "short": "v", "long": "verbose", "type": bool, "default": False,
          "help": "after each build, where its time went: detection, graph, compile, "
                  "reload, dump, executable, restart"},

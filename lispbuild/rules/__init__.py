@@ -15,6 +15,8 @@ rebuilder keys and doit schedules (tasks.py). Task names are stable:
     release-core:NAME, release-linkage:NAME, release-runtime:NAME,
     release-exe:NAME  the same in release mode (a canonical dump), under build/release/NAME/
     release:NAME    smoke-run the release executable; write dist/NAME-VERSION-x86_64-linux.tar.gz
+    reload:NAME     in a watch: load the new FASLs into the program run:NAME runs (reload.py)
+    coverage-run:NAME, coverage-report   `doit coverage`'s: a suite instrumented, run; the report
 
-lisp.py, binary.py, release.py and run.py say what each does.
+lisp.py, binary.py, release.py, run.py and coverage.py say what each does.
 """

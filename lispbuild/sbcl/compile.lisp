@@ -9,10 +9,18 @@
 
 ;;; Compiling one file.
 
+(defun quality-symbol (quality)
+  "A policy quality by name: CL's (\"speed\"), or a contrib's as
+\"package:name\" (SB-COVER:STORE-COVERAGE-DATA, for `doit coverage`)."
+  (let ((colon (position #\: quality)))
+    (if colon
+        (find-symbol (string-upcase (subseq quality (1+ colon)))
+                     (string-upcase (subseq quality 0 colon)))
+        (find-symbol (string-upcase quality) :cl))))
+
 (defun proclaim-policy (policy)
   (proclaim `(optimize ,@(loop for (quality . level) in policy
-                               collect (list (find-symbol (string-upcase quality) :cl)
-                                             level)))))
+                               collect (list (quality-symbol quality) level)))))
 
 (defun fixed-write-date (source)
   "Make FILE-WRITE-DATE of SOURCE constant: SBCL writes it into the FASL,
@@ -91,11 +99,22 @@ hooks and methods). Returns the FASL's pathname, or NIL."
       (note source (compiler-context-line source) "ERROR" c)
       nil)))
 
+(defun name-coverage-records (source)
+  "A FASL compiled for `doit coverage` names the file of its coverage
+records as SBCL found it, absolute: the FASL would then depend on where
+the project is, and its records would not be found under the name its
+code has (SOURCE, from the project root). Name them SOURCE."
+  (sbcl:encapsulate 'sbcl:dump-code-coverage-records 'as-named
+                    (lambda (real namestring records fasl)
+                      (declare (ignore namestring))
+                      (funcall real source records fasl))))
+
 (defun compile-job (&key source output undefined external-format features policy
                       fail-on-warning asdf-system reads &allow-other-keys)
   (push-features features)
   (proclaim-policy policy)
   (fixed-write-date source)
+  (name-coverage-records source)
   (forget-runtime-path)
   (clear-pathname-table)
   (let ((fasl (compile-reporting source output undefined

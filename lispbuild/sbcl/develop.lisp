@@ -4,6 +4,8 @@
 ;;;;                                instead of the entry
 ;;;;   LISPBUILD_PROFILE=cpu|alloc  the entry under sb-sprof, its flat report
 ;;;;                                on standard error when the entry ends
+;;;;   LISPBUILD_COVERAGE_FILE=F    in a test suite `doit coverage` built with
+;;;;                                sb-cover: its coverage saved into F at the end
 ;;;; and the reload listener a watch asks for (reload.lisp).
 
 (eval-when (:compile-toplevel :load-toplevel :execute)
@@ -18,6 +20,7 @@
 (defparameter *main-variable* "LISPBUILD_MAIN")
 (defparameter *profile-variable* "LISPBUILD_PROFILE")
 (defparameter *profile-modes* '(("cpu" . :cpu) ("alloc" . :alloc)))
+(defparameter *coverage-variable* "LISPBUILD_COVERAGE_FILE")
 (defconstant +report-rows+ 30)
 
 (defun environment-value (name)
@@ -48,13 +51,22 @@ entry ends (a return, EXIT, Ctrl-C)."
       (sb-sprof:report :type :flat :max +report-rows+)
       (finish-output))))
 
+(defun saving-coverage (call file)
+  "CALL, then the image's coverage saved into FILE however it ended."
+  (lambda ()
+    (unwind-protect (funcall call)
+      (funcall (find-symbol "SAVE-COVERAGE-IN-FILE" "SB-COVER") file))))
+
 (defun around-entry (call hook)
   "Run the program's entry, CALL (a function of no arguments that returns
 the exit code), as the environment asks; listen for reloads first
 (HOOK: the binary's reload hook, or NIL)."
   (lispbuild/reload:start-listener hook)
   (let ((main (environment-value *main-variable*))
-        (profile (environment-value *profile-variable*)))
+        (profile (environment-value *profile-variable*))
+        (coverage (environment-value *coverage-variable*)))
+    (when (and coverage (find-package "SB-COVER"))
+      (setf call (saving-coverage call coverage)))
     (cond ((and main (string-equal main "repl")) (repl))
           (main (refuse "~A=~A: the only value it takes is repl" *main-variable* main))
           ((null profile) (funcall call))

@@ -25,6 +25,7 @@
 ;;;;   (:wrapper :steps STEPS :source S :output O :c-output C :features (X...) :diagnostics D)
 ;;;;   (:dump :steps STEPS :features (X...) :entry "pkg:fn" :entry-arguments A :core C :linkage L
 ;;;;    :shared-objects SO :reads R :compression B :test B :diagnostics D)
+;;;;   (:coverage :steps STEPS :runs (FILE...) :directory D :diagnostics D)
 ;;;; R: where the files the process opened for reading are written, one a line.
 ;;;;   (:asdf-graph :systems (S...) :registry (DIR...) :output O :reads R :diagnostics D)
 ;;;; STEPS are what the image must hold before the job, in order:

@@ -34,7 +34,8 @@ NAMED_FROM = PACKAGE.parent.parent
 # first needs it.
 INTERNALS = "internals.lisp"  # the SBCL internals used, checked first (the scripts load it)
 SUPPORT_SOURCES = (INTERNALS, "driver.lisp", "syscalls.lisp", "compile.lisp",
-                   "grovel.lisp", "perfmap.lisp", "dump.lisp", "devdump.lisp", "request.lisp", "worker.lisp")
+                   "grovel.lisp", "perfmap.lisp", "dump.lisp", "devdump.lisp", "coverage.lisp",
+                   "request.lisp", "worker.lisp")
 MAIN_SOURCE = "main.lisp"
 ASDF_SUPPORT_SOURCES = ("asdf.lisp", "asdf-plan.lisp")
 # Only development executables load these (development.fasl).

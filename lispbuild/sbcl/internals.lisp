@@ -46,7 +46,9 @@
        "IMMOBILE-SPACE-ADDR-P" "FIND-CALLED-OBJECT"
        ;; The lowest Lisp space, above the runtime's own ELF image (perfmap.lisp).
        "STATIC-SPACE-START")
-      ("SB-FASL" "*ASSEMBLER-ROUTINES*" "CALC-ASM-ROUTINE-BOUNDS")
+      ("SB-FASL" "*ASSEMBLER-ROUTINES*" "CALC-ASM-ROUTINE-BOUNDS"
+       ;; Where a FASL names the file of its coverage records (compile.lisp).
+       "DUMP-CODE-COVERAGE-RECORDS")
       ("SB-DISASSEM" "MAKE-DSTATE" "%MAKE-SEGMENT")
       ("SB-X86-64-ASM" "SCAN-RELATIVE-OPERANDS")
       ;; Foreign memory, the linkage table, signals.

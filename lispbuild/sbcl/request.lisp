@@ -4,6 +4,7 @@
   (:use #:cl #:lispbuild/driver)
   (:import-from #:lispbuild/compile #:compile-job #:check-undefined-job)
   (:import-from #:lispbuild/grovel #:grovel-job #:wrapper-job)
+  (:import-from #:lispbuild/coverage #:coverage-job)
   (:import-from #:lispbuild/dump #:dump-job #:run-finalizers-in-main-thread
                 #:fix-os-random-seed)
   (:export #:run-job #:run-request))
@@ -17,6 +18,7 @@
     (:check-undefined (apply #'check-undefined-job (rest job)))
     (:grovel (apply #'grovel-job (rest job)))
     (:wrapper (apply #'wrapper-job (rest job)))
+    (:coverage (apply #'coverage-job (rest job)))
     (:asdf-graph
      (ensure-asdf)
      (prog1 (apply #'asdf-graph (rest job))

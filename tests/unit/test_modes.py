@@ -80,3 +80,20 @@ def test_an_unknown_mode_is_refused_by_name(tmp_path):
                                                "one of fastbuild, opt, dbg$"):
         build_mode("release")
     assert build_mode(None) == build_mode("") == "fastbuild"
+
+
+def test_coverage_instruments_the_suites_that_run_project_code(tmp_path):
+    p = project(tmp_path)
+    p.test("app-tests", libraries=["app"], function="app:test")
+    p.test("dep-tests", libraries=["dep"], function="dep:test")
+    graph = plan(p, {"dep": DEPENDENCY}, "opt", coverage=True)
+    assert graph.coverage == ("app-tests@coverage",)   # dep-tests runs none of it
+    node = graph.binaries["app-tests@coverage"]
+    assert node.mode == "coverage" and node.after == ("lib:app@coverage",)
+    policy = dict(map(tuple, params(graph, "util@coverage/util.lisp")["policy"]))
+    assert policy == {"speed": 3, "debug": 1, "safety": 1, "sb-cover:store-coverage-data": 3}
+    assert ["require", "sb-cover"] in [list(s) for s in graph.coverage_state.steps()]
+    assert [s[1] for s in graph.coverage_state.steps() if s[0] == "load"] == [
+        "build/fasl/dep/dep.fasl", "build/fasl/util@coverage/util.fasl",
+        "build/fasl/app@coverage/main.fasl"]
+    assert plan(p, {"dep": DEPENDENCY}, "opt").coverage == ()
