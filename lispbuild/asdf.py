@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from . import layout
-from .declare import Library, Project, Source, library_name
+from .declare import Binary, Library, Project, Source, library_name
 from .digest import DigestCache, digest_bytes
 from .jobs import LispJob
 from .errors import DeclarationError, LispFailure, MissingToolchain
@@ -176,6 +176,17 @@ def _directory(path: str, root: Path) -> Path:
     return path.relative_to(root) if path.is_relative_to(root) else path
 
 
+def _program(system: str, entry: str, build_pathname: str, operation: str):
+    """(entry, binary name) of a system that ASDF's program-op makes into an
+    executable (`asdf:make`): it has an :entry-point and its
+    :build-operation is program-op or unset; the binary is named as its
+    :build-pathname's file ("bin/app": app), else as the system."""
+    if operation not in ("", "program-op", "asdf:program-op", "asdf/bundle:program-op"):
+        return None
+    name = build_pathname.rstrip("/").rpartition("/")[2] or system.replace("/", "--")
+    return entry, name
+
+
 def asdf_libraries(project: Project, ctx: Context) -> dict[str, Library]:
     """The libraries of the ASDF systems the project declared, and of every
     system they depend on."""
@@ -205,6 +216,8 @@ def asdf_libraries(project: Project, ctx: Context) -> dict[str, Library]:
             systems[lib]["version"] = rest[0]
         elif kind == "cfile":
             systems[lib].setdefault("c_sources", []).append(rest[0])
+        elif kind == "program":
+            systems[lib]["program"] = _program(name, *rest)
         elif kind == "depends":
             systems[lib]["depends"].append(library_name(rest[0]))
         elif kind in ("file", "grovel", "wrapper"):
@@ -220,5 +233,24 @@ def asdf_libraries(project: Project, ctx: Context) -> dict[str, Library]:
                           asdf_system=s.get("system"), asd=s.get("asd"),
                           version=s.get("version"),
                           unavailable=s.get("unavailable", ""), planned_from=planned_from,
-                          c_sources=tuple(s.get("c_sources", ())))
+                          c_sources=tuple(s.get("c_sources", ())), program=s.get("program"))
             for name, s in systems.items()}
+
+
+def asdf_programs(project: Project, libraries: dict[str, Library]) -> dict[str, Binary]:
+    """The binaries the asked systems declare by themselves (program-op):
+    build/bin/NAME runs the :entry-point as UIOP's image does, with no
+    arguments, exiting 0 if it returns true and 1 if false. A system that
+    a binary of dodo.py already uses, or whose name one has, makes none."""
+    used = {name for b in project.binaries.values() for name in b.libraries}
+    found = {}
+    for system in sorted(project.asdf_systems_by_name):
+        library = libraries.get(library_name(system))
+        if library is None or library.program is None or library.name in used:
+            continue
+        entry, name = library.program
+        if name not in project.binaries and name not in found:
+            found[name] = Binary(name=name, libraries=(library.name,), entry=entry,
+                                 c_sources=(), archives=(), compression=False, test=True,
+                                 version=library.version)
+    return found

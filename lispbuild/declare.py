@@ -66,6 +66,8 @@ class Library:
     unavailable: str = ""            # why ASDF could not give it: what needs it fails
     planned_from: tuple[str, ...] = ()  # the project's files ASDF read to plan it
     c_sources: tuple[str, ...] = ()  # C files of an ASDF system (c-source-file components)
+    # What ASDF's program-op would make of the system: (entry, binary name).
+    program: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)

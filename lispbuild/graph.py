@@ -263,17 +263,20 @@ def _library_fasls(library: Library, base: LoadState, after_deps: tuple,
 
 
 def plan(project: Project, derived: dict[str, Library], mode: str = modes.DEFAULT,
-         coverage: bool = False) -> Graph:
+         coverage: bool = False, programs: dict[str, Binary] | None = None) -> Graph:
     """The graph of the project's libraries, binaries and runs, with the
-    libraries `derived` from ASDF systems; the project's own compiled in
-    `mode`, and again in the mode of each binary that names another; with
-    `coverage`, each test suite again as NAME@coverage, instrumented."""
+    libraries `derived` from ASDF systems and the binaries their systems
+    declare (`programs`); the project's own compiled in `mode`, and again in
+    the mode of each binary that names another; with `coverage`, each test
+    suite again as NAME@coverage, instrumented."""
     declared = {**derived, **project.libraries}
     # Report cycles even in libraries no binary uses.
     check_dependencies(declared, [(f"library {n}", n) for n in declared])
     for binary in project.binaries.values():
         check_dependencies(declared, [(f"binary {binary.name}", n) for n in binary.libraries])
-    planned = dict(project.binaries)
+    planned = {**(programs or {}), **project.binaries}
+    for binary in (programs or {}).values():
+        check_dependencies(declared, [(f"binary {binary.name}", n) for n in binary.libraries])
     own = {name for name, library in declared.items() if modes.is_own(library)}
     if coverage:  # the suites that run some of the project's code
         planned.update((f"{name}@{modes.COVERAGE}",

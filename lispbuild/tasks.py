@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from . import layout, release, schedule, scratch
-from .asdf import asdf_libraries
+from .asdf import asdf_libraries, asdf_programs
 from .declare import Project, library_name
 from .digest import digest_bytes
 from .graph import BinaryNode, library_c_sources, library_task, plan
@@ -94,8 +94,9 @@ def _doit_tasks(project: Project):
         _die_with_this_process()
     if not settings().watch:  # a watch stops its workers itself
         atexit.register(ctx.lisp.shutdown)
-    graph = plan(project, asdf_libraries(project, ctx), build_mode(settings().mode),
-                 coverage=settings().coverage)
+    derived = asdf_libraries(project, ctx)
+    graph = plan(project, derived, build_mode(settings().mode), coverage=settings().coverage,
+                 programs=asdf_programs(project, derived))
     made = _Tasks(ctx, project, graph)
     yield from made.lisp_files()
     yield from made.library_checks()

@@ -1,6 +1,6 @@
 """doit's plug-ins that lispbuild installs (entry points in pyproject.toml):
 the commands `watch`, `coverage`, `why`, `verify` and `store-check`, and
-the progress reporter. They use the build; nothing of the build imports
+the progress reporter; and the console script `lispbuild init` (init.py). They use the build; nothing of the build imports
 them, and their code is not part of any key (keys.package_digest)."""
 import os
 

@@ -5,6 +5,8 @@
 ;;;;   module NAME MODULE         (a system that is an SBCL module to REQUIRE)
 ;;;;   file NAME PATH EXTERNAL-FORMAT NEEDED-PATH...
 ;;;;   cfile NAME PATH            (a C source file of the system)
+;;;;   program NAME ENTRY BUILD-PATHNAME BUILD-OPERATION
+;;;;                              (a system with an :entry-point, as program-op reads it)
 ;;;; PATHs are relative to the system's directory; a file's NEEDED-PATHs are
 ;;;; the files of the same system loaded before it compiles, in ASDF's plan
 ;;;; order. Systems are written dependencies first.
@@ -124,6 +126,11 @@ Lisp bindings it compiles."
     (tsv out "asd" name (namestring (asdf:system-source-file system)))
     (when (asdf:component-version system)
       (tsv out "version" name (asdf:component-version system)))
+    (let ((entry (asdf::component-entry-point system)))
+      (when entry
+        (tsv out "program" name entry (or (asdf::component-build-pathname system) "")
+             (let ((operation (asdf::component-build-operation system)))
+               (if operation (string-downcase (princ-to-string operation)) "")))))
     ;; What its plan loads first, and what its .asd needs loaded to be
     ;; read (:defsystem-depends-on, which ASDF 3.3 loads outside the plan).
     (dolist (dependency (remove-duplicates
