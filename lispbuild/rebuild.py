@@ -159,6 +159,21 @@ def log_fault(ctx: Context, task: str) -> str:
     return FAULT_LOG
 
 
+def keep_output(ctx: Context, output: Path, what: str, limit: int = 4000) -> str:
+    """Append the end of a process's `output` file to the build's log
+    (the process's own file goes when its build ends); says where."""
+    try:
+        said = output.read_bytes()[-limit:].decode(errors="replace")
+        path = ctx.root / FAULT_LOG
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as log:
+            log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {what}; its output ended:\n"
+                      f"{said}\n")
+    except OSError:
+        return "its output is gone"
+    return f"its output is in {FAULT_LOG}"
+
+
 def _restore_or_build(action: Action, ctx: Context, store: Store | None = None):
     hold_build_lock(ctx)
     store = store or ctx.store

@@ -36,7 +36,7 @@ from .. import layout
 from ..action import Context
 from ..graph import ASDF_STEP
 from ..jobs import LispJob
-from ..rebuild import ensure
+from ..rebuild import ensure, keep_output
 from ..scratch import process_alive
 from ..toolchain import find_sbcl
 from .driver import (check_result, job_form, lisp_literal, lisp_plist, lisp_steps, over_time,
@@ -174,7 +174,10 @@ class WarmWorkers:
             reason = lines[-1] if lines else "it ended without a word"
             if reason.startswith("spawned "):
                 reason = f"pid {reason.split()[1]} ended before it was ready"
-            raise WorkerUnavailable(f"a worker could not start ({reason})")
+            # What it printed (a spawned worker prints where its source does).
+            said = self.dir / f"{source.id if source else worker_id}.log"
+            raise WorkerUnavailable(f"a worker could not start ({reason}; "
+                                    f"{keep_output(self.ctx, said, reason)})")
         worker = Worker.from_json((self.dir / f"{worker_id}.json").read_text())
         if worker is None:
             os.unlink(fifo)

@@ -97,3 +97,16 @@ def test_every_runner_made_shuts_down(tmp_path):
         real.runner(name)
     real.shutdown()
     assert set(real.made) == {"fresh", "workers", "canonical"}
+
+
+def test_what_a_worker_that_failed_printed_is_kept_in_the_builds_log(tmp_path):
+    from lispbuild.rebuild import FAULT_LOG, keep_output
+    ctx = Context(root=tmp_path, store_root=tmp_path / "cache")
+    output = tmp_path / "worker.log"
+    output.write_bytes(b"x" * 5000 + b"\nHeap exhausted, game over.\n")
+    said = keep_output(ctx, output, "a worker could not start (pid 7 ended before it was ready)")
+    assert said == f"its output is in {FAULT_LOG}"
+    log = (tmp_path / FAULT_LOG).read_text()
+    assert "pid 7 ended before it was ready; its output ended:" in log
+    assert log.rstrip().endswith("Heap exhausted, game over.") and len(log) < 4200
+    assert keep_output(ctx, tmp_path / "gone.log", "x") == "its output is gone"
