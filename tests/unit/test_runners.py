@@ -107,6 +107,6 @@ def test_what_a_worker_that_failed_printed_is_kept_in_the_builds_log(tmp_path):
     said = keep_output(ctx, output, "a worker could not start (pid 7 ended before it was ready)")
     assert said == f"its output is in {FAULT_LOG}"
     log = (tmp_path / FAULT_LOG).read_text()
-    assert "pid 7 ended before it was ready; its output ended:" in log
+    assert "(pid 7 ended before it was ready); its output ended:" in log
     assert log.rstrip().endswith("Heap exhausted, game over.") and len(log) < 4200
     assert keep_output(ctx, tmp_path / "gone.log", "x") == "its output is gone"
