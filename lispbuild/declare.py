@@ -68,6 +68,8 @@ class Library:
     c_sources: tuple[str, ...] = ()  # C files of an ASDF system (c-source-file components)
     # What ASDF's program-op would make of the system: (entry, binary name).
     program: tuple[str, str] | None = None
+    # The known test framework whose runner its test-op calls (asdf.py).
+    test_runner: str | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,8 @@ class Binary:
     reload_hook: str | None = None
     # The compilation mode of its project libraries (modes.py); None: the build's.
     mode: str | None = None
+    # A suite its system's test-op runs: (system, framework) (asdf.py).
+    test_op: tuple[str, str] | None = None
 
 
 # An entry of one argument is called with sb-ext:*posix-argv* (the program's

@@ -279,10 +279,10 @@ def plan(project: Project, derived: dict[str, Library], mode: str = modes.DEFAUL
         check_dependencies(declared, [(f"binary {binary.name}", n) for n in binary.libraries])
     own = {name for name, library in declared.items() if modes.is_own(library)}
     if coverage:  # the suites that run some of the project's code
-        planned.update((f"{name}@{modes.COVERAGE}",
-                        replace(project.binaries[name], name=f"{name}@{modes.COVERAGE}",
-                                mode=modes.COVERAGE)) for name in project.tests
-                       if modes.needed(declared, project.binaries[name].libraries) & own)
+        suites = [b for b in planned.values() if b.name in project.tests or b.test_op]
+        planned.update((f"{b.name}@{modes.COVERAGE}",
+                        replace(b, name=f"{b.name}@{modes.COVERAGE}", mode=modes.COVERAGE))
+                       for b in suites if modes.needed(declared, b.libraries) & own)
     wanted: dict[str, set[str]] = {}
     for binary in planned.values():
         if (binary.mode or mode) != mode:

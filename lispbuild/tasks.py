@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import layout, release, schedule, scratch
 from .asdf import asdf_libraries, asdf_programs
-from .declare import Project, library_name
+from .declare import Project, Run, library_name
 from .digest import digest_bytes
 from .graph import BinaryNode, library_c_sources, library_task, plan
 from .modes import COVERAGE, build_mode
@@ -249,7 +249,11 @@ class _Tasks:
                        "doc": f"reload the new code into the program run:{run.name} runs"}
             yield {"basename": RUN_EXE_TASK, "name": run.name, "actions": [],
                    "task_dep": [f"exe:{run.binary}", *reload]}
-        for kind, runs in (("run", project.runs), ("test", project.tests)):
+        # The suites systems' test-ops declare (asdf.py), beside dodo.py's.
+        tests = {**{name: Run(name=name, binary=name, args=(), exit_code=0)
+                    for name, node in self.graph.binaries.items() if node.binary.test_op},
+                 **project.tests}
+        for kind, runs in (("run", project.runs), ("test", tests)):
             for run in runs.values():
                 yield {"basename": kind, "name": run.name,
                        "actions": [(run_executable, [root / layout.executable(run.binary),

@@ -14,11 +14,10 @@ import sys
 from pathlib import Path
 
 from .. import layout
+from ..asdf import defsystem_forms, suite_runner
 
 SKIPPED = {layout.BUILD, layout.DIST, "cache"}  # what builds and stores make
 
-_DEFSYSTEM = re.compile(r"\(\s*(?:asdf:|asdf/defsystem:)?defsystem\s+"
-                        r"(?:\"([^\"]+)\"|#?:?([^\s()\"]+))", re.I)
 _STRING_OPTION = r":{}\s+\"([^\"]*)\""
 
 
@@ -33,16 +32,6 @@ def asd_files(root: Path) -> list[Path]:
         if not any(p in SKIPPED or p.startswith(".") for p in parts):
             found.append(path)
     return found
-
-
-def systems_in(text: str) -> list[tuple[str, str]]:
-    """(name, its defsystem form's text) of each system an .asd defines,
-    in order; a form's text runs to the next defsystem."""
-    text = re.sub(r";[^\n]*", "", text)  # comments
-    matches = list(_DEFSYSTEM.finditer(text))
-    return [((m.group(1) or m.group(2)).lower(),
-             text[m.end():matches[i + 1].start() if i + 1 < len(matches) else len(text)])
-            for i, m in enumerate(matches)]
 
 
 def option(form: str, name: str) -> str | None:
@@ -63,7 +52,11 @@ def describe(name: str, form: str) -> tuple[list[str], list[str]]:
         if entry:
             undecided.append(f"{name}: :entry-point with :build-operation {operation!r}, "
                              f"not program-op: no binary declared")
-    if re.search(r"\(\s*test-op\b", form, re.I):
+    runner = suite_runner(form)
+    if runner:
+        found.append(f"{name}: its test-op runs {runner}'s runner: the suite build/bin/"
+                     f"{name.replace('/', '--')}, task test:{name.replace('/', '--')}")
+    elif re.search(r"\(\s*test-op\b", form, re.I):
         undecided.append(f"{name}: has a test-op; to run its suite as a test:NAME task, "
                          f"add project.test(NAME, libraries=[\"{name}\"], "
                          f"function=\"package:function\") naming a function of no "
@@ -95,7 +88,7 @@ def init(root: Path) -> tuple[str, list[str], list[str]]:
         raise InitRefused(f"no .asd file under {root}: nothing to declare")
     declarations, found, undecided = [], [], []
     for asd in files:
-        systems = systems_in(asd.read_text(encoding="utf-8", errors="replace"))
+        systems = defsystem_forms(asd.read_text(encoding="utf-8", errors="replace"))
         relative = asd.relative_to(root)
         if not systems:
             undecided.append(f"{relative}: no defsystem found in it")

@@ -51,7 +51,8 @@ def _dump(action: Action, ctx: Context, outputs: dict, hints: dict | None = None
                    "entry_arguments": p["entry_arguments"], "core": outputs["core"],
                    "linkage": outputs["linkage"], "shared_objects": outputs["shared_objects"],
                    "reads": outputs[observed.ROLE],
-                   "compression": p["compression"], "test": p["test"]})))
+                   "compression": p["compression"], "test": p["test"],
+                   "test_op": p.get("test_op")})))
     observed.record(outputs[observed.ROLE], action, ctx, find_sbcl().core.parent)
     # Of the strings that could name a C symbol, those libc or the
     # binary's archives define: the others (words, a worker's digests,
@@ -173,6 +174,7 @@ def binary_actions(node: BinaryNode, release_mode: bool = False) -> list[Action]
                params={"binary": b.name, "features": list(node.features), "archives": archives,
                        "entry": b.entry, "entry_arguments": b.entry_arguments,
                        "compression": b.compression, "test": b.test,
+                       **({"test_op": list(b.test_op)} if b.test_op else {}),
                        **({"dump_directory": release_directory()} if release_mode
                           else {"reload_hook": b.reload_hook})},
                outputs={"core": Path(core), "linkage": Path(record),

@@ -59,7 +59,9 @@
    #:ensure-asdf #:perform-steps
    ;; The ASDF side, defined by asdf.lisp and asdf-plan.lisp (ENSURE-ASDF).
    #:find-defined-system #:compile-as-asdf-would #:load-as-asdf-would
-   #:loaded-as-asdf-would #:register-loaded-systems #:asdf-graph))
+   #:loaded-as-asdf-would #:register-loaded-systems #:asdf-graph
+   ;; A suite that a system's test-op runs (dump.lisp sets it, asdf.lisp runs it).
+   #:*test-op* #:run-test-op))
 (in-package #:lispbuild/driver)
 
 (defvar *diagnostics* nil
@@ -190,8 +192,12 @@ ASDF step, in place of SBCL's.")
 (defvar *asd-files* '()
   "The .asd files of the systems defined so far, in order.")
 
+(defvar *test-op* nil
+  "In a suite's image: (SYSTEM FRAMEWORK), the system whose test-op runs
+FRAMEWORK's runner (RUN-TEST-OP).")
+
 (declaim (ftype function find-defined-system compile-as-asdf-would load-as-asdf-would
-                loaded-as-asdf-would register-loaded-systems asdf-graph))
+                loaded-as-asdf-would register-loaded-systems asdf-graph run-test-op))
 
 (defun ensure-asdf ()
   "Load the build's ASDF and the ASDF side, which defines the functions

@@ -76,12 +76,10 @@ package::name), or NIL after a note that names WHAT it was to be (\"entry\")."
 (defun find-entry (entry test arguments)
   "The function named by ENTRY, \"package:name\" (or package::name), and
 how it is called (ENTRY-CONVENTION; a TEST function with no arguments)."
-  (let ((symbol (named-function entry "entry")))
+  (let ((symbol (or (named-function entry "entry") (return-from find-entry nil))))
     (flet ((fail (text &rest arguments)
              (note (format nil "entry ~A" entry) nil "ERROR" (apply #'format nil text arguments))
              (return-from find-entry nil)))
-      (unless symbol
-        (return-from find-entry nil))
       (let ((lambda-list (entry-lambda-list (fdefinition symbol))))
         (if test
             (let ((required (and (listp lambda-list)
@@ -242,9 +240,10 @@ return what runs around its entry, with the program's reload HOOK
                  (lambda (call) (funcall around call symbol)))))))
 
 (defun dump-job (&key steps features entry entry-arguments core linkage shared-objects
-                   reads compression test development reload-hook diagnostics
+                   reads compression test test-op development reload-hook diagnostics
                  &allow-other-keys)
   (push-features features)
+  (setf *test-op* test-op)
   (multiple-value-bind (function convention) (find-entry entry test entry-arguments)
     (unless function
       (return-from dump-job nil))

@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from lispbuild.commands.init import InitRefused, describe, init, main, systems_in
+from lispbuild.asdf import defsystem_forms, suite_runner
+from lispbuild.commands.init import InitRefused, describe, init, main
 
 ASD = """\
 ;; (defsystem "commented-out")
@@ -25,12 +26,13 @@ ASD = """\
 
 
 def test_every_defsystem_and_what_its_text_says():
-    systems = dict(systems_in(ASD))
+    systems = dict(defsystem_forms(ASD))
     assert list(systems) == ["app", "app/test", "app-image"]
     assert describe("app", systems["app"]) == (
         ["app: a program: build/bin/app-cli runs app:main"], [])
-    found, undecided = describe("app/test", systems["app/test"])
-    assert found == ["app/test: a library"] and "has a test-op" in undecided[0]
+    assert describe("app/test", systems["app/test"]) == ([
+        "app/test: a library", "app/test: its test-op runs fiveam's runner: the suite "
+        "build/bin/app--test, task test:app--test"], [])
     assert describe("app-image", systems["app-image"])[1] == [
         "app-image: :entry-point with :build-operation 'image-op', not program-op: "
         "no binary declared"]
@@ -44,7 +46,7 @@ def test_init_declares_each_system_and_never_overwrites(tmp_path, capsys):
     assert 'project.asdf_system("app")  # app.asd\n' in text
     assert 'project.asdf_system("app/test")  # app.asd\n' in text
     assert '"old"' not in text
-    assert len(found) == 3 and len(undecided) == 2
+    assert len(found) == 4 and len(undecided) == 1
     compile(text, "dodo.py", "exec")  # it is Python
     os.chdir(tmp_path)  # where the tests before left it may be gone (monkeypatch records it)
     assert main(["init"]) == 0
@@ -60,3 +62,17 @@ def test_a_directory_without_asd_files_is_refused(tmp_path, capsys):
     with pytest.raises(InitRefused, match="no .asd file"):
         init(tmp_path)
     assert main(["nonsense"]) == 2 and "usage: lispbuild init" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("perform, runner", [
+    ("(symbol-call :fiveam '#:run! :app)", "fiveam"),
+    ("(uiop:symbol-call :5am :run! 'app::suite)", "fiveam"),
+    ("(symbol-call '#:rt '#:do-tests)", "rt"),
+    ("(symbol-call :parachute :test :app-tests)", "parachute"),
+    ("(symbol-call :fiveam '#:run! :app) (print :done)", None),     # not its value
+    ("(symbol-call :app-tests '#:run-all)", None),                 # not a known runner
+    ("(funcall (intern \"RUN!\" :fiveam) :app)", None),
+])
+def test_a_test_op_whose_value_is_a_known_runners_verdict(perform, runner):
+    form = f'"app/test" :depends-on ("app") :perform (test-op (o c) {perform}))'
+    assert suite_runner(form) == runner
