@@ -2,7 +2,7 @@
 ;;;; sbcl --script tests/lisp/units.lisp lispbuild/sbcl/ SCRATCH-DIRECTORY/
 ;;;; Prints one line per failed check and "N checks, M failed"; exits 1 if any failed.
 
-(dolist (file '("internals.lisp" "driver.lisp" "syscalls.lisp" "compile.lisp" "dump.lisp"))
+(dolist (file '("internals.lisp" "driver.lisp" "syscalls.lisp" "compile.lisp" "perfmap.lisp" "dump.lisp"))
   (load (merge-pathnames file (second sb-ext:*posix-argv*))))
 
 (defpackage #:lispbuild-units
