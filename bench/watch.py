@@ -84,60 +84,50 @@ def stop_watch(watch: subprocess.Popen):
     watch.wait(30)
 
 
-def measure_hello(tmp: Path, edits: int, busy: int) -> list[float]:
-    project = tmp / "hello"
-    shutil.copytree(REPO / "samples", project / "samples")
-    shutil.copy(REPO / "dodo.py", project)
-    env = {**os.environ, "LISPBUILD_STORE": str(tmp / "store-hello")}
-    exe, source = project / "build/bin/hello", project / "samples/hello/app/main.lisp"
-    watch = start_watch(project, env, "exe:hello")
+def measure_executable(project: Path, env: dict, name: str, source: Path, old: str,
+                       new: str, shows: str, edits: int, busy: int) -> list[float]:
+    """`doit watch exe:NAME`; edit i replaces `old` by `new` (formatted
+    with i) in `source`: from the save to build/bin/NAME printing `shows`
+    (formatted with i)."""
+    exe = project / "build" / "bin" / name
+    watch = start_watch(project, env, f"exe:{name}")
     try:
-        wait_for(lambda: "hello from" in output_of(exe), timeout=600, step=0.2)
+        wait_for(lambda: bool(output_of(exe)), timeout=1800, step=0.5)
         time.sleep(2)
-        times = []
+        original, times = output_of(exe), []
         with busy_loops(busy):
             for i in range(edits):
                 text = source.read_text()
-                marker = f"hello from a static SBCL {i}"
-                check = new_output(exe, marker)
-                source.write_text(text.replace("hello from a static SBCL", marker, 1))
-                saved = time.perf_counter()
-                times.append(wait_for(check) - saved)
-                check = new_output(exe, "hello from a static SBCL:")
-                source.write_text(text)
-                wait_for(check)
-                time.sleep(1)
-        return times
-    finally:
-        stop_watch(watch)
-
-
-def measure_application(tmp: Path, edits: int, busy: int) -> list[float]:
-    from asdf_compare import PROJECTS, Setup  # bench/, beside this file
-    setup = Setup(PROJECTS["application"](0), tmp)
-    project = setup.ours / "project"
-    exe, source = project / "build/bin/application", project / "main.lisp"
-    watch = start_watch(project, setup.ours_env, "exe:application")
-    try:
-        wait_for(lambda: "static" in output_of(exe), timeout=1800, step=0.5)
-        time.sleep(2)
-        times = []
-        with busy_loops(busy):
-            for i in range(edits):
-                text = source.read_text()
-                marker = f"watched {i}"
-                check = new_output(exe, marker)
-                source.write_text(text.replace('"~A~%" (html word)',
-                                               f'"~A {marker}~%" (html word)', 1))
+                check = new_output(exe, shows.format(i=i))
+                source.write_text(text.replace(old, new.format(i=i), 1))
                 saved = time.perf_counter()
                 times.append(wait_for(check, timeout=600) - saved)
-                check = new_output(exe, "static")
+                check = new_output(exe, original.splitlines()[0])
                 source.write_text(text)
                 wait_for(check, timeout=600)
                 time.sleep(1)
         return times
     finally:
         stop_watch(watch)
+
+
+def measure_hello(tmp: Path, edits: int, busy: int) -> list[float]:
+    project = tmp / "hello"
+    shutil.copytree(REPO / "samples", project / "samples")
+    shutil.copy(REPO / "dodo.py", project)
+    return measure_executable(project, {**os.environ, "LISPBUILD_STORE": str(tmp / "store-hello")},
+                              "hello", project / "samples/hello/app/main.lisp",
+                              "hello from a static SBCL", "hello from a static SBCL {i}",
+                              "hello from a static SBCL {i}", edits, busy)
+
+
+def measure_application(tmp: Path, edits: int, busy: int) -> list[float]:
+    from asdf_compare import PROJECTS, Setup  # bench/, beside this file
+    setup = Setup(PROJECTS["application"](0), tmp)
+    project = setup.ours / "project"
+    return measure_executable(project, setup.ours_env, "application", project / "main.lisp",
+                              '"~A~%" (html word)', '"~A watched {i}~%" (html word)',
+                              "watched {i}", edits, busy)
 
 
 @contextlib.contextmanager

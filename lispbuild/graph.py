@@ -272,10 +272,8 @@ def plan(project: Project, derived: dict[str, Library], mode: str = modes.DEFAUL
     declared = {**derived, **project.libraries}
     # Report cycles even in libraries no binary uses.
     check_dependencies(declared, [(f"library {n}", n) for n in declared])
-    for binary in project.binaries.values():
-        check_dependencies(declared, [(f"binary {binary.name}", n) for n in binary.libraries])
     planned = {**(programs or {}), **project.binaries}
-    for binary in (programs or {}).values():
+    for binary in planned.values():
         check_dependencies(declared, [(f"binary {binary.name}", n) for n in binary.libraries])
     own = {name for name, library in declared.items() if modes.is_own(library)}
     if coverage:  # the suites that run some of the project's code

@@ -76,3 +76,11 @@ def test_a_directory_without_asd_files_is_refused(tmp_path, capsys):
 def test_a_test_op_whose_value_is_a_known_runners_verdict(perform, runner):
     form = f'"app/test" :depends-on ("app") :perform (test-op (o c) {perform}))'
     assert suite_runner(form) == runner
+
+
+def test_a_test_op_that_first_loads_another_system_is_not_read():
+    """cl+ssl's: its suite is in cl+ssl.test, which the image of cl+ssl
+    would not hold; FiveAM, finding no test, would say it passed."""
+    form = ('"cl+ssl" :in-order-to ((test-op (load-op :cl+ssl.test)))\n'
+            "  :perform (test-op (op c) (symbol-call '#:5am '#:run! :cl+ssl)))")
+    assert suite_runner(form) is None
