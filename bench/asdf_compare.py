@@ -13,10 +13,11 @@ files), and a synthetic project (bench/synthetic.py). Each with a project-local 
 (alexandria for the samples, the synthetic project's first library), which
 both find before Debian's. Builds: cold (empty FASL cache / store), no-op,
 a one-line edit in the project's own file, and a one-line edit in an early
-file of that dependency, after which everything that uses it recompiles.
-Each is timed `--runs` times (the two tools alternating) and the medians
+file of that dependency, after which ASDF recompiles everything that uses
+it and lispbuild what its traces say consulted the edit (reuse.py). Each
+is timed `--runs` times (the two tools alternating) and the medians
 are printed, wall and CPU (user+sys of every process, workers included)
-seconds, as a Markdown table; then the processes a cold lispbuild build of
+seconds, with how many FASLs each tool wrote, as a Markdown table; then the processes a cold lispbuild build of
 the webserver starts, and where an edit's time goes.
 """
 import argparse
@@ -172,12 +173,23 @@ class Setup:
             (root / path).write_text(text.replace(marker, new.format(i=i), 1))
 
 
+def fasls_written(root: Path, since: float) -> int:
+    """How many FASLs under `root` were written since `since` (a time)."""
+    return sum(1 for path in root.rglob("*.fasl") if path.stat().st_mtime >= since)
+
+
 def measure(setup: Setup, runs: int) -> dict:
     times = collections.defaultdict(list)
 
     def both(kind):
+        start = time.time()
         times[f"asdf {kind}"].append(setup.asdf())
+        times[f"asdf {kind} fasls"].append(
+            fasls_written(Path(setup.asdf_env["XDG_CACHE_HOME"]), start))
+        start = time.time()
         times[f"lispbuild {kind}"].append(setup.lispbuild())
+        times[f"lispbuild {kind} fasls"].append(
+            fasls_written(setup.ours / "project" / "build", start))
 
     for _ in range(runs):
         setup.clean()
@@ -190,7 +202,8 @@ def measure(setup: Setup, runs: int) -> dict:
     for i in range(runs):
         setup.edit(setup.project.dependency, i)
         both("edit, early file of a dependency")
-    return {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
+    return {k: statistics.median(v) if k.endswith("fasls") else
+            (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
             for k, v in times.items()}
 
 
@@ -278,14 +291,17 @@ def main():
             results = measure(setup, args.runs)
             for kind in ("cold", "no-op", "edit, own file", "edit, early file of a dependency"):
                 (aw, ac), (lw, lc) = results[f"asdf {kind}"], results[f"lispbuild {kind}"]
+                af, lf = results[f"asdf {kind} fasls"], results[f"lispbuild {kind} fasls"]
                 rows.append(f"| {name} | {kind} | {aw:.2f} s ({ac:.2f} s CPU) "
-                            f"| {lw:.2f} s ({lc:.2f} s CPU) | {aw / lw:.2f}x |")
+                            f"| {lw:.2f} s ({lc:.2f} s CPU) | {aw / lw:.2f}x "
+                            f"| {af:.0f} / {lf:.0f} |")
             print(f"{name} measured", file=sys.stderr, flush=True)
             if name == "webserver":
                 notes.append(where_an_edit_goes(setup, args.runs))
                 notes.append(sbcl_processes(setup, Path(tmp)))
-    print("| project | build | ASDF + save-lisp-and-die | lispbuild `doit -n 2` | ratio |")
-    print("|---|---|---|---|---|")
+    print("| project | build | ASDF + save-lisp-and-die | lispbuild `doit -n 2` | ratio "
+          "| FASLs compiled, ASDF / lispbuild |")
+    print("|---|---|---|---|---|---|")
     print("\n".join(rows))
     print()
     for note in notes:

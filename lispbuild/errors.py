@@ -63,3 +63,8 @@ class TimeLimit(LispbuildError):
 class ReleaseFailure(LispbuildError):
     """A release cannot be made or checked: no version, a failed smoke run,
     an archive that is not one, sources or toolchain other than recorded."""
+
+
+class UnsoundReuse(LispbuildError):
+    """LISPBUILD_CHECK_REUSE: a FASL its trace would have reused differs
+    from the one compiled afresh (reuse.py)."""

@@ -17,11 +17,12 @@ from pathlib import Path
 
 from doit.exceptions import TaskFailed
 
-from . import current, layout, observed
+from . import current, layout, observed, reuse
 from .action import Action, Context
-from .errors import CorruptObject, LispbuildError
+from .errors import CorruptObject, LispbuildError, UnsoundReuse
 from .keys import action_key, key_description, what_it_read
 from .scratch import scratch_dir
+from .settings import settings
 from .records import Output, Outputs, outputs_json, parse_outputs
 from .store import Store, copy_atomically
 
@@ -100,6 +101,8 @@ def _outputs_current(action: Action, ctx: Context) -> bool:
         local, outputs = False, None
     if not local:
         outputs = _stored_outputs(action, key, ctx, ctx.store)
+    if outputs is None and not settings().check_reuse:
+        outputs = _reused_outputs(action, ctx, ctx.store)
     if outputs is None:
         return False
     for role, recorded in outputs.items():
@@ -180,15 +183,22 @@ def _restore_or_build(action: Action, ctx: Context, store: Store | None = None):
     remote = ctx.remote if store is ctx.store else None
     description = key_description(action, ctx)
     key = description.key()
-    if store is ctx.store:  # a task of the build: `doit why` can say why it ran
-        ctx.digests.record_run(action.task, ctx.build_id,
-                               what_it_read(action, ctx, description).to_json())
     outputs, whence = _stored_outputs(action, key, ctx, store), "the store"
     if outputs is None and remote is not None:
         outputs, whence = remote.fetch(key, action.outputs, store), "the remote store"
         if outputs is not None and not observed.still_read_alike(outputs, ctx,
                                                                  _in_store(store)):
             outputs = None  # built from files that have changed since
+    reused = None  # what a trace reuses, compiled again all the same to compare
+    if outputs is None and store is ctx.store:
+        outputs, whence = _reused_outputs(action, ctx, store), "a compile (reused)"
+        if outputs is not None and settings().check_reuse:
+            reused, outputs = outputs, None
+    if store is ctx.store:  # a task of the build: `doit why` can say why it ran
+        read = what_it_read(action, ctx, description)
+        if outputs is None:
+            read = read.with_reuse(reuse.why_not(action, ctx, store))
+        ctx.digests.record_run(action.task, ctx.build_id, read.to_json())
     if outputs is not None:
         try:
             _restore(action, ctx, store, outputs)
@@ -199,6 +209,11 @@ def _restore_or_build(action: Action, ctx: Context, store: Store | None = None):
             outputs = None
     if outputs is None:
         outputs, whence = _build(action, ctx, key, store), "built"
+        if reused is not None and reused != outputs:
+            differ = ", ".join(role for role in outputs if reused.get(role) != outputs[role])
+            raise UnsoundReuse(f"{action.task}: LISPBUILD_CHECK_REUSE: its trace reused "
+                               f"outputs that differ from a fresh compile's ({differ}); "
+                               f"the compile consulted something its trace does not name")
         for role, recorded in outputs.items():
             dest = ctx.root / action.outputs[role]
             copy_atomically(store.object_path(recorded.sha256), dest, recorded.executable)
@@ -254,10 +269,20 @@ def _build(action: Action, ctx: Context, key: str, store: Store) -> Outputs:
         # key: keep it out of the store.
         if action_key(action, ctx) == key:
             store.put_action(key, outputs, made_by)
+            reuse.record(action, ctx, store, outputs, made_by)
             variant = observed.variant_recorded(key, outputs, _in_store(store))
             if variant is not None:
                 store.put_action(variant, outputs, made_by)
         return outputs
+
+
+def _reused_outputs(action: Action, ctx: Context, store: Store) -> Outputs | None:
+    """A compile's outputs that its trace says still hold (reuse.py), if the
+    files it read undeclared read alike too."""
+    outputs = reuse.stored_outputs(action, ctx, store)
+    if outputs is None or not observed.still_read_alike(outputs, ctx, _in_store(store)):
+        return None
+    return outputs
 
 
 def _in_store(store: Store):

@@ -102,6 +102,9 @@ class KeyDescription:
     # Not part of the key (the state's digest covers them): the FASLs the
     # state loads, each [name, sha256], kept so `doit why` can name one.
     loads: list | None = field(default=None, compare=False)
+    # Not part of the key either: why a compile could not reuse the one
+    # before it (reuse.why_not), for `doit why`.
+    reuse: str | None = field(default=None, compare=False)
 
     def key(self) -> str:
         blob = json.dumps(self._keyed(), sort_keys=True, default=str).encode()
@@ -119,10 +122,15 @@ class KeyDescription:
     def with_loads(self, loads: list) -> KeyDescription:
         return replace(self, loads=loads)
 
+    def with_reuse(self, reuse: str | None) -> KeyDescription:
+        return replace(self, reuse=reuse)
+
     def to_json(self) -> str:
         record = self._keyed()
         if self.loads is not None:
             record["loads"] = self.loads
+        if self.reuse is not None:
+            record["reuse"] = self.reuse
         return json.dumps(record, sort_keys=True, default=str)
 
     @classmethod

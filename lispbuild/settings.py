@@ -26,6 +26,7 @@ MODE_VARIABLE = "LISPBUILD_MODE"           # the compilation mode (modes.py)
 COVERAGE_VARIABLE = "LISPBUILD_COVERAGE"   # set by `doit coverage` for its build
 COVERAGE_FILE_VARIABLE = "LISPBUILD_COVERAGE_FILE"  # where a suite saves its coverage (develop.lisp)
 RELOAD_SOCKET_VARIABLE = "LISPBUILD_RELOAD_SOCKET"  # set by a watch for its programs (reload.lisp)
+CHECK_REUSE_VARIABLE = "LISPBUILD_CHECK_REUSE"  # compile what a trace reuses, and compare (reuse.py)
 
 STORE_CONFIG = "lispbuild_store"           # the key doit_config() puts in DOIT_CONFIG
 REPORTER = "lispbuild"                     # the progress reporter's name (doit.REPORTER)
@@ -59,12 +60,14 @@ class Settings:
     watch: bool
     mode: str | None
     coverage: bool
+    check_reuse: bool
 
 
 VARIABLES = (STORE_VARIABLE, REMOTE_VARIABLE, UPLOAD_VARIABLE, TIMEOUT_VARIABLE,
              SIGNING_KEY_VARIABLE, TRUSTED_KEYS_VARIABLE, FRESH_VARIABLE, TIME_LIMIT_VARIABLE,
              SHOW_ALL_VARIABLE, RELEASE_DIR_VARIABLE, ALLOW_DIRTY_VARIABLE, REVISION_VARIABLE,
-             EPOCH_VARIABLE, OWNER_VARIABLE, WATCH_VARIABLE, MODE_VARIABLE, COVERAGE_VARIABLE)
+             EPOCH_VARIABLE, OWNER_VARIABLE, WATCH_VARIABLE, MODE_VARIABLE, COVERAGE_VARIABLE,
+             CHECK_REUSE_VARIABLE)
 
 
 @functools.lru_cache(maxsize=4)
@@ -82,7 +85,8 @@ def _read(values: tuple) -> Settings:
         source_revision=env[REVISION_VARIABLE] or None,
         source_date_epoch=env[EPOCH_VARIABLE] or None,
         owner=env[OWNER_VARIABLE] or None, watch=_on(env[WATCH_VARIABLE]),
-        mode=env[MODE_VARIABLE] or None, coverage=_on(env[COVERAGE_VARIABLE]))
+        mode=env[MODE_VARIABLE] or None, coverage=_on(env[COVERAGE_VARIABLE]),
+        check_reuse=_on(env[CHECK_REUSE_VARIABLE]))
 
 
 def settings() -> Settings:

@@ -72,6 +72,8 @@ def explain(digests: DigestCache, task: str) -> list[str]:
     if before is None or now is None:
         return [f"{head}: what it read earlier was recorded by another version of lispbuild"]
     lines = differences(before, now)
+    if now.reuse:  # a compile whose load state changed, and which ran all the same
+        lines.append(f"its earlier FASL was not reused: {now.reuse}")
     if not lines:
         return [f"{head}: everything it reads was as before; its outputs under build/ "
                 f"were missing or not the ones recorded"]

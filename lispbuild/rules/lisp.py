@@ -4,7 +4,7 @@ library's files leave undefined."""
 import re
 import sys
 
-from .. import layout, link, observed
+from .. import layout, link, observed, reuse
 from ..jobs import LispJob
 from ..graph import FaslNode, library_task
 from ..output import outside_warnings
@@ -39,6 +39,7 @@ def compile_fasl(action: Action, ctx: Context, outputs: dict):
         task=action.task, command="compile", state=action.state, product=outputs["fasl"],
         arguments={"source": p["source"], "output": outputs["fasl"],
                    "undefined": outputs["undefined"], "reads": outputs[observed.ROLE],
+                   "trace": outputs[reuse.ROLE],
                    "external_format": p["external_format"], "features": p["features"],
                    "policy": [tuple(q) for q in p["policy"]],
                    "fail_on_warning": p["fail_on_warning"],
@@ -99,7 +100,8 @@ def fasl_action(node: FaslNode) -> Action:
                 # Its :around-compile hook is ASDF's to find.
                 **({"asdf_system": library.asdf_system} if library.asdf_system else {})},
         outputs={"fasl": node.fasl, "undefined": node.undefined,
-                 observed.ROLE: node.fasl.removesuffix(".fasl") + ".reads"},
+                 observed.ROLE: node.fasl.removesuffix(".fasl") + ".reads",
+                 reuse.ROLE: reuse.trace_path(node.fasl)},
         toolchain=(sbcl_files,),
         state=node.state, means={"base": node.base, "project": in_project(library),
                                  "top": node.top})

@@ -118,6 +118,8 @@ keeps the project's place out of the FASL) to lispbuild's output.
 Returns the FASL, or NIL."
   (let ((component (file-component system source))
         (fasl nil))
+    (when (and component (asdf::around-compile-hook component))
+      (lispbuild/trace:incomplete "its system has an :around-compile hook"))
     (if (null component)
         (funcall compile)
         (catch 'compile-failed

@@ -3,6 +3,7 @@
 
 (defpackage #:lispbuild/compile
   (:use #:cl #:lispbuild/driver)
+  (:import-from #:lispbuild/trace #:call-traced #:write-trace)
   (:local-nicknames (#:sbcl #:lispbuild/sbcl))
   (:export #:compile-job #:check-undefined-job #:name-record #:named))
 (in-package #:lispbuild/compile)
@@ -110,23 +111,27 @@ code has (SOURCE, from the project root). Name them SOURCE."
                       (funcall real source records fasl))))
 
 (defun compile-job (&key source output undefined external-format features policy
-                      fail-on-warning asdf-system reads &allow-other-keys)
+                      fail-on-warning asdf-system reads trace &allow-other-keys)
   (push-features features)
   (proclaim-policy policy)
   (fixed-write-date source)
   (name-coverage-records source)
   (forget-runtime-path)
   (clear-pathname-table)
-  (let ((fasl (compile-reporting source output undefined
-                                 (intern (string-upcase external-format) :keyword)
-                                 asdf-system)))
+  (let ((fasl (call-traced (lambda ()
+                             (compile-reporting source output undefined
+                                                (intern (string-upcase external-format)
+                                                        :keyword)
+                                                asdf-system)))))
     (write-files-read reads)
     (cond ((or (null fasl) (plusp *errors*))
            (unless *diagnostics*
              (note source nil "ERROR" "compilation failed"))
            nil)
           ((and fail-on-warning (plusp *warnings*)) nil)
-          (t t))))
+          ;; Last: loading the FASL to see what it defines runs its code.
+          (t (write-trace trace (lambda () (load fasl)))
+             t))))
 
 ;;; Undefined functions, variables and types. Compiled alone, a file
 ;;; refers to functions that later files of its library define; ASDF,

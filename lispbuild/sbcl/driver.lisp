@@ -4,6 +4,8 @@
 ;;;;   internals.lisp  LISPBUILD/SBCL      the SBCL internals it uses, checked
 ;;;;   driver.lisp     LISPBUILD/DRIVER    diagnostics, files read, steps
 ;;;;   syscalls.lisp   LISPBUILD/SYSCALLS  fork, poll, threads
+;;;;   trace.lisp      LISPBUILD/TRACE     what a compile meets, noted as it runs
+;;;;   consulted.lisp  LISPBUILD/TRACE     what it consulted and what its file defines
 ;;;;   compile.lisp    LISPBUILD/COMPILE   the compile and check-undefined jobs
 ;;;;   grovel.lisp     LISPBUILD/GROVEL    the grovel and wrapper jobs
 ;;;;   dump.lisp       LISPBUILD/DUMP      the dump job
@@ -17,7 +19,7 @@
 ;;;; A job is a plist:
 ;;;;   (:compile :steps STEPS :source S :output O :undefined U :external-format E
 ;;;;    :features (X...) :policy ((Q . N)...) :fail-on-warning B [:asdf-system NAME]
-;;;;    :reads R :diagnostics D)
+;;;;    :reads R :trace T :diagnostics D)
 ;;;;   (:check-undefined :steps STEPS :references (U...) :output O
 ;;;;    :fail-on-warning B :diagnostics D)
 ;;;;   (:grovel :steps STEPS :source S :output O :cc CC :cc-flags (F...) :features (X...)
@@ -27,6 +29,7 @@
 ;;;;    :shared-objects SO :reads R :compression B :test B :diagnostics D)
 ;;;;   (:coverage :steps STEPS :runs (FILE...) :directory D :diagnostics D)
 ;;;; R: where the files the process opened for reading are written, one a line.
+;;;; T: where the compile's trace is written (trace.lisp).
 ;;;;   (:asdf-graph :systems (S...) :registry (DIR...) :output O :reads R :diagnostics D)
 ;;;; STEPS are what the image must hold before the job, in order:
 ;;;;   (:require "MODULE")   (:asdf "system" "file.asd")   (:load "file.fasl")

@@ -33,7 +33,8 @@ NAMED_FROM = PACKAGE.parent.parent
 # and asdf-plan.lisp into their own FASL, loaded with ASDF when a job
 # first needs it.
 INTERNALS = "internals.lisp"  # the SBCL internals used, checked first (the scripts load it)
-SUPPORT_SOURCES = (INTERNALS, "driver.lisp", "syscalls.lisp", "compile.lisp",
+SUPPORT_SOURCES = (INTERNALS, "driver.lisp", "syscalls.lisp", "trace.lisp", "consulted.lisp",
+                   "compile.lisp",
                    "grovel.lisp", "perfmap.lisp", "dump.lisp", "devdump.lisp", "coverage.lisp",
                    "request.lisp", "worker.lisp")
 MAIN_SOURCE = "main.lisp"

@@ -24,28 +24,37 @@
       ("SB-C" "FIND-ERROR-CONTEXT" "COMPILER-ERROR-CONTEXT-FILE-POSITION" "COMPILER-ERROR"
        "INPUT-ERROR-IN-COMPILE-FILE" "INPUT-ERROR-IN-COMPILE-FILE-LINE/COL"
        "*UNDEFINED-WARNINGS*" "UNDEFINED-WARNING-KIND" "UNDEFINED-WARNING-NAME"
-       "UNDEFINED-WARNING-WARNINGS" "UNDEFINED-WARNING-COUNT" "NAME-RESERVED-BY-ANSI-P")
+       "UNDEFINED-WARNING-WARNINGS" "UNDEFINED-WARNING-COUNT" "NAME-RESERVED-BY-ANSI-P"
+       ;; Where a compile meets each toplevel form and what it evaluates
+       ;; at compile time; what all compiles see (trace.lisp).
+       "FIND-SOURCE-PATHS" "EVAL-COMPILE-TOPLEVEL" "*POLICY*" "*HANDLED-CONDITIONS*")
       ("SB-IMPL" "STREAM-ERROR-POSITION-INFO" "*PATHNAMES*" "MAKE-PATHNAME-INTERN-TABLE"
        ;; Dumping: the finalizer thread, the steps of SAVE-LISP-AND-DIE a
        ;; development dump skips (devdump.lisp).
        "*FINALIZER-THREAD*" "FINALIZER-THREAD-START" "FINALIZER-THREAD-STOP"
        "RUN-PENDING-FINALIZERS" "TUNE-IMAGE-FOR-DUMP" "COALESCE-CTYPES" "CONSTANTLY-T"
        ;; A development executable's REPL (develop.lisp).
-       "TOPLEVEL-REPL")
+       "TOPLEVEL-REPL"
+       ;; What #. binds as it reads (trace.lisp).
+       "*BACKQUOTE-DEPTH*")
       ;; Wrapping a function of SBCL's or a library's (what a build must
       ;; not let vary: write dates, random seeds; what it watches: OPEN).
       ("SB-INT" "ENCAPSULATE" "UNENCAPSULATE" "ENCAPSULATED-P" "ENCAPSULATED-CONDITION"
-       "INFO" "WITH-SYSTEM-MUTEX")
+       "INFO" "WITH-SYSTEM-MUTEX" "GLOBAL-FTYPE")
       ("SB-KERNEL" "%FUN-LAMBDA-LIST" "*N-BYTES-FREED-OR-PURIFIED*" "OS-RANDOM-SEED"
        "SCRUB-CONTROL-STACK" "GET-LISP-OBJ-ADDRESS" "%MAKE-LISP-OBJ" "CODE-N-ENTRIES"
        "CODE-HEADER-WORDS" "CODE-INSTRUCTIONS" "%CODE-ENTRY-POINT" "%SIMPLE-FUN-TEXT-LEN"
-       "%SIMPLE-FUN-NAME")
+       "%SIMPLE-FUN-NAME"
+       ;; What a function calls: its code's constants, its closure's values;
+       ;; a function's or variable's type (trace.lisp).
+       "SIMPLE-FUN" "FUN-CODE-HEADER" "CODE-HEADER-REF" "FDEFN-P" "FDEFN-NAME" "CLOSUREP"
+       "%CLOSURE-FUN" "GET-CLOSURE-LENGTH" "%CLOSURE-INDEX-REF" "TYPE-SPECIFIER")
       ;; The heap and code in immobile space (dump.lisp, devdump.lisp).
       ("SB-VM" "MAP-ALLOCATED-OBJECTS" "CODE-HEADER-WIDETAG" "LOWTAG-MASK" "WORD-SHIFT"
        "SIMPLE-FUN-ENTRY-SAP" "COLLECT-IMMOBILE-CODE-RELOCS" "STATICALLY-LINK-CORE"
        "IMMOBILE-SPACE-ADDR-P" "FIND-CALLED-OBJECT"
        ;; The lowest Lisp space, above the runtime's own ELF image (perfmap.lisp).
-       "STATIC-SPACE-START")
+       "STATIC-SPACE-START" "CODE-CONSTANTS-OFFSET")
       ("SB-FASL" "*ASSEMBLER-ROUTINES*" "CALC-ASM-ROUTINE-BOUNDS"
        ;; Where a FASL names the file of its coverage records (compile.lisp).
        "DUMP-CODE-COVERAGE-RECORDS")

@@ -7,6 +7,7 @@ import http.server
 import importlib
 import io
 import os
+import re
 import runpy
 import threading
 from pathlib import Path
@@ -19,11 +20,33 @@ from lispbuild.errors import LispFailure
 from lispbuild.steps import step_files
 
 
+WORD = re.compile(r"[a-z][a-z0-9-]*")
+MACRO = re.compile(r"\(defmacro ([a-z][a-z0-9-]*)")
+FUNCTION = re.compile(r"\(defun ([a-z][a-z0-9-]*)")
+
+
+def fake_trace(source: str) -> str:
+    """A compile's trace (reuse.py, trace.lisp) as the fake's compile sees
+    it: every word mentioned, the macros and functions defined; a #. makes
+    it incomplete."""
+    lines = [f"m\tFAKE\t{w}" for w in sorted(set(WORD.findall(source)))]
+    lines += [f"d\tM\tFAKE\t{m}\t@" for m in MACRO.findall(source)]
+    lines += [f"d\tF\tFAKE\t{f}\t@" for f in FUNCTION.findall(source)]
+    if "#." in source:
+        lines.insert(0, "incomplete\tit uses #.")
+    return "".join(line + "\n" for line in lines)
+
+
 class FakeLisp:
     """The Lisp strategy's interface (run a job, shut down). A job's bytes
-    depend on what a real job's result depends on: the source's text and
-    the bytes of every file its load state loads, so an edit changes what
-    a real compile would change, and the same job gives the same bytes."""
+    depend on what a real job's result depends on: a compile's on the
+    source's text and on the files that define the macros it mentions (its
+    load state's other files only if its source has a #., as its trace
+    then says nothing), other jobs' on the bytes of every file their load
+    state loads; so an edit changes what a real job would change, and the
+    same job gives the same bytes. `consult_all` makes every compile
+    depend on its whole load state, which its trace does not say: a
+    compiler that consults what it does not trace."""
 
     def __init__(self, root: Path):
         self.root = root
@@ -32,6 +55,7 @@ class FakeLisp:
         self.during: dict[str, callable] = {}   # task -> called while its job runs
         self.reads: dict[str, list[Path]] = {}  # task -> files its job reads undeclared
         self.hints: dict[str, dict] = {}        # task -> the hints its job came with
+        self.consult_all = False
 
     def run(self, job) -> str:
         self.ran.append(job.task)
@@ -41,15 +65,24 @@ class FakeLisp:
         if job.task in self.failing:
             raise LispFailure(f"{job.task}: {self.failing[job.task]}")
         h = hashlib.sha256(job.command.encode())
+        args = job.arguments
+        source = (self.root / args["source"]).read_text() if "source" in args else ""
+        words = set(WORD.findall(source))
         for step in job.state.steps():
             for path in step_files(step):
-                h.update(b"\0" + (self.root / path).read_bytes())
-        args = job.arguments
+                loaded = (self.root / path).read_bytes()
+                trace = self.root / (path.removesuffix(".fasl") + ".trace")
+                defined = {line.split("\t")[3] for line in trace.read_text().splitlines()
+                           if line.startswith("d\tM\t")} if trace.exists() else set()
+                if (job.command != "compile" or self.consult_all or "#." in source
+                        or defined & words):
+                    h.update(b"\0" + loaded)
         if job.command == "compile":
-            h.update(b"\0" + (self.root / args["source"]).read_bytes())
+            h.update(b"\0" + source.encode())
             for path in self.reads.get(job.task, ()):
                 h.update(b"\0" + path.read_bytes())
             Path(args["output"]).write_text(f"fake fasl {h.hexdigest()}\n")
+            Path(args["trace"]).write_text(fake_trace(source))
             Path(args["undefined"]).write_bytes(b"")
             Path(args["reads"]).write_text(
                 "".join(f"{p}\n" for p in self.reads.get(job.task, ())))

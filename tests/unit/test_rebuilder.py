@@ -8,6 +8,8 @@ import os
 import pytest
 
 from fakelisp import FakeLisp, doit_here, http_store, write
+from lispbuild.commands.why import explain
+from lispbuild.digest import DigestCache
 from lispbuild.store import Store
 from dodo_text import dodo_py
 
@@ -57,7 +59,8 @@ def test_a_record_says_which_runner_made_its_outputs(project):
     records = [json.loads(p.read_text()) for p in (project / "cache").rglob("*.json")
                if p.parent.parent.name == "actions"]
     fasl_records = [r for r in records if "fasl" in r["outputs"]]
-    assert len(fasl_records) == 3 and all(r["made_by"] == "fake" for r in fasl_records)
+    # Each compile's, under its full key, its base key and its trace key (reuse.py).
+    assert len(fasl_records) == 3 * 3 and all(r["made_by"] == "fake" for r in fasl_records)
 
 
 def test_a_first_build_asks_for_an_image_only_for_the_top_librarys_zygote(project):
@@ -84,10 +87,64 @@ def test_an_emptied_build_directory_is_restored_from_the_store(project):
     assert fasls(project) == before
 
 
-def test_an_edit_reruns_the_file_and_what_loads_it_not_what_it_loads(project):
+def why(root, task: str) -> str:
+    """What `doit why TASK` says."""
+    return "\n".join(explain(DigestCache(root / "build/.lispbuild/digests.sqlite3"), task))
+
+
+def test_an_edit_reruns_the_file_not_what_only_calls_its_functions(project):
     build(project)
     write(project / "util/b.lisp", "(defun b () (+ (a) 1))\n")
+    assert build(project).ran == ["fasl:util/b.lisp"]
+
+
+def test_an_edit_of_a_macro_reruns_the_files_that_use_it(project):
+    write(project / "util/b.lisp", "(defmacro twice (x) (list 'progn x x))\n")
+    write(project / "app/main.lisp", "(defun main () (twice (b)))\n")
+    build(project)
+    write(project / "util/b.lisp", "(defmacro twice (x) (list 'list x x))\n")
     assert build(project).ran == ["fasl:util/b.lisp", "fasl:app/main.lisp"]
+    # Reused, the FASL is the one a compile in its new load state makes.
+    reused = fasls(project)["build/fasl/app/main.fasl"]
+    write(project / "util/a.lisp", "(defun a () 7)\n")
+    assert build(project).ran == ["fasl:util/a.lisp"]
+    assert fasls(project)["build/fasl/app/main.fasl"] == reused
+
+
+def test_a_file_whose_trace_is_incomplete_keeps_its_full_key(project):
+    write(project / "app/main.lisp", "(defun main () #.(b))\n")
+    build(project)
+    write(project / "util/b.lisp", "(defun b () 3)\n")
+    assert build(project).ran == ["fasl:util/b.lisp", "fasl:app/main.lisp"]
+    said = why(project, "fasl:app/main.lisp")
+    assert "it keeps its full key, as its trace cannot be complete: it uses #." in said
+
+
+def test_doit_why_names_what_a_recompiled_file_consulted(project):
+    write(project / "util/b.lisp", "(defmacro twice (x) (list 'progn x x))\n")
+    write(project / "app/main.lisp", "(defun main () (twice (a)))\n")
+    build(project)
+    write(project / "util/b.lisp", "(defmacro twice (x) (list 'list x x))\n")
+    build(project)
+    said = why(project, "fasl:app/main.lisp")
+    assert "it consults FAKE::twice (expander), which build/fasl/util/b.fasl defines, " \
+           "changed" in said
+
+
+def test_check_reuse_compiles_what_a_trace_reuses_and_fails_if_it_differs(project,
+                                                                         monkeypatch):
+    build(project)
+    write(project / "util/a.lisp", "(defun a () 2)\n")
+    monkeypatch.setenv("LISPBUILD_CHECK_REUSE", "1")
+    fake = build(project)  # the fake's compiles consult only what they trace
+    assert fake.ran == EVERY_JOB
+    write(project / "util/a.lisp", "(defun a () 3)\n")
+    fake = FakeLisp(project)
+    fake.consult_all = True  # a compiler that reads what its trace does not say
+    code, said = doit_here(project, fake, "lib")
+    assert code != 0
+    assert "fasl:util/b.lisp: LISPBUILD_CHECK_REUSE: its trace reused outputs that " \
+           "differ from a fresh compile's (fasl)" in said
 
 
 def test_an_edit_undone_is_restored_not_rebuilt(project):
@@ -177,9 +234,9 @@ def test_a_failed_job_leaves_the_last_good_outputs_and_store(project):
     assert fake.ran == ["fasl:util/b.lisp"]
     assert fasls(project) == before
     assert sorted(store_objects(project)) == objects
-    # Fixed, it builds what depends on it.
+    # Fixed, it builds, and what calls it keeps its FASL (it consulted no macro of b's).
     write(project / "util/b.lisp", "(defun b () 5)\n")
-    assert "fasl:app/main.lisp" in build(project).ran
+    assert build(project).ran == ["fasl:util/b.lisp"]
 
 
 def test_a_file_read_undeclared_decides_as_an_input(project, tmp_path):

@@ -1,0 +1,194 @@
+;;;; What a traced compile consulted (trace.lisp noted what it met), and
+;;;; the trace written from it: the functions that may have run while it
+;;;; compiled, found from its expanders through their code's constants,
+;;;; and what loading the FASL then defines.
+
+(in-package #:lispbuild/trace)
+
+;;; The functions that may run while the file compiles: its expanders and
+;;; what they call, found in their code's constants. The global variables
+;;; that code reads are consulted by value (whichever file set them); a
+;;; hash table the code holds itself may hold what another file put there
+;;; through a function, in a way no name says: the trace is then incomplete.
+
+(defun data-p (object)
+  "Whether OBJECT may be filled after it was made: a hash table, an
+adjustable array (simple arrays in code are its literal tables)."
+  (or (hash-table-p object)
+      (and (arrayp object) (not (typep object 'simple-array)))))
+
+(defun walk-callees (roots)
+  "The names of what ROOTS (functions) call, transitively; their code's
+global variables and hash tables make the trace incomplete."
+  (let ((codes (make-hash-table :test 'eq)) (names '()) (work roots))
+    ;; CODES: the functions and code objects walked.
+    (labels ((name (name)
+               (when (and (symbolp (if (consp name) (second name) name))
+                          (not (frozen-p (if (consp name) (second name) name))))
+                 (push name names)
+                 (when (and (fboundp name) (not (and (symbolp name) (macro-function name))))
+                   (push (fdefinition name) work))))
+             (constant (object)
+               (cond ((sbcl:fdefn-p object) (name (sbcl:fdefn-name object)))
+                     ((functionp object) (push object work))
+                     ((and (symbolp object) object (not (frozen-p object)))
+                      (if (and (member (info :variable :kind object) '(:special :global))
+                               (not (constantp object)))
+                          (push object *variables*)
+                          (name object)))
+                     ((data-p object)
+                      (incomplete (format nil "code that runs while it compiles holds a ~
+                                               hash table or an adjustable array of its own")))))
+             (fun (f)
+               (cond ((typep f 'generic-function)
+                      (dolist (method (sb-mop:generic-function-methods f))
+                        (push (sb-mop:method-function method) work)))
+                     ((sbcl:closurep f)
+                      (push (sbcl:%closure-fun f) work)
+                      (dotimes (i (1- (sbcl:get-closure-length f)))
+                        (constant (sbcl:%closure-index-ref f i))))
+                     ((typep f 'sbcl:simple-fun)
+                      (let ((code (sbcl:fun-code-header f)))
+                        (unless (gethash code codes)
+                          (setf (gethash code codes) t)
+                          (loop for i from sbcl:code-constants-offset
+                                  below (sbcl:code-header-words code)
+                                do (constant (sbcl:code-header-ref code i)))))))))
+      (loop while work
+            do (let ((f (pop work)))
+                 (unless (gethash f codes)
+                   (setf (gethash f codes) t)
+                   (fun f)))))
+    names))
+
+(defun expanders (symbol)
+  (remove-if-not #'functionp
+                 (list (macro-function symbol) (compiler-macro-function symbol)
+                       (info :setf :expander symbol) (info :type :expander symbol))))
+
+(defun note-operators (form)
+  "Meet the symbols FORM (code run while compiling) calls: those in
+operator position and in (FUNCTION NAME), not quoted data."
+  (when (consp form)
+    (let ((head (car form)))
+      (cond ((eq head 'quote))
+            ((eq head 'function) (note (second form)))
+            (t (when (symbolp head) (note head))
+               (loop for rest on form while (consp rest)
+                     do (note-operators (car rest))))))))
+
+(defun called-names ()
+  "Names of functions that may have run while the file compiled."
+  (let ((roots '()) (names '()))
+    (loop for symbol being the hash-keys of *seen*
+          do (setf roots (append (expanders symbol) roots)))
+    (let ((*seen* (make-hash-table :test 'eq)) (*conses* (make-hash-table :test 'eq)))
+      (note-operators *called*)
+      (note-operators *read-time*)
+      (loop for symbol being the hash-keys of *seen*
+            do (push symbol names)
+               (when (and (fboundp symbol) (not (macro-function symbol)))
+                 (push (fdefinition symbol) roots))))
+    (append names (walk-callees roots))))
+
+(defun read-time-symbols ()
+  "The symbols in the forms #. evaluated."
+  (let ((*seen* (make-hash-table :test 'eq)) (*conses* (make-hash-table :test 'eq))
+        (*packages* nil))
+    (note *read-time*)
+    (loop for symbol being the hash-keys of *seen* collect symbol)))
+
+;;; Writing the trace.
+
+(defun field (string)
+  "STRING as one field of a line: no tab or newline."
+  (with-output-to-string (out)
+    (loop for char across string
+          do (case char
+               (#\% (write-string "%25" out))
+               (#\Tab (write-string "%09" out))
+               (#\Newline (write-string "%0A" out))
+               (t (write-char char out))))))
+
+(defun name-field (name)
+  (flet ((of (symbol)
+           (tabbed (field (package-name (symbol-package symbol)))
+                   (field (symbol-name symbol)))))
+    (if (consp name) (format nil "(setf)~A" (of (second name))) (of name))))
+
+(defun package-fingerprint (package)
+  (list (package-name package) (package-nicknames package) (package-use-list package)
+        (length (package-shadowing-symbols package))
+        (let ((n 0)) (do-external-symbols (s package) (declare (ignore s)) (incf n)) n)
+        (sb-ext:package-local-nicknames package)))
+
+(defun function-type (symbol)
+  "What a caller's compile sees of SYMBOL's function: where its type comes
+from, and the type; of a function merely defined (SBCL trusts no derived
+type of a function of another file), only what it takes."
+  (let ((where-from (info :function :where-from symbol))
+        (type (ignore-errors (sbcl:type-specifier (sbcl:global-ftype symbol)))))
+    (list where-from
+          (if (and (eq where-from :defined) (consp type) (eq (first type) 'function))
+              (subseq type 0 2)
+              type))))
+
+(defun value-field (kind symbol)
+  "=TEXT when TEXT says all there is of SYMBOL's KIND, else @."
+  (let ((text (ignore-errors
+               (with-standard-io-syntax
+                 (let ((*print-readably* nil) (*print-length* 20) (*print-level* 4)
+                       (*package* (find-package "KEYWORD")))
+                   (prin1-to-string
+                    (case kind
+                      (#\V (list (info :variable :kind symbol)
+                                 (sbcl:type-specifier (info :variable :type symbol))
+                                 (info :variable :macro-expansion symbol)
+                                 (and (eq (info :variable :kind symbol) :constant)
+                                      (symbol-value symbol))))
+                      (#\S (function-type symbol)))))))))
+    (if (and text (< (length text) 300) (not (search "#<" text)))
+        (concatenate 'string "=" (field text))
+        "@")))
+
+(defun write-trace (path load)
+  "Write the trace of the compile CALL-TRACED ran to PATH, calling LOAD
+(a function of no arguments that loads its FASL) to see what the file
+defines once loaded."
+  (let ((packages *package-fingerprints*)
+        (called (called-names))
+        (loaded (ignore-errors (funcall load) t)))
+    (with-open-file (out path :direction :output :if-exists :supersede
+                              :external-format :utf-8)
+      (when *incomplete*
+        (write-line (tabbed "incomplete" (field *incomplete*)) out))
+        (let ((lines '()))
+          (loop for symbol being the hash-keys of *seen* using (hash-value before)
+                do (push (tabbed "m" (name-field symbol)) lines)
+                   (loop with after = (fingerprint symbol)
+                         for kind across *kinds*
+                         for i from 0
+                         unless (same (elt before i) (elt after i))
+                           do (push (tabbed "d" kind (name-field symbol)
+                                        (if (find kind "VS") (value-field kind symbol) "@"))
+                                lines)))
+          (dolist (name called)
+            (push (tabbed "c" (name-field name)) lines))
+          (dolist (symbol (append *variables* (read-time-symbols)))
+            (push (tabbed "v" (name-field symbol)) lines))
+          (let ((after (variable-values)))
+            (loop for symbol being the hash-keys of after using (hash-value value)
+                  for before = (gethash symbol *values*)
+                  unless (and before (eq (car before) (car value))
+                              (same (cdr before) (cdr value)))
+                    do (push (tabbed "d" "X" (name-field symbol) "@") lines)))
+          (dolist (package (remove-duplicates *packages*))
+            (push (tabbed "p" (field (package-name package))) lines))
+          (dolist (package (remove (find-package "KEYWORD") (list-all-packages)))
+            (let ((before (cdr (assoc package packages))))
+              (unless (equal before (package-fingerprint package))
+                (push (tabbed "d" "K" (field (package-name package)) "@") lines))))
+          (unless (and loaded (every #'equal *globals* (globals)))
+            (push (tabbed "d" "G" "-" "@") lines))
+          (dolist (line (sort (remove-duplicates lines :test #'string=) #'string<))
+            (write-line line out))))))
