@@ -151,13 +151,24 @@ type of a function of another file), only what it takes."
         (concatenate 'string "=" (field text))
         "@")))
 
+(defun load-guarded (load)
+  "Call LOAD; T if it returned. A file that exits the process as it loads
+(a script's last form) signals instead: the job must still write its
+outputs, and the dump will say what the file does."
+  (sbcl:encapsulate 'sb-ext:exit 'trace
+                    (lambda (real &rest arguments)
+                      (declare (ignore real arguments))
+                      (error "the file exits SBCL as it loads")))
+  (unwind-protect (ignore-errors (funcall load) t)
+    (sbcl:unencapsulate 'sb-ext:exit 'trace)))
+
 (defun write-trace (path load)
   "Write the trace of the compile CALL-TRACED ran to PATH, calling LOAD
 (a function of no arguments that loads its FASL) to see what the file
 defines once loaded."
   (let ((packages *package-fingerprints*)
         (called (called-names))
-        (loaded (ignore-errors (funcall load) t)))
+        (loaded (load-guarded load)))
     (with-open-file (out path :direction :output :if-exists :supersede
                               :external-format :utf-8)
       (when *incomplete*

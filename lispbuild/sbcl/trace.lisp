@@ -112,28 +112,31 @@ compiles this loop's TYPECASE into one that never returns.)"
 
 (defun variable-values ()
   "X: the value of every global variable no package lock guards (but
-lispbuild's), to be
-compared with EQ (a hash table's by its entries, or its count when it has
-more than a few thousand): what compile-time code and #. forms read of it,
-whichever file set it, by whatever function."
+lispbuild's), to be compared with EQ (a hash table's by its entries, or
+its count when it has more than a few thousand): what compile-time code
+and #. forms read of it, whichever file set it, by whatever function."
   (let ((values (make-hash-table :test 'eq)))
     (dolist (package (list-all-packages) values)
       (unless (or (sb-ext:package-locked-p package)
                   ;; lispbuild's own, which the job itself changes
                   (eql 0 (search "LISPBUILD/" (package-name package))))
-        (do-symbols (symbol package)
-          (when (and (eq (symbol-package symbol) package) (boundp symbol)
-                     (not (constantp symbol)))
-            (let ((value (symbol-value symbol)))
-              (setf (gethash symbol values)
-                    (cons value
-                          (when (hash-table-p value)
-                            (if (> (hash-table-count value) 4000)
-                                (list (hash-table-count value))
-                                (let ((entries '()))
-                                  (maphash (lambda (k v) (push k entries) (push v entries))
-                                           value)
-                                  entries))))))))))))
+        ;; Its own symbols only: DO-SYMBOLS would visit CL's in every package.
+        (with-package-iterator (next package :internal :external)
+          (loop
+            (multiple-value-bind (more symbol) (next)
+              (unless more (return))
+              (when (and (eq (symbol-package symbol) package) (boundp symbol)
+                         (not (constantp symbol)))
+                (setf (gethash symbol values) (value-fingerprint (symbol-value symbol)))))))))))
+
+(defun value-fingerprint (value)
+  (cons value
+        (when (hash-table-p value)
+          (if (> (hash-table-count value) 4000)
+              (list (hash-table-count value))
+              (let ((entries '()))
+                (maphash (lambda (k v) (push k entries) (push v entries)) value)
+                entries)))))
 
 (defun standard-readtable-p (readtable)
   "Whether READTABLE reads as the standard one. (# is a dispatching

@@ -103,14 +103,18 @@ def test_a_worker_started_from_an_image_writes_the_fasl_of_a_fresh_sbcl(samples,
                              .fasls["webserver/webserver.lisp"])
         fresh = tmp_path / "webserver.fasl"
         reads = tmp_path / "webserver.reads"
+        consulted = tmp_path / "webserver.trace"
         try:
-            compile_fasl(action, ctx, {"fasl": fresh, "reads": reads,
+            compile_fasl(action, ctx, {"fasl": fresh, "reads": reads, "trace": consulted,
                                        "undefined": tmp_path / "webserver.undefined"})
         finally:
             release_build_lock()  # taken to compile lispbuild's Lisp, if it had to
     assert fresh.read_bytes() == (project / "build/fasl/webserver/webserver.fasl").read_bytes()
     # And it read, beyond what it declared, what the worker's compile read.
     assert reads.read_text() == (project / "build/fasl/webserver/webserver.reads").read_text()
+    # And its trace (reuse.py) is the worker's.
+    assert consulted.read_text() == \
+        (project / "build/fasl/webserver/webserver.trace").read_text()
 
 
 def test_no_sbcl_remains_after_success_or_failure(tmp_path, store_env):

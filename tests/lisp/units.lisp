@@ -2,7 +2,8 @@
 ;;;; sbcl --script tests/lisp/units.lisp lispbuild/sbcl/ SCRATCH-DIRECTORY/
 ;;;; Prints one line per failed check and "N checks, M failed"; exits 1 if any failed.
 
-(dolist (file '("internals.lisp" "driver.lisp" "syscalls.lisp" "compile.lisp" "perfmap.lisp" "dump.lisp"))
+(dolist (file '("internals.lisp" "driver.lisp" "syscalls.lisp" "trace.lisp" "consulted.lisp"
+                "compile.lisp" "perfmap.lisp" "dump.lisp"))
   (load (merge-pathnames file (second sb-ext:*posix-argv*))))
 
 (defpackage #:lispbuild-units
@@ -72,6 +73,37 @@
 (check (mapcar #'c-name-p '("sprintf" "ffi_type_double" "_start" "CAR" "x" "a-b" "two words"
                             "9lives" "SSL_new"))
        '(t t t nil nil nil nil nil t))
+
+;;; A compile's trace (trace.lisp, consulted.lisp).
+(check (lispbuild/trace::standard-readtable-p (copy-readtable nil)) t)
+(check (let ((changed (copy-readtable nil)))
+         (set-dispatch-macro-character #\# #\! (lambda (s c n) (declare (ignore s c n)) 1)
+                                       changed)
+         (lispbuild/trace::standard-readtable-p changed))
+       nil)
+(check (lispbuild/trace::field (format nil "a~Cb~%c%" #\Tab)) "a%09b%0Ac%25")
+;; A merely defined function's type is what it takes, not what it returns.
+(defun lispbuild-units-twice (x) (* 2 x))
+(check (lispbuild/trace::function-type 'lispbuild-units-twice) '(:defined (function (t))))
+;; NOTE meets each symbol once, through shared and circular structure.
+(check (let ((lispbuild/trace::*seen* (make-hash-table :test 'eq))
+             (lispbuild/trace::*conses* (make-hash-table :test 'eq))
+             (lispbuild/trace::*packages* nil)
+             (form (list 'lispbuild-units-twice 'lispbuild-units-main)))
+         (setf (cdr (last form)) form)
+         (lispbuild/trace::note (vector form form))
+         (sort (loop for s being the hash-keys of lispbuild/trace::*seen* collect (symbol-name s))
+               #'string<))
+       '("LISPBUILD-UNITS-MAIN" "LISPBUILD-UNITS-TWICE"))
+;; What compile-time code calls is found through its code's constants.
+(defun lispbuild-units-helper (x) (list x))
+(defmacro lispbuild-units-macro (x) (lispbuild-units-helper x))
+(check (let ((lispbuild/trace::*variables* nil) (lispbuild/trace::*incomplete* nil))
+         (and (member 'lispbuild-units-helper
+                      (lispbuild/trace::walk-callees
+                       (list (macro-function 'lispbuild-units-macro))))
+              t))
+       t)
 
 (format t "~D checks, ~D failed~%" *checks* *failed*)
 (sb-ext:exit :code (if (zerop *failed*) 0 1))
