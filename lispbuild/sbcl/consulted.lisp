@@ -151,6 +151,22 @@ type of a function of another file), only what it takes."
         (concatenate 'string "=" (field text))
         "@")))
 
+(defun globals-field (loaded)
+  "What the file changed of what every later compile sees: NIL if nothing;
+=TEXT when it only added or removed features (a library's PUSHNEW of its
+own); @ when it changed more, or could not be loaded to see."
+  (destructuring-bind (features &rest others) *globals*
+    (let ((now (globals)))
+      (cond ((not loaded) "@")
+            ((notevery #'equal others (rest now)) "@")
+            ((equal features (first now)) nil)
+            (t (flet ((names (list) (sort (mapcar #'prin1-to-string list) #'string<)))
+                 (concatenate 'string "="
+                              (field (format nil "~S"
+                                             (list (names (set-difference (first now) features))
+                                                   (names (set-difference features
+                                                                          (first now)))))))))))))
+
 (defun load-guarded (load)
   "Call LOAD; T if it returned. A file that exits the process as it loads
 (a script's last form) signals instead: the job must still write its
@@ -199,7 +215,8 @@ defines once loaded."
             (let ((before (cdr (assoc package packages))))
               (unless (equal before (package-fingerprint package))
                 (push (tabbed "d" "K" (field (package-name package)) "@") lines))))
-          (unless (and loaded (every #'equal *globals* (globals)))
-            (push (tabbed "d" "G" "-" "@") lines))
+          (let ((value (globals-field loaded)))
+            (when value
+              (push (tabbed "d" "G" "-" value) lines)))
           (dolist (line (sort (remove-duplicates lines :test #'string=) #'string<))
             (write-line line out))))))

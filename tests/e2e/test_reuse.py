@@ -30,6 +30,8 @@ FILES = {
     "class.lisp": "(in-package :rt)\n(defclass shape () ((sides :initarg :sides :reader sides)))\n",
     "use-class.lisp": "(in-package :rt)\n"
                       "(defun use-class () (sides (make-instance 'shape :sides 4)))\n",
+    "features.lisp": "(in-package :rt)\n(pushnew :rt-one *features*)\n",
+    "use-features.lisp": "(in-package :rt)\n(defun use-features () #+rt-one 1 #-rt-one 2)\n",
     "main.lisp": "(in-package :rt)\n(defun main ()\n  (format t \"~S~%\" (list (use-plain) "
                  "(use-macro) (use-inline) (use-constant) (use-type 60) (use-struct) "
                  "(use-class))))\n",
@@ -95,6 +97,11 @@ EDITS = [
                      "(sides :initarg :sides :reader sides) (color :initform 1)"),
                     ("(color :initform 1)", "(color :initform 2)")],
      {"class.lisp", "use-class.lisp"}),
+    # A file that pushes a feature, edited elsewhere: what every later
+    # compile sees is as it was.
+    ("features.lisp", [("*features*)\n", "*features*)\n(defun unused-1 () 1)\n"),
+                       ("(defun unused-1 () 1)", "(defun unused-2 () 2)")],
+     {"features.lisp"}),
 ]
 
 
@@ -108,6 +115,12 @@ def test_an_edit_recompiles_what_consulted_it_and_reuses_the_rest(project, store
                     env={**store_env, "LISPBUILD_CHECK_REUSE": "1"})
     # Every file after the edited one compiled, and compared with what reuse would give.
     assert compiled(checked) == set(ORDER[ORDER.index(name):])
+
+
+def test_another_feature_recompiles_every_later_file(project, store_env):
+    edit(project, "features.lisp", ":rt-one", ":rt-two")
+    assert compiled(built(project, "-n", "2", "lib", env=store_env)) == \
+        set(ORDER[ORDER.index("features.lisp"):])
 
 
 def test_a_new_export_recompiles_every_file_of_the_package(project, store_env):
