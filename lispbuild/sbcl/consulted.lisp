@@ -28,7 +28,7 @@ global variables and hash tables make the trace incomplete."
                  (push name names)
                  (when (and (fboundp name) (not (and (symbolp name) (macro-function name))))
                    (push (fdefinition name) work))))
-             (constant (object)
+             (constant (object holder)
                (cond ((sbcl:fdefn-p object) (name (sbcl:fdefn-name object)))
                      ((functionp object) (push object work))
                      ((and (symbolp object) object (not (frozen-p object)))
@@ -36,9 +36,15 @@ global variables and hash tables make the trace incomplete."
                                (not (constantp object)))
                           (push object *variables*)
                           (name object)))
+                     ((and (data-p object) (constant-holding object))
+                      ;; a constant's value (a table DEFCONSTANT made): its definition
+                      (push (constant-holding object) names))
                      ((data-p object)
-                      (incomplete (format nil "code that runs while it compiles holds a ~
-                                               hash table or an adjustable array of its own")))))
+                      (incomplete
+                       (let ((*package* (find-package "KEYWORD")))
+                         (format nil "code that runs while it compiles (~S) holds a hash ~
+                                      table or an adjustable array of its own"
+                                 (nth-value 2 (function-lambda-expression holder))))))))
              (fun (f)
                (cond ((typep f 'generic-function)
                       (dolist (method (sb-mop:generic-function-methods f))
@@ -46,20 +52,35 @@ global variables and hash tables make the trace incomplete."
                      ((sbcl:closurep f)
                       (push (sbcl:%closure-fun f) work)
                       (dotimes (i (1- (sbcl:get-closure-length f)))
-                        (constant (sbcl:%closure-index-ref f i))))
+                        (constant (sbcl:%closure-index-ref f i) f)))
                      ((typep f 'sbcl:simple-fun)
                       (let ((code (sbcl:fun-code-header f)))
                         (unless (gethash code codes)
                           (setf (gethash code codes) t)
                           (loop for i from sbcl:code-constants-offset
                                   below (sbcl:code-header-words code)
-                                do (constant (sbcl:code-header-ref code i)))))))))
+                                do (constant (sbcl:code-header-ref code i) f))))))))
       (loop while work
             do (let ((f (pop work)))
                  (unless (gethash f codes)
                    (setf (gethash f codes) t)
                    (fun f)))))
     names))
+
+(defvar *constants* nil "The values of the constants no lock guards, to their names.")
+
+(defun constant-holding (object)
+  "The constant whose value OBJECT is (code holds it inline), or NIL."
+  (unless *constants*
+    (setf *constants* (make-hash-table :test 'eq))
+    (dolist (package (list-all-packages))
+      (unless (sb-ext:package-locked-p package)
+        (with-package-iterator (next package :internal :external)
+          (loop (multiple-value-bind (more symbol) (next)
+                  (unless more (return))
+                  (when (and (constantp symbol) (boundp symbol) (not (keywordp symbol)))
+                    (setf (gethash (symbol-value symbol) *constants*) symbol))))))))
+  (gethash object *constants*))
 
 (defun expanders (symbol)
   (remove-if-not #'functionp
