@@ -102,7 +102,7 @@ def _outputs_current(action: Action, ctx: Context) -> bool:
     if not local:
         outputs = _stored_outputs(action, key, ctx, ctx.store)
     if outputs is None and not settings().check_reuse:
-        outputs = _reused_outputs(action, ctx, ctx.store)
+        outputs = _reused_outputs(action, key, ctx, ctx.store)
     if outputs is None:
         return False
     for role, recorded in outputs.items():
@@ -191,13 +191,13 @@ def _restore_or_build(action: Action, ctx: Context, store: Store | None = None):
             outputs = None  # built from files that have changed since
     reused = None  # what a trace reuses, compiled again all the same to compare
     if outputs is None and store is ctx.store:
-        outputs, whence = _reused_outputs(action, ctx, store), "a compile (reused)"
+        outputs, whence = _reused_outputs(action, key, ctx, store), "a compile (reused)"
         if outputs is not None and settings().check_reuse:
             reused, outputs = outputs, None
     if store is ctx.store:  # a task of the build: `doit why` can say why it ran
         read = what_it_read(action, ctx, description)
         if outputs is None:
-            read = read.with_reuse(reuse.why_not(action, ctx, store))
+            read = read.with_reuse(reuse.why_not(action, ctx, store, key))
         ctx.digests.record_run(action.task, ctx.build_id, read.to_json())
     if outputs is not None:
         try:
@@ -269,17 +269,17 @@ def _build(action: Action, ctx: Context, key: str, store: Store) -> Outputs:
         # key: keep it out of the store.
         if action_key(action, ctx) == key:
             store.put_action(key, outputs, made_by)
-            reuse.record(action, ctx, store, outputs, made_by)
+            reuse.record(action, ctx, store, key, outputs, made_by)
             variant = observed.variant_recorded(key, outputs, _in_store(store))
             if variant is not None:
                 store.put_action(variant, outputs, made_by)
         return outputs
 
 
-def _reused_outputs(action: Action, ctx: Context, store: Store) -> Outputs | None:
+def _reused_outputs(action: Action, key: str, ctx: Context, store: Store) -> Outputs | None:
     """A compile's outputs that its trace says still hold (reuse.py), if the
     files it read undeclared read alike too."""
-    outputs = reuse.stored_outputs(action, ctx, store)
+    outputs = reuse.stored_outputs(action, ctx, store, key)
     if outputs is None or not observed.still_read_alike(outputs, ctx, _in_store(store)):
         return None
     return outputs

@@ -31,6 +31,7 @@ import json
 import os
 
 from .keys import key_description, named_inputs
+from .steps import step_files
 from .records import Outputs
 
 ROLE = "trace"
@@ -102,20 +103,21 @@ def _definitions(ctx) -> Definitions:
     return found
 
 
-def base_key(action, ctx) -> str:
-    """The action's key without the FASLs its state loads."""
-    without_state = dataclasses.replace(key_description(action, ctx), state=None)
-    h = hashlib.sha256(b"lispbuild base key\0" + without_state.key().encode())
-    for step in action.state.steps():
-        if step[0] != "load":
-            h.update(json.dumps([*map(str, step)]).encode())
-            for path in _step_file(step):
-                h.update(b"\0" + ctx.file_digest(path).encode())
-    return h.hexdigest()
-
-
-def _step_file(step) -> list:
-    return [step[2]] if step[0] == "asdf" else [step[1]] if step[0] == "foreign" else []
+def base_key(action, ctx, key: str) -> str:
+    """The action's key without the FASLs its state loads; `key`, its full
+    key, which decides it (so it is worked out once a build)."""
+    memory = ctx.__dict__.setdefault("_base_keys", {})
+    found = memory.get((action.task, key))
+    if found is None:
+        without_state = dataclasses.replace(key_description(action, ctx), state=None)
+        h = hashlib.sha256(b"lispbuild base key\0" + without_state.key().encode())
+        for step in action.state.steps():
+            if step[0] != "load":
+                h.update(json.dumps([*map(str, step)]).encode())
+                for path in step_files(step):
+                    h.update(b"\0" + ctx.file_digest(path).encode())
+        found = memory[(action.task, key)] = h.hexdigest()
+    return found
 
 
 def resolve(action, ctx, trace: Trace) -> list | None:
@@ -158,12 +160,12 @@ def _trace_of(outputs: Outputs, store) -> Trace | None:
         return None
 
 
-def stored_outputs(action, ctx, store) -> Outputs | None:
+def stored_outputs(action, ctx, store, key: str) -> Outputs | None:
     """The outputs of a compile whose full key is not stored, when one with
     the same base key consulted nothing that has changed since."""
     if ROLE not in action.outputs or action.state is None:
         return None
-    base = base_key(action, ctx)
+    base = base_key(action, ctx, key)
     latest = store.get_action(base, action.outputs)
     trace = latest and _trace_of(latest, store)
     if trace is None or trace.incomplete is not None:
@@ -174,11 +176,11 @@ def stored_outputs(action, ctx, store) -> Outputs | None:
     return store.get_action(trace_key(base, resolution), action.outputs)
 
 
-def record(action, ctx, store, outputs: Outputs, made_by=None):
+def record(action, ctx, store, key: str, outputs: Outputs, made_by=None):
     """Store a compile's outputs under its base key and its trace key."""
     if ROLE not in outputs or action.state is None:
         return
-    base = base_key(action, ctx)
+    base = base_key(action, ctx, key)
     store.put_action(base, outputs, made_by)
     trace = _trace_of(outputs, store)
     if trace is None or trace.incomplete is not None:
@@ -189,12 +191,12 @@ def record(action, ctx, store, outputs: Outputs, made_by=None):
         store.put_derived("resolution", base, resolution)
 
 
-def why_not(action, ctx, store) -> str | None:
+def why_not(action, ctx, store, key: str) -> str | None:
     """Why a compile about to run could not reuse the outputs of the
     latest one with its base key: a sentence for `doit why`."""
     if ROLE not in action.outputs or action.state is None:
         return None
-    base = base_key(action, ctx)
+    base = base_key(action, ctx, key)
     latest = store.get_action(base, action.outputs)
     trace = latest and _trace_of(latest, store)
     if trace is None:  # its own source or settings changed: `doit why` says which
