@@ -1,31 +1,35 @@
 """ASDF systems as libraries: ASDF itself, inside SBCL, says which systems
-a system needs (through its source registry, Debian's
-/usr/share/common-lisp/source/ included) and which files each file needs.
+a system needs (found where asdf_registry.py says) and which files each
+file needs.
 
-The answer is kept in the store, keyed by the request and checked against
-the contents of every .asd file it read, so that neither a no-op build nor
-a restore after `rm -rf build` starts SBCL.
+The answer is kept in the store, keyed by the request and what it depends
+on of the user's configuration, and checked against the contents of every
+.asd file it read and the .asd files of the places it searched, so that
+neither a no-op build nor a restore after `rm -rf build` starts SBCL.
 """
 import json
 import os
-import re
+import sys
+import time
 from pathlib import Path
 
 from . import layout
-from .declare import Binary, Library, Project, Source, library_name
+from .declare import Library, Project, Source, library_name
 from .digest import DigestCache, digest_bytes
 from .jobs import LispJob
 from .errors import DeclarationError, LispFailure, MissingToolchain
 from .action import Context
+from .asd_forms import program_of, test_runner_of
+from .asdf_registry import Registry, registry as project_registry
 from .keys import package_digest
 from .scratch import scratch_dir, tmp_prefix
 from .steps import EMPTY
 from .toolchain import find_sbcl, sbcl_files
 
-DEBIAN_SOURCES = "/usr/share/common-lisp/source/"
+FORMAT = 2  # of the answer's record (2: the places searched, as "registry" lines)
 
 
-def _query(ctx: Context, systems: list[str], registry: list[str]) -> tuple[str, list[str]]:
+def _query(ctx: Context, systems: list[str], where: Registry) -> tuple[str, list[str]]:
     """ASDF's answer, and the files the SBCL that gave it read (the .asd
     files it loaded, and what they read: another .asd, a version file)."""
     with scratch_dir(ctx.build, "asdf-") as tmp:
@@ -34,7 +38,7 @@ def _query(ctx: Context, systems: list[str], registry: list[str]) -> tuple[str, 
             ctx.lisp.run(LispJob(
                 task=f"asking ASDF for {', '.join(systems)}", command="asdf-graph",
                 state=EMPTY, product=output,
-                arguments={"systems": systems, "registry": registry, "output": output,
+                arguments={"systems": systems, **where.job_arguments(), "output": output,
                            "reads": reads}))
         except (LispFailure, MissingToolchain) as error:
             raise DeclarationError(str(error)) from None
@@ -52,40 +56,51 @@ def _unchanged(asd: dict, digests: DigestCache) -> bool:
         return False
 
 
-def _asd_files(registry: list[str], excluded: set[str]) -> tuple[list[str], dict]:
-    """Every .asd file in the registry trees, as ASDF's tree search skips
+def _mtime(directory: str) -> int | None:
+    try:
+        return os.stat(directory).st_mtime_ns
+    except OSError:
+        return None
+
+
+def _places(lines: list[list[str]]) -> list[tuple[str, bool]]:
+    """(directory, whether a tree) of each place ASDF searched."""
+    return [(line[1], line[2] == "tree") for line in lines if line[0] == "registry"]
+
+
+def _asd_files(places: list[tuple[str, bool]], excluded: set[str]) -> tuple[list[str], dict]:
+    """Every .asd file of the places searched, as ASDF's tree search skips
     directories (`excluded`), and the modification time of each directory
-    walked (a file added or removed changes its directory's)."""
+    looked at, None for one that does not exist (a file added or removed
+    changes its directory's)."""
     files, directories = [], {}
-    for top in registry:
+    for top, tree in places:
+        directories[top] = _mtime(top)
+        if directories[top] is None:
+            continue
         for here, subdirectories, names in os.walk(top):
-            subdirectories[:] = sorted(d for d in subdirectories if d not in excluded)
-            directories[here] = os.stat(here).st_mtime_ns
+            subdirectories[:] = sorted(d for d in subdirectories
+                                       if tree and d not in excluded)
+            directories[here] = _mtime(here)
             files += [os.path.join(here, n) for n in names if n.endswith(".asd")]
-    return sorted(files), directories
+    return sorted(set(files)), directories
 
 
-def _excluded(directory: str, registry: list[str], excluded: set[str]) -> bool:
-    """Whether `directory` is at or below one that ASDF's tree search skips."""
-    top = next(t for t in registry if f"{directory}/".startswith(t))
-    return bool(excluded & set(Path(os.path.relpath(directory, top)).parts))
-
-
-def _same_asd_files(ctx: Context, key: str, record: dict, registry: list[str]) -> bool:
-    """Whether the registry trees hold the .asd files they held when ASDF
-    answered: a new one may define or shadow a system. The trees are walked
-    again only when a directory of theirs changed since this build directory
-    last looked (build/.lispbuild/asdf-trees.json)."""
+def _same_asd_files(ctx: Context, key: str, record: dict) -> bool:
+    """Whether the places searched hold the .asd files they held when
+    ASDF answered: a new one may define or shadow a system. They are
+    walked again only when a directory of theirs changed since this build
+    directory last looked (build/.lispbuild/asdf-trees.json)."""
     memo_path = layout.state(ctx.build, layout.ASDF_TREES)
     try:
         memo = json.loads(memo_path.read_text())
         looked = memo[key]
-        if all(os.stat(d).st_mtime_ns == mtime for d, mtime in looked.items()):
+        if all(_mtime(d) == mtime for d, mtime in looked.items()):
             return True
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         memo = {}
     excluded = next((set(line[1:]) for line in record["lines"] if line[0] == "exclude"), set())
-    files, directories = _asd_files(registry, excluded)
+    files, directories = _asd_files(_places(record["lines"]), excluded)
     if files != record["asd_files"]:
         return False
     _remember_trees(memo_path, memo if isinstance(memo, dict) else {}, key, directories)
@@ -100,15 +115,27 @@ def _remember_trees(memo_path: Path, memo: dict, key: str, directories: dict):
     os.replace(tmp, memo_path)
 
 
+def _settled(files: list[str], since: float) -> list[str]:
+    """`files` less those created or renamed since `since`: ASDF may not
+    have seen them, and a record without them is asked again."""
+    def settled(path: str) -> bool:
+        try:
+            return os.stat(path).st_ctime < since
+        except OSError:
+            return False
+    return [f for f in files if settled(f)]
+
+
 def _graph_lines(ctx: Context, systems: list[str],
-                 registry: list[str]) -> tuple[list[list[str]], list[str]]:
+                 where: Registry) -> tuple[list[list[str]], list[str]]:
     """ASDF's answer, and the files it was read from (the record's `asd`)."""
     digests, store = ctx.digests, ctx.store
     # Kept with the project's root as ROOT/, so that another checkout (or a
     # machine sharing a remote store) finds it.
     root = str(ctx.root) + "/"
-    request = {"systems": systems, "lispbuild": package_digest(),
-               "registry": [_portable(r, root) for r in registry],
+    request = {"systems": systems, "lispbuild": package_digest(), "format": FORMAT,
+               "registry": [_portable(r, root) for r in where.trees],
+               "configuration": where.identity(digests),
                "sbcl": ctx.toolchain_digests(sbcl_files)}
     key = digest_bytes(json.dumps(request, sort_keys=True).encode())
     cached, remote = store.get_derived("asdf-graph", key, _graph_record), ctx.remote
@@ -117,29 +144,31 @@ def _graph_lines(ctx: Context, systems: list[str],
         remote = None  # it came from there
     if cached:
         local = _local(cached, root)
-        if _unchanged(local["asd"], digests) and _same_asd_files(ctx, key, local, registry):
+        if _unchanged(local["asd"], digests) and _same_asd_files(ctx, key, local):
             if remote is not None:  # uploads, when the project does
                 remote.push_derived("asdf-graph", key, cached, store)
             return local["lines"], list(local["asd"])
-    # The trees as they are before ASDF looks (a file added meanwhile is
-    # seen by the next build, and ASDF asked again), less what ASDF skips.
-    files, directories = _asd_files(registry, set())
-    answer, read = _query(ctx, systems, registry)
+    asked_at = time.time()
+    answer, read = _query(ctx, systems, where)
     lines = [line.split("\t") for line in answer.splitlines()]
     if any(line[0] == "error" for line in lines):
         return lines, []  # asked again next time: the fix may be a new .asd anywhere
     excluded = next((set(line[1:]) for line in lines if line[0] == "exclude"), set())
-    files = [f for f in files if not _excluded(os.path.dirname(f), registry, excluded)]
-    directories = {d: m for d, m in directories.items()
-                   if not _excluded(d, registry, excluded)}
+    files, directories = _asd_files(_places(lines), excluded)
+    for fields in lines:
+        said = fields[0] == "asd" and where.shadowed(fields[1], fields[2], files)
+        if said:
+            print(said, file=sys.stderr)
     # Each system's .asd, and whatever else ASDF read to answer: the answer
     # holds while they hold.
     asd = {path: digests.digest(Path(path))
            for path in [fields[2] for fields in lines if fields[0] == "asd"] + read}
     record = {"asd": {_portable(p, root): d for p, d in asd.items()},
-              "asd_files": [_portable(p, root) for p in files],
+              "asd_files": [_portable(p, root) for p in _settled(files, asked_at)],
               "lines": [line[:2] + [_portable(line[2], root)] + line[3:]
-                        if line[0] in ("asd", "system") else line for line in lines]}
+                        if line[0] in ("asd", "system") else
+                        [line[0], _portable(line[1], root), *line[2:]]
+                        if line[0] == "registry" else line for line in lines]}
     _remember_trees(layout.state(ctx.build, layout.ASDF_TREES), {}, key, directories)
     store.put_derived("asdf-graph", key, record)
     if ctx.remote is not None:
@@ -157,7 +186,9 @@ def _local(record: dict, root: str) -> dict:
     return {"asd": {local(p): d for p, d in record["asd"].items()},
             "asd_files": [local(p) for p in record["asd_files"]],
             "lines": [line[:2] + [local(line[2])] + line[3:]
-                      if line[0] in ("asd", "system") and len(line) > 2 else line
+                      if line[0] in ("asd", "system") and len(line) > 2 else
+                      [line[0], local(line[1]), *line[2:]]
+                      if line[0] == "registry" and len(line) > 1 else line
                       for line in record["lines"]]}
 
 
@@ -177,84 +208,14 @@ def _directory(path: str, root: Path) -> Path:
     return path.relative_to(root) if path.is_relative_to(root) else path
 
 
-_DEFSYSTEM = re.compile(r"\(\s*(?:asdf:|asdf/defsystem:)?defsystem\s+"
-                        r"(?:\"([^\"]+)\"|#?:?([^\s()\"]+))", re.I)
-_PERFORM_TEST_OP = re.compile(r":perform\s*\(\s*test-op\s*\([^()]*\)\s*", re.I)
-_SYMBOL_CALL = re.compile(r"\(\s*(?:uiop:)?symbol-call\s+['#:]*([\w.+-]+)\s+['#:]*([\w!*+.-]+)",
-                          re.I)
-# The runners whose value is the suite's verdict, by (package, function).
-RUNNERS = {("fiveam", "run!"): "fiveam", ("5am", "run!"): "fiveam",
-           ("it.bese.fiveam", "run!"): "fiveam", ("rt", "do-tests"): "rt",
-           ("parachute", "test"): "parachute", ("rove", "run"): "rove",
-           ("prove", "run"): "prove"}
-
-
-def defsystem_forms(text: str) -> list[tuple[str, str]]:
-    """(name, its defsystem form's text) of each system an .asd's text
-    defines, in order; a form's text runs to the next defsystem."""
-    text = re.sub(r";[^\n]*", "", text)  # comments
-    found = list(_DEFSYSTEM.finditer(text))
-    return [((m.group(1) or m.group(2)).lower(),
-             text[m.end():found[i + 1].start() if i + 1 < len(found) else len(text)])
-            for i, m in enumerate(found)]
-
-
-def _form_end(text: str, start: int) -> int | None:
-    """Where the parenthesized form at `start` ends (strings skipped)."""
-    depth, i, in_string = 0, start, False
-    while i < len(text):
-        c = text[i]
-        if in_string:
-            i += 1 if c == "\\" else 0
-            in_string = c != '"'
-        elif c == '"':
-            in_string = True
-        elif c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-            if depth == 0:
-                return i + 1
-        i += 1
-    return None
-
-
-def suite_runner(form: str) -> str | None:
-    """The framework whose runner a system's test-op calls, when its
-    :perform is that one call (so its value is the verdict): FiveAM's run!,
-    rt's do-tests, Parachute's test, rove's and prove's run. None when its
-    test-op first needs another system (:in-order-to, as cl+ssl's loads
-    its tests): the suite's image would not hold it, and a runner that
-    finds no test says it passed."""
-    if re.search(r":in-order-to\s*\(\s*\(\s*test-op\b", form, re.I):
-        return None
-    perform = _PERFORM_TEST_OP.search(form)
-    call = perform and _SYMBOL_CALL.match(form, perform.end())
-    end = call and _form_end(form, call.start())
-    if not end or not re.match(r"\s*\)", form[end:]):
-        return None
-    return RUNNERS.get((call.group(1).lower(), call.group(2).lower()))
-
-
-def _program(system: str, entry: str, build_pathname: str, operation: str):
-    """(entry, binary name) of a system that ASDF's program-op makes into an
-    executable (`asdf:make`): it has an :entry-point and its
-    :build-operation is program-op or unset; the binary is named as its
-    :build-pathname's file ("bin/app": app), else as the system."""
-    if operation not in ("", "program-op", "asdf:program-op", "asdf/bundle:program-op"):
-        return None
-    name = build_pathname.rstrip("/").rpartition("/")[2] or system.replace("/", "--")
-    return entry, name
-
-
 def asdf_libraries(project: Project, ctx: Context) -> dict[str, Library]:
     """The libraries of the ASDF systems the project declared, and of every
     system they depend on."""
     if not project.asdf_systems_by_name:
         return {}
-    registry = [str(project.root / r) + "/" for r in project.asdf_registry] + [DEBIAN_SOURCES]
+    where = project_registry(project.root, project.asdf_registry, project.hermetic)
     systems_asked = sorted(project.asdf_systems_by_name)
-    lines, read = _graph_lines(ctx, systems_asked, registry)
+    lines, read = _graph_lines(ctx, systems_asked, where)
     root = f"{project.root}/"
     planned_from = tuple(sorted(p[len(root):] for p in read if p.startswith(root)))
     systems: dict[str, dict] = {}
@@ -272,14 +233,15 @@ def asdf_libraries(project: Project, ctx: Context) -> dict[str, Library]:
                             "depends": [], "requires": [], "system": name}
         elif kind == "asd":
             systems[lib]["asd"] = str(_directory(rest[0], project.root))
+            systems[lib]["found_in"] = where.origin(rest[0])
             if name.lower() in project.asdf_systems_by_name:
-                systems[lib]["test_runner"] = _asked_test_runner(name, rest[0])
+                systems[lib]["test_runner"] = test_runner_of(name, rest[0])
         elif kind == "version":
             systems[lib]["version"] = rest[0]
         elif kind == "cfile":
             systems[lib].setdefault("c_sources", []).append(rest[0])
         elif kind == "program":
-            systems[lib]["program"] = _program(name, *rest)
+            systems[lib]["program"] = program_of(name, *rest)
         elif kind == "depends":
             systems[lib]["depends"].append(library_name(rest[0]))
         elif kind in ("file", "grovel", "wrapper"):
@@ -293,47 +255,8 @@ def asdf_libraries(project: Project, ctx: Context) -> dict[str, Library]:
                           features=(), policy=(), requires=tuple(s["requires"]),
                           fail_on_warning=fail_on_warning.get(name, True),
                           asdf_system=s.get("system"), asd=s.get("asd"),
-                          version=s.get("version"),
+                          version=s.get("version"), found_in=s.get("found_in"),
                           unavailable=s.get("unavailable", ""), planned_from=planned_from,
                           c_sources=tuple(s.get("c_sources", ())), program=s.get("program"),
                           test_runner=s.get("test_runner"))
             for name, s in systems.items()}
-
-
-def _asked_test_runner(system: str, asd: str) -> str | None:
-    try:
-        text = Path(asd).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    return next((suite_runner(form) for name, form in defsystem_forms(text)
-                 if name == system.lower()), None)
-
-
-def asdf_programs(project: Project, libraries: dict[str, Library]) -> dict[str, Binary]:
-    """The binaries the asked systems declare by themselves. program-op:
-    build/bin/NAME runs the :entry-point as UIOP's image does, with no
-    arguments, exiting 0 if it returns true and 1 if false. A test-op that
-    is one call of a known runner (suite_runner): a suite build/bin/LIB and
-    its task test:LIB, whose verdict is the runner's value. A system that
-    a binary of dodo.py already uses, or whose name one has, makes none."""
-    used = {name for b in project.binaries.values() for name in b.libraries}
-    found = {}
-    for system in sorted(project.asdf_systems_by_name):
-        library = libraries.get(library_name(system))
-        if library is None or library.name in used:
-            continue
-        if library.program is not None:
-            entry, name = library.program
-            made = Binary(name=name, libraries=(library.name,), entry=entry, c_sources=(),
-                          archives=(), compression=False, test=True, version=library.version)
-        elif library.test_runner is not None:
-            name = library.name
-            made = Binary(name=name, libraries=(library.name,),
-                          entry="lispbuild/driver:run-test-op", c_sources=(), archives=(),
-                          compression=False, test=True, version=library.version,
-                          smoke_args=(), test_op=(library.asdf_system, library.test_runner))
-        else:
-            continue
-        if name not in project.binaries and name not in found:
-            found[name] = made
-    return found

@@ -63,6 +63,7 @@ class Library:
     asdf_system: str | None = None   # the ASDF system it was derived from
     asd: str | None = None           # that system's .asd file
     version: str | None = None       # that system's :version
+    found_in: str | None = None      # where ASDF found it, in words (asdf_registry.origin)
     unavailable: str = ""            # why ASDF could not give it: what needs it fails
     planned_from: tuple[str, ...] = ()  # the project's files ASDF read to plan it
     c_sources: tuple[str, ...] = ()  # C files of an ASDF system (c-source-file components)
@@ -93,6 +94,8 @@ class Binary:
     mode: str | None = None
     # A suite its system's test-op runs: (system, framework) (asdf.py).
     test_op: tuple[str, str] | None = None
+    # Files embedded in the executable, opened by name: (name, path) (embed.py).
+    resources: tuple[tuple[str, str], ...] = ()
 
 
 # An entry of one argument is called with sb-ext:*posix-argv* (the program's
@@ -132,6 +135,29 @@ def _sources(library: str, sources) -> tuple[Source, ...]:
     return tuple(Source(p, tuple(paths[:i])) for i, p in enumerate(paths))
 
 
+def _resources(binary: str, root: Path, given: dict) -> tuple[tuple[str, str], ...]:
+    """(name, path) of each file a binary's resources= embeds, by name."""
+    if not isinstance(given, dict):
+        raise DeclarationError(f"binary {binary}: resources= must map names to files or "
+                               f"directories, not {given!r}")
+    found = {}
+    for name, path in given.items():
+        parts = str(name).split("/")
+        if not name or str(name).startswith("/") or ".." in parts or "" in parts:
+            raise DeclarationError(f"binary {binary}: resource name {name!r} must be a "
+                                   f"relative name without .. or empty parts")
+        where = root / path
+        if where.is_dir():
+            found.update({f"{name}/{f.relative_to(where).as_posix()}": str(Path(path) / f.relative_to(where))
+                          for f in sorted(where.rglob("*")) if f.is_file()})
+        elif where.is_file():
+            found[str(name)] = str(path)
+        else:
+            raise DeclarationError(f"binary {binary}: resource {name!r}: {path} is not a "
+                                   f"file or directory under {root}")
+    return tuple(sorted(found.items()))
+
+
 def _policy(library: str, policy: dict) -> tuple[tuple[str, int], ...]:
     for quality, level in policy.items():
         if quality not in POLICY_QUALITIES:
@@ -168,14 +194,18 @@ class Project:
     which doit sets to the directory of dodo.py; `store` defaults to the
     LISPBUILD_STORE environment variable, else ROOT/cache. `remote`,
     `remote_upload` and `trusted_keys` set up a remote store (remote.py);
-    each defaults to its environment variable."""
+    each defaults to its environment variable. `hermetic=True` (or
+    LISPBUILD_HERMETIC=1) finds ASDF systems in the `registry=` trees and
+    Debian's sources only, not where the user's ASDF configuration and
+    Quicklisp say (asdf_system)."""
 
     def __init__(self, root=None, store=None, *, remote=None, remote_upload=None,
-                 trusted_keys=None):
+                 trusted_keys=None, hermetic=False):
         self.root = Path(root or os.getcwd()).absolute()
         store = store or settings().store or self.root / "cache"
         self.store = (self.root / store).absolute()
         self.remote = _remote_config(self.root, remote, remote_upload, trusted_keys)
+        self.hermetic = bool(hermetic)
         if any(c in str(self.root) for c in WILDCARDS):
             raise DeclarationError(f"the project's path {self.root} contains one of "
                                    f"{WILDCARDS}, which SBCL reads as a wildcard; build "
@@ -214,7 +244,11 @@ class Project:
         """Declare an ASDF system and, through ASDF, every system it depends
         on: each becomes a library of the same name ("/" becomes "--").
         ASDF searches the `registry` directories (trees, relative to the
-        root) and Debian's /usr/share/common-lisp/source/. `fail_on_warning`
+        root) first, then where the user's ASDF would: its source registry
+        (CL_SOURCE_REGISTRY, ~/.config/common-lisp/source-registry.conf and
+        .conf.d/, Debian's /usr/share/common-lisp/source/), then
+        ~/quicklisp/'s local-projects and dists; a hermetic Project, the
+        trees and Debian's sources only. `fail_on_warning`
         applies to this system's files; declare a dependency too to set it
         for that one."""
         if not name:
@@ -226,7 +260,8 @@ class Project:
 
     def binary(self, name, *, libraries, entry, entry_arguments=None, c_sources=(),
                archives=(), foreign_libraries=None, compression=False, version=None,
-               smoke_args=None, test=False, reload_hook=None, mode=None) -> Binary:
+               smoke_args=None, test=False, reload_hook=None, mode=None,
+               resources=None) -> Binary:
         """Declare a static executable, build/bin/NAME. `entry` names the
         function (\"package:function\") the program runs; an integer it
         returns is the exit code. `libraries` are declared libraries or
@@ -250,7 +285,11 @@ class Project:
         it, new code is loaded at once, as an editor's C-c C-k does.
         `mode` ("fastbuild", "opt" or "dbg") compiles the project's
         libraries it uses in that mode, whatever LISPBUILD_MODE says
-        (docs/declaring.md, "Compilation modes")."""
+        (docs/declaring.md, "Compilation modes").
+        `resources` maps names to files or directories (relative to the
+        root) embedded in the executable: the program opens them by name,
+        wherever it runs (lispbuild/resources:resource-pathname "NAME"); a
+        directory gives each file under it as NAME/its path."""
         self._check_name("binary", name, self.binaries)
         for what, value in (("entry", entry), ("reload_hook", reload_hook)):
             if value is not None and ":" not in value:
@@ -276,7 +315,8 @@ class Project:
                         compression=bool(compression), test=bool(test), version=version,
                         entry_arguments=entry_arguments, reload_hook=reload_hook, mode=mode,
                         smoke_args=None if smoke_args is None
-                        else tuple(str(a) for a in smoke_args))
+                        else tuple(str(a) for a in smoke_args),
+                        resources=_resources(name, self.root, resources or {}))
         self.binaries[name] = binary
         return binary
 

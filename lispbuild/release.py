@@ -2,8 +2,8 @@
 whoever builds them from the same sources with the same toolchain.
 
 An archive holds one directory, NAME-VERSION/, with the static executable,
-`manifest.json` (every source with its sha256, the toolchain's Debian
-packages and files, lispbuild's identity, every stage's key and output
+`manifest.json` (every source with its sha256, the ASDF systems with
+where each was found, the toolchain's Debian packages and files, lispbuild's identity, every stage's key and output
 digests) and `SHA256SUMS` (of the other two). The tar is written here, not
 by tar(1): names sorted, mode 0755 or 0644, owner and group 0 with no
 names, every mtime the release's epoch, ustar headers (no pax times), and
@@ -32,7 +32,7 @@ from .settings import ALLOW_DIRTY_VARIABLE, REVISION_VARIABLE, settings
 PLATFORM = "x86_64-linux"
 MANIFEST = "manifest.json"
 SUMS = "SHA256SUMS"
-FORMAT = 2  # of the manifest (2: its mode)
+FORMAT = 3  # of the manifest (2: its mode; 3: its ASDF libraries)
 
 
 def archive_name(name: str, version: str) -> str:
@@ -205,6 +205,7 @@ class Manifest:
     dump_directory: str
     toolchain: dict            # toolchain_identity()
     sources: list              # [{"path", "sha256"}], by path
+    libraries: list            # its ASDF systems: [{"library", "system", "version", "directory", "found_in"}]
     stages: list               # [{"task", "key", "outputs": {role: {"path", "sha256"}}}]
     executable: dict           # {"name", "sha256"}
     format: int = FORMAT

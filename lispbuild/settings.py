@@ -27,6 +27,7 @@ COVERAGE_VARIABLE = "LISPBUILD_COVERAGE"   # set by `doit coverage` for its buil
 COVERAGE_FILE_VARIABLE = "LISPBUILD_COVERAGE_FILE"  # where a suite saves its coverage (develop.lisp)
 RELOAD_SOCKET_VARIABLE = "LISPBUILD_RELOAD_SOCKET"  # set by a watch for its programs (reload.lisp)
 CHECK_REUSE_VARIABLE = "LISPBUILD_CHECK_REUSE"  # compile what a trace reuses, and compare (reuse.py)
+HERMETIC_VARIABLE = "LISPBUILD_HERMETIC"   # ASDF without the user's configuration (asdf_registry.py)
 
 STORE_CONFIG = "lispbuild_store"           # the key doit_config() puts in DOIT_CONFIG
 REPORTER = "lispbuild"                     # the progress reporter's name (doit.REPORTER)
@@ -61,13 +62,14 @@ class Settings:
     mode: str | None
     coverage: bool
     check_reuse: bool
+    hermetic: bool
 
 
 VARIABLES = (STORE_VARIABLE, REMOTE_VARIABLE, UPLOAD_VARIABLE, TIMEOUT_VARIABLE,
              SIGNING_KEY_VARIABLE, TRUSTED_KEYS_VARIABLE, FRESH_VARIABLE, TIME_LIMIT_VARIABLE,
              SHOW_ALL_VARIABLE, RELEASE_DIR_VARIABLE, ALLOW_DIRTY_VARIABLE, REVISION_VARIABLE,
              EPOCH_VARIABLE, OWNER_VARIABLE, WATCH_VARIABLE, MODE_VARIABLE, COVERAGE_VARIABLE,
-             CHECK_REUSE_VARIABLE)
+             CHECK_REUSE_VARIABLE, HERMETIC_VARIABLE)
 
 
 @functools.lru_cache(maxsize=4)
@@ -86,7 +88,19 @@ def _read(values: tuple) -> Settings:
         source_date_epoch=env[EPOCH_VARIABLE] or None,
         owner=env[OWNER_VARIABLE] or None, watch=_on(env[WATCH_VARIABLE]),
         mode=env[MODE_VARIABLE] or None, coverage=_on(env[COVERAGE_VARIABLE]),
-        check_reuse=_on(env[CHECK_REUSE_VARIABLE]))
+        check_reuse=_on(env[CHECK_REUSE_VARIABLE]), hermetic=_on(env[HERMETIC_VARIABLE]))
+
+
+# What ASDF reads of the environment to find its configuration
+# (CL_SOURCE_REGISTRY, and uiop's XDG directories).
+ASDF_VARIABLES = ("CL_SOURCE_REGISTRY", "HOME", "XDG_CONFIG_HOME", "XDG_CONFIG_DIRS",
+                  "XDG_DATA_HOME", "XDG_DATA_DIRS")
+
+
+def asdf_environment() -> dict[str, str | None]:
+    """The variables ASDF reads to find its configuration, as they are now
+    (asdf_registry.py)."""
+    return {name: os.environ.get(name) for name in ASDF_VARIABLES}
 
 
 def settings() -> Settings:

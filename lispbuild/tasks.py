@@ -11,7 +11,8 @@ import tempfile
 from pathlib import Path
 
 from . import layout, release, schedule, scratch
-from .asdf import asdf_libraries, asdf_programs
+from .asd_forms import asdf_programs
+from .asdf import asdf_libraries
 from .declare import Project, Run, library_name
 from .digest import digest_bytes
 from .graph import BinaryNode, library_c_sources, library_task, plan
@@ -171,6 +172,13 @@ class _Tasks:
                 yield {"basename": basename, "name": name,
                        "actions": [(fail, [library.unavailable])], "task_dep": task_dep,
                        "doc": f"every FASL of {library.name}"}
+                if (library.asdf_system or "").lower() in self.project.asdf_systems_by_name \
+                        and library.name not in self.graph.binaries:
+                    # What `doit` builds by default (exe) fails saying why,
+                    # where ASDF could not say which binary the system makes.
+                    yield {"basename": "exe", "name": library.name, "actions": [],
+                           "task_dep": [library_task(library.name)],
+                           "doc": f"what ASDF system {library.asdf_system} makes"}
             else:
                 action = library_action(library, by_library.get(library.name, []),
                                         self.graph.complete[library.name])
@@ -285,13 +293,17 @@ def _release_tasks(graph, node: BinaryNode, ctx: Context, writers: dict,
                       if not str(i).startswith(f"{layout.BUILD}/")
                       and not str(i).startswith(LISPBUILD_FILES)}
                      | {step[2] for step in steps if step[0] == "asdf"} | {"dodo.py"}
+                     | {path for _, path in b.resources}
                      | {f for step in steps if step[0] == "asdf"
                         for f in graph.libraries[library_name(step[1])].planned_from})
     yield _doit_task(core, ctx, list(node.after))
     yield _doit_task(table, ctx, [core.task, *c_tasks])
     yield _doit_task(runtime, ctx, [table.task, *c_tasks])
     yield _doit_task(exe, ctx, [runtime.task, core.task])
-    action = release_action(node, stages, version, release_origin, sources)
+    asdf = [graph.libraries[library_name(step[1])] for step in steps if step[0] == "asdf"]
+    libraries = [{"library": lib.name, "system": lib.asdf_system, "version": lib.version,
+                  "directory": str(lib.directory), "found_in": lib.found_in} for lib in asdf]
+    action = release_action(node, stages, version, release_origin, sources, libraries)
     task = _doit_task(action, ctx, [exe.task])
     task["verbosity"] = 2
     yield task

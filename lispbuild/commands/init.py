@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from .. import layout
-from ..asdf import defsystem_forms, suite_runner
+from ..asd_forms import defsystem_forms, suite_runner
 
 SKIPPED = {layout.BUILD, layout.DIST, "cache"}  # what builds and stores make
 

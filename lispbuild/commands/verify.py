@@ -122,15 +122,49 @@ def missing_sources(manifest: release.Manifest, root: Path) -> list[str]:
             for path in here if path not in listed]
 
 
+def _library_of(path: str, manifest: release.Manifest) -> dict | None:
+    """The manifest's ASDF library outside the project that holds `path`."""
+    return next((library for library in manifest.libraries
+                 if os.path.isabs(library["directory"])
+                 and path.startswith(library["directory"].rstrip("/") + "/")), None)
+
+
 def source_problems(manifest: release.Manifest, root: Path) -> list[str]:
-    problems = []
+    """Each source missing or different here; those of an ASDF library
+    found outside the project (Quicklisp, the user's source registry,
+    Debian's packages) said once for the library, with where it was."""
+    problems, libraries = [], {}
     for source in manifest.sources:
         path = root / source["path"]
         if not path.is_file():
-            problems.append(f"missing source: {source['path']}")
+            problem = f"missing source: {source['path']}"
         elif (here := hash_file(path)) != source["sha256"]:
-            problems.append(f"source differs: {source['path']} (manifest sha256 "
-                            f"{_short(source['sha256'])}, here {_short(here)})")
+            problem = (f"source differs: {source['path']} (manifest sha256 "
+                       f"{_short(source['sha256'])}, here {_short(here)})")
+        else:
+            continue
+        library = _library_of(source["path"], manifest)
+        if library is None:
+            problems.append(problem)
+        else:
+            libraries.setdefault(library["library"], (library, []))[1].append(
+                (problem.startswith("missing"), os.path.basename(source["path"])))
+    for name, (library, found) in sorted(libraries.items()):
+        version = f" {library['version']}" if library["version"] else ""
+        said = (f"library {name} (ASDF system {library['system']}{version}, found in "
+                f"{library['found_in']} at {library['directory']})")
+        total = sum(1 for s in manifest.sources if _library_of(s["path"], manifest) is library)
+        missing = [file for gone, file in found if gone]
+        differ = [file for gone, file in found if not gone]
+        if len(missing) == total:
+            problems.append(f"{said}: missing here")
+            continue
+        if missing:
+            problems.append(f"{said}: {len(missing)} of its files missing here: "
+                            f"{', '.join(missing)}")
+        if differ:
+            problems.append(f"{said}: {len(differ)} of its files differ here: "
+                            f"{', '.join(differ)}")
     return problems
 
 

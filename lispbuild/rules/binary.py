@@ -52,7 +52,8 @@ def _dump(action: Action, ctx: Context, outputs: dict, hints: dict | None = None
                    "linkage": outputs["linkage"], "shared_objects": outputs["shared_objects"],
                    "reads": outputs[observed.ROLE],
                    "compression": p["compression"], "test": p["test"],
-                   "test_op": p.get("test_op")})))
+                   "test_op": p.get("test_op"),
+                   "machine_directories": _machine_directories(action, ctx, hints)})))
     observed.record(outputs[observed.ROLE], action, ctx, find_sbcl().core.parent)
     # Of the strings that could name a C symbol, those libc or the
     # binary's archives define: the others (words, a worker's digests,
@@ -123,7 +124,8 @@ def link_runtime(action: Action, ctx: Context, outputs: dict):
 
 def embed_executable(action: Action, ctx: Context, outputs: dict):
     p = action.params
-    embed_core(ctx.root / p["runtime"], ctx.root / p["core"], outputs["exe"])
+    embed_core(ctx.root / p["runtime"], ctx.root / p["core"], outputs["exe"],
+               [(name, ctx.root / path) for name, path in p["resources"]])
     check_static(outputs["exe"])
 
 
@@ -145,6 +147,19 @@ def c_action(source: str, weak: bool = False) -> Action:
                   params={"source": source, "cflags": list(link.CFLAGS),
                           **({"weak": True} if weak else {})},
                   outputs={"object": Path(layout.c_object(source))}, toolchain=(musl_files,))
+
+
+def _machine_directories(action: Action, ctx: Context, hints: dict | None) -> list[str]:
+    """Where the image's paths would name files of this machine only
+    (kept-paths.lisp): the ASDF libraries' directories outside the project,
+    and the project, unless in a release dump (its place stays out of the
+    release's bytes; the dump's own directory, which holds the project's
+    copy, is checked there)."""
+    found = {os.path.dirname(rest[1]) + "/" for kind, *rest in action.state.steps()
+             if kind == "asdf" and os.path.isabs(rest[1])}
+    if not (hints or {}).get("release_directory"):
+        found.add(f"{ctx.root}/")
+    return sorted(found)
 
 
 def archives_of(b) -> list[str]:
@@ -197,6 +212,8 @@ def binary_actions(node: BinaryNode, release_mode: bool = False) -> list[Action]
                outputs={"runtime": Path(runtime)}, toolchain=(runtime_files, musl_files),
                executable=frozenset({"runtime"})),
         Action(task=f"{prefix}exe:{b.name}", run=embed_executable,
-               inputs=[Path(runtime), Path(core)], params={"runtime": runtime, "core": core},
+               inputs=[Path(runtime), Path(core), *(Path(p) for _, p in b.resources)],
+               params={"runtime": runtime, "core": core,
+                       "resources": [list(r) for r in b.resources]},
                outputs={"exe": Path(exe)}, executable=frozenset({"exe"})),
     ]

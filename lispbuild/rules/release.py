@@ -38,18 +38,19 @@ def make_release(action: Action, ctx: Context, outputs: dict):
         lispbuild=release.lispbuild_identity(), dump_directory=dump.params["dump_directory"],
         toolchain=release.toolchain_identity(
             release.toolchain_files(find_sbcl(), find_musl(), p["archives"])),
-        sources=sources, stages=stages,
+        sources=sources, libraries=p["libraries"], stages=stages,
         executable={"name": p["binary"], "sha256": ctx.file_digest(p["exe"])})
     release.write_archive(outputs["archive"], f"{p['binary']}-{p['version']}", p["binary"],
                           exe, manifest, p["epoch"])
 
 
 def release_action(node: BinaryNode, stages: list[Action], version: str, origin,
-                   sources: list[str]) -> Action:
+                   sources: list[str], libraries: list[dict]) -> Action:
     """release:NAME: the archive of the release executable (the last of
     `stages`, every action its bytes come from, whose keys and outputs
     the manifest records), checked by a smoke run. `origin()` is where
-    the sources come from (release.Origin), asked when the task is."""
+    the sources come from (release.Origin), asked when the task is;
+    `libraries`, the manifest's record of its ASDF systems."""
     b = node.binary
     exe = stages[-1].outputs["exe"]
     own = [s for s in sources if not os.path.isabs(s)]
@@ -57,7 +58,7 @@ def release_action(node: BinaryNode, stages: list[Action], version: str, origin,
         task=f"release:{b.name}", run=make_release, inputs=[exe, *sources],
         late=lambda: {"epoch": origin().epoch, "revision": origin().revision(own)},
         params={"binary": b.name, "version": version, "exe": str(exe), "mode": node.mode,
-                "archives": archives_of(b),
+                "archives": archives_of(b), "libraries": libraries,
                 "smoke_args": None if b.smoke_args is None else list(b.smoke_args)},
         outputs={"archive": Path(release.archive_name(b.name, version))},
         toolchain=(sbcl_files, runtime_files, musl_files),

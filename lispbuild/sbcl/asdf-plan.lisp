@@ -173,76 +173,27 @@ Lisp bindings it compiles."
   (enough-namestring (asdf:component-pathname component)
                      (asdf:component-pathname system)))
 
-(defun defines-system-p (text name)
-  "Whether TEXT, an .asd file, has a DEFSYSTEM form for NAME (written
-name, :name, #:name or \"name\", in any case)."
-  (loop for start = (search "defsystem" text :test #'char-equal)
-          then (search "defsystem" text :test #'char-equal :start2 (1+ start))
-        while start
-        thereis (let* ((from (position-if-not (lambda (c) (member c '(#\Space #\Tab #\Newline #\Return)))
-                                              text :start (+ start (length "defsystem"))))
-                       (to (and from (position-if (lambda (c) (member c '(#\Space #\Tab #\Newline #\Return #\( #\))))
-                                                  text :start from))))
-                  (and from to (> start 0) (member (char text (1- start)) '(#\( #\:))
-                       (string-equal name (string-trim "#:\"" (subseq text from to)))))))
-
-(defparameter *not-sources* '("build" "cache" "dist" ".venv")
-  "Directories of a project's registry tree that hold what lispbuild and
-Python make, not sources.")
-
-(defun load-asd-defining (name registry)
-  "Load the .asd file under REGISTRY that defines system NAME, when its
-file is not named after it (flexi-streams-test is in flexi-streams.asd):
-ASDF looks a system up by its primary name only. True if one was found."
-  (dolist (directory registry)
-    (dolist (asd (sort (mapcar #'namestring
-                               (directory (merge-pathnames "**/*.asd" directory)))
-                       #'string<))
-      (unless (some (lambda (part) (search (format nil "/~A/" part) asd)) *not-sources*)
-        (let ((text (uiop:read-file-string asd :external-format :utf-8)))
-          (when (defines-system-p text name)
-            (asdf:load-asd asd)
-            (return-from load-asd-defining t)))))))
-
-(defun find-asked-system (name registry)
-  (or (asdf:find-system name nil)
-      (and (load-asd-defining name registry)
-           (asdf:find-system name nil))
-      (asdf:find-system name)))
-
-(defun failure-message (condition registry)
-  "What to tell the user when ASDF cannot give a system."
-  (typecase condition
-    (asdf:missing-dependency
-     (let ((by (asdf::missing-required-by condition)))
-       (format nil "system ~A depends on ~A, which ASDF cannot find~%searched: ~{~A~^, ~}"
-               (if (typep by 'asdf:component) (asdf:component-name by) by)
-               (asdf::missing-requires condition) registry)))
-    (asdf:missing-component
-     (format nil "ASDF cannot find system ~A~%searched: ~{~A~^, ~}"
-             (asdf::missing-requires condition) registry))
-    (t (remove #\Return (princ-to-string condition)))))
-
-(defun asdf-graph (&key systems registry output &allow-other-keys)
-  "Write the records of SYSTEMS. A system ASDF cannot give gets one record
-instead, \"error NAME LINE...\", and spoils only what needs it: each
-asked system's records are written whole or not at all. The first record,
-\"exclude NAME...\", names the directories the registry trees skip."
-  (asdf:initialize-source-registry
-   `(:source-registry ,@(loop for dir in registry collect `(:tree ,dir))
-                      (:also-exclude ,@*not-sources*)
-                      :ignore-inherited-configuration))
+(defun asdf-graph (&key systems registry inherit quicklisp output &allow-other-keys)
+  "Write the records of SYSTEMS, found as asdf-registry.lisp says. A system
+ASDF cannot give gets one record instead, \"error NAME LINE...\", and
+spoils only what needs it: each asked system's records are written whole
+or not at all. The first record, \"exclude NAME...\", names the
+directories the registry trees skip; the \"registry\" records name the
+places searched."
+  (configure-source-registry registry inherit)
+  (add-quicklisp-searchers quicklisp)
   (keep-asdf-output *asdf-cache*)
   (with-open-file (out output :direction :output :if-exists :supersede
                               :external-format :utf-8)
     (apply #'tsv out "exclude" (append asdf::*default-source-registry-exclusions* *not-sources*))
+    (registry-entries out quicklisp)
     (let ((seen '()))
       (dolist (name systems t)
         (let ((seen-before seen))
           (handler-case
               (write-string
                (with-output-to-string (records)
-                 (let ((order (action-order (find-asked-system name registry))))
+                 (let ((order (action-order (find-asked-system name quicklisp))))
                    (loop for (op . c) in order
                          when (and (typep op 'asdf:load-op) (typep c 'asdf:system)
                                    (not (member (asdf:component-name c) seen :test #'equal)))
@@ -255,5 +206,5 @@ asked system's records are written whole or not at all. The first record,
             (error (c)
               (setf seen seen-before)
               (apply #'tsv out "error" name
-                     (uiop:split-string (substitute #\Space #\Tab (failure-message c registry))
+                     (uiop:split-string (substitute #\Space #\Tab (failure-message c))
                                         :separator (string #\Newline))))))))))

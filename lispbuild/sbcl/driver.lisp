@@ -8,12 +8,17 @@
 ;;;;   consulted.lisp  LISPBUILD/TRACE     what it consulted and what its file defines
 ;;;;   compile.lisp    LISPBUILD/COMPILE   the compile and check-undefined jobs
 ;;;;   grovel.lisp     LISPBUILD/GROVEL    the grovel and wrapper jobs
+;;;;   perfmap.lisp    LISPBUILD/PERFMAP   perf's map of a running executable
+;;;;   resources.lisp  LISPBUILD/RESOURCES files embedded in an executable, opened by name
+;;;;   kept-paths.lisp LISPBUILD/KEPT-PATHS the build machine's paths an image keeps
+;;;;   foreign-record.lisp LISPBUILD/FOREIGN-RECORD an image's foreign symbols
 ;;;;   dump.lisp       LISPBUILD/DUMP      the dump job
 ;;;;   devdump.lisp    LISPBUILD/DEVDUMP   a worker's faster development dumps
 ;;;;   request.lisp    LISPBUILD/REQUEST   a fresh SBCL's request
 ;;;;   worker.lisp     LISPBUILD/WORKER    a warm worker
 ;;;;   main.lisp                           the command line
-;;;; and, loaded with the first ASDF step, asdf.lisp and asdf-plan.lisp
+;;;; and, loaded with the first ASDF step, asdf.lisp, asdf-registry.lisp and
+;;;; asdf-plan.lisp
 ;;;; (LISPBUILD/ASDF), which define the ASDF side this file declares.
 ;;;;
 ;;;; A job is a plist:
@@ -30,7 +35,8 @@
 ;;;;   (:coverage :steps STEPS :runs (FILE...) :directory D :diagnostics D)
 ;;;; R: where the files the process opened for reading are written, one a line.
 ;;;; T: where the compile's trace is written (trace.lisp).
-;;;;   (:asdf-graph :systems (S...) :registry (DIR...) :output O :reads R :diagnostics D)
+;;;;   (:asdf-graph :systems (S...) :registry (DIR...) :inherit B :quicklisp Q :output O
+;;;;    :reads R :diagnostics D)
 ;;;; STEPS are what the image must hold before the job, in order:
 ;;;;   (:require "MODULE")   (:asdf "system" "file.asd")   (:load "file.fasl")
 ;;;;   (:load "file.fasl" "system" "file.lisp")   a file of an ASDF system,

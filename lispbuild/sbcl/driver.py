@@ -29,16 +29,17 @@ DEFAULT_TIME_LIMIT = 1800.0
 PACKAGE = Path(__file__).parent   # lispbuild/sbcl: the Lisp files
 # Where they are named from: the directory that holds lispbuild/.
 NAMED_FROM = PACKAGE.parent.parent
-# Compiled in this order into lispbuild.fasl, main.lisp last; asdf.lisp
-# and asdf-plan.lisp into their own FASL, loaded with ASDF when a job
+# Compiled in this order into lispbuild.fasl, main.lisp last; the
+# ASDF_SUPPORT_SOURCES into their own FASL, loaded with ASDF when a job
 # first needs it.
 INTERNALS = "internals.lisp"  # the SBCL internals used, checked first (the scripts load it)
 SUPPORT_SOURCES = (INTERNALS, "driver.lisp", "syscalls.lisp", "trace.lisp", "consulted.lisp",
                    "compile.lisp",
-                   "grovel.lisp", "perfmap.lisp", "dump.lisp", "devdump.lisp", "coverage.lisp",
+                   "grovel.lisp", "perfmap.lisp", "resources.lisp", "kept-paths.lisp", "foreign-record.lisp",
+                   "dump.lisp", "devdump.lisp", "coverage.lisp",
                    "request.lisp", "worker.lisp")
 MAIN_SOURCE = "main.lisp"
-ASDF_SUPPORT_SOURCES = ("asdf.lisp", "asdf-plan.lisp")
+ASDF_SUPPORT_SOURCES = ("asdf.lisp", "asdf-registry.lisp", "asdf-plan.lisp")
 # Only development executables load these (development.fasl).
 DEVELOPMENT_SOURCES = ("reload.lisp", "develop.lisp")
 

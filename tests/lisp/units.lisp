@@ -3,11 +3,14 @@
 ;;;; Prints one line per failed check and "N checks, M failed"; exits 1 if any failed.
 
 (dolist (file '("internals.lisp" "driver.lisp" "syscalls.lisp" "trace.lisp" "consulted.lisp"
-                "compile.lisp" "perfmap.lisp" "dump.lisp"))
+                "compile.lisp" "perfmap.lisp" "resources.lisp" "kept-paths.lisp"
+                "foreign-record.lisp" "dump.lisp"))
   (load (merge-pathnames file (second sb-ext:*posix-argv*))))
 
 (defpackage #:lispbuild-units
-  (:use #:cl #:lispbuild/driver #:lispbuild/compile #:lispbuild/dump))
+  (:use #:cl #:lispbuild/driver #:lispbuild/compile #:lispbuild/dump)
+  (:import-from #:lispbuild/foreign-record #:c-name-p)
+  (:import-from #:lispbuild/kept-paths #:path-in))
 (in-package #:lispbuild-units)
 
 (defvar *checks* 0)
@@ -68,6 +71,16 @@
        '(lispbuild-units-main :posix-argv))
 (check (find-entry "no-such-package-here:main" nil nil) nil)
 (check (find-entry "cl:when" nil nil) nil)
+
+;;; path-in: the first path under the build machine's directories a value holds.
+(let ((table (make-hash-table :test 'equal)))
+  (setf (gethash "words" table) (list 1 #p"/src/lib/words.txt"))
+  (check (list (path-in "/src/lib/data/" '("/src/lib/"))
+               (path-in (vector 1 (list 2 table)) '("/src/lib/"))
+               (path-in (list "/srcx/lib/" #p"lib/relative.txt" "/elsewhere/") '("/src/lib/"))
+               (path-in (list (list (list (list (list "/src/lib/deep"))))) '("/src/lib/")))
+         ;; In strings, pathnames, lists, vectors and hash tables, four levels deep.
+         '("/src/lib/data/" "/src/lib/words.txt" nil nil)))
 
 ;;; c-name-p: which strings of an image could name a C symbol.
 (check (mapcar #'c-name-p '("sprintf" "ffi_type_double" "_start" "CAR" "x" "a-b" "two words"

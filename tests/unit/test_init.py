@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from lispbuild.asdf import defsystem_forms, suite_runner
+from lispbuild.asd_forms import defsystem_forms, suite_runner
 from lispbuild.commands.init import InitRefused, describe, init, main
 
 ASD = """\

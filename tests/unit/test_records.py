@@ -53,7 +53,10 @@ def manifest(**change) -> release.Manifest:
     fields = dict(name="hello", version="1.0", mode="fastbuild", platform=release.PLATFORM,
                   source_date_epoch=1700000000, revision=None, smoke_args=None,
                   lispbuild={"version": "0"}, dump_directory="/lispbuild-release",
-                  toolchain={}, sources=[{"path": "hello.lisp", "sha256": SHA}], stages=[],
+                  toolchain={}, sources=[{"path": "hello.lisp", "sha256": SHA}],
+                  libraries=[{"library": "greet", "system": "greet", "version": "1.0",
+                              "directory": "/q/greet-1.0", "found_in": "Quicklisp's dist q"}],
+                  stages=[],
                   executable={"name": "hello", "sha256": SHA})
     return release.Manifest(**{**fields, **change})
 
@@ -61,14 +64,15 @@ def manifest(**change) -> release.Manifest:
 def test_a_manifest_reads_back_as_written():
     written = manifest()
     assert release.Manifest.from_bytes(written.to_bytes(), "a.tar.gz") == written
-    assert written.to_bytes().endswith(b"}\n") and b'"format": 2' in written.to_bytes()
+    assert written.to_bytes().endswith(b"}\n") and b'"format": 3' in written.to_bytes()
 
 
 @pytest.mark.parametrize("data, says", [
     (b"{", "manifest.json cannot be read"),
     (b"[]", "not a release archive of this lispbuild (manifest format None)"),
     (b'{"format": 1, "name": "hello"}', "(manifest format 1)"),
-    (b'{"format": 2, "name": "hello"}', "manifest.json lacks version, mode, platform"),
+    (b'{"format": 2, "name": "hello"}', "(manifest format 2)"),
+    (b'{"format": 3, "name": "hello"}', "manifest.json lacks version, mode, platform"),
 ])
 def test_a_manifest_not_of_this_lispbuild_is_named(data, says):
     with pytest.raises(ReleaseFailure, match="^a.tar.gz: ") as error:
