@@ -17,7 +17,7 @@ _SYMBOL_CALL = re.compile(r"\(\s*(?:uiop:)?symbol-call\s+['#:]*([\w.+-]+)\s+['#:
 RUNNERS = {("fiveam", "run!"): "fiveam", ("5am", "run!"): "fiveam",
            ("it.bese.fiveam", "run!"): "fiveam", ("rt", "do-tests"): "rt",
            ("parachute", "test"): "parachute", ("rove", "run"): "rove",
-           ("prove", "run"): "prove"}
+           ("prove", "run"): "prove", ("lisp-unit2", "run-tests"): "lisp-unit2"}
 
 
 def defsystem_forms(text: str) -> list[tuple[str, str]]:
@@ -53,7 +53,8 @@ def _form_end(text: str, start: int) -> int | None:
 def suite_runner(form: str) -> str | None:
     """The framework whose runner a system's test-op calls, when its
     :perform is that one call (so its value is the verdict): FiveAM's run!,
-    rt's do-tests, Parachute's test, rove's and prove's run. None when its
+    rt's do-tests, Parachute's test, rove's and prove's run, lisp-unit2's
+    run-tests. None when its
     test-op first needs another system (:in-order-to, as cl+ssl's loads
     its tests): the suite's image would not hold it, and a runner that
     finds no test says it passed."""

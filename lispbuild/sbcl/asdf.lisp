@@ -165,11 +165,18 @@ system not done by ASDF (lispbuild loaded its files): not the suite's word."
   "The entry of a suite that a system's test-op runs (*TEST-OP*): ASDF's
 PERFORM of TEST-OP on the system, that is the .asd's own method, defined
 in this image; its value is the runner's, which ASDF's OPERATE would drop:
-true when the suite passed (Parachute's is a report, passed or not)."
+true when the suite passed. Parachute's is a report, passed or not;
+lisp-unit2's a database of results, which passed when it holds no failed
+or erring assertion, no missing test, and at least one passed assertion."
   (destructuring-bind (system framework) *test-op*
     (let ((value (handler-bind ((warning #'muffle-bookkeeping))
                    (asdf:perform (asdf:make-operation 'asdf:test-op)
                                  (asdf:find-system system)))))
-      (if (string= framework "parachute")
-          (eq (funcall (find-symbol "STATUS" "PARACHUTE") value) :passed)
-          (and value t)))))
+      (flet ((count-of (name)
+               (length (funcall (find-symbol name "LISP-UNIT2") value))))
+        (cond ((string= framework "parachute")
+               (eq (funcall (find-symbol "STATUS" "PARACHUTE") value) :passed))
+              ((string= framework "lisp-unit2")
+               (and (zerop (count-of "FAILED")) (zerop (count-of "ERRORS"))
+                    (zerop (count-of "MISSING")) (plusp (count-of "PASSED"))))
+              (t (and value t)))))))

@@ -26,24 +26,36 @@ FILES = {
     "systems/whisper-0.1/whisper.lisp":
         "(defpackage #:whisper (:use #:cl) (:export #:whisper))\n(in-package #:whisper)\n"
         "(defun whisper (s) (string-downcase s))\n",
-    "ocicl.csv": "whisper, ghcr.io/ocicl/whisper@sha256:0, whisper-0.1\n",
-    "app.asd": '(defsystem "app" :depends-on ("shout" "whisper" "alexandria")\n'
+    "ocicl.csv": "whisper, ghcr.io/ocicl/whisper@sha256:0, whisper-0.1\n"
+                 "parse-number, ghcr.io/ocicl/parse-number@sha256:0, parse-number-1.7\n",
+    "app.asd": '(defsystem "app" :depends-on ("shout" "whisper" "cl-base64" "parse-number")\n'
                '  :components ((:file "main"))\n'
                '  :build-operation "program-op" :entry-point "app:main")\n',
     "main.lisp": "(defpackage #:app (:use #:cl) (:export #:main))\n(in-package #:app)\n"
                  "(defun main ()\n"
-                 '  (format t "~A ~A ~A~%" (shout:shout "a") (whisper:whisper "B")\n'
-                 "          (alexandria:ensure-list 1))\n  t)\n",
+                 '  (format t "~A ~A ~A ~A~%" (shout:shout "a") (whisper:whisper "B")\n'
+                 '          (cl-base64:string-to-base64-string "lisp")\n'
+                 '          (parse-number:parse-number "1.5"))\n  t)\n',
 }
+# Filled from Debian's sources, as the managers would have installed them.
+MANAGED = {"cl-base64": ".qlot/dists/quicklisp/software/cl-base64-20201016-git",
+           "parse-number": "systems/parse-number-1.7"}
 
 
 def test_qlot_and_ocicl_layouts_in_the_project_build_static(tmp_path, store_env):
+    """Libraries qlot and ocicl installed in the project (two of them copies
+    of Debian's, which the project's tree shadows, saying so)."""
     project = write_project(tmp_path / "app", dodo_py('project.asdf_system("app")\n'), FILES)
+    for debian, there in MANAGED.items():
+        shutil.copytree(DEBIAN / debian, project / there)
     result = built(project, "-n", "2", env=store_env)
     assert "fasl:shout/shout.lisp" in result.executed, result.output
     assert "fasl:whisper/whisper.lisp" in result.executed, result.output
+    assert (f"asdf: system cl-base64: using {project}/{MANAGED['cl-base64']}/cl-base64.asd "
+            f"(the project's registry); also found: {DEBIAN}/cl-base64/cl-base64.asd "
+            f"(Debian's packages)") in result.output, result.output
     run = subprocess.run([project / "build/bin/app"], capture_output=True, text=True)
-    assert (run.returncode, run.stdout) == (0, "A b (1)\n"), run
+    assert (run.returncode, run.stdout) == (0, "A b bGlzcA== 1.5\n"), run
 
 
 def _system(name: str, text: str) -> dict[str, str]:

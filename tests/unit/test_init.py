@@ -69,6 +69,7 @@ def test_a_directory_without_asd_files_is_refused(tmp_path, capsys):
     ("(uiop:symbol-call :5am :run! 'app::suite)", "fiveam"),
     ("(symbol-call '#:rt '#:do-tests)", "rt"),
     ("(symbol-call :parachute :test :app-tests)", "parachute"),
+    ("(symbol-call :lisp-unit2 :run-tests :package :app-tests)", "lisp-unit2"),
     ("(symbol-call :fiveam '#:run! :app) (print :done)", None),     # not its value
     ("(symbol-call :app-tests '#:run-all)", None),                 # not a known runner
     ("(funcall (intern \"RUN!\" :fiveam) :app)", None),
