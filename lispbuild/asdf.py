@@ -73,16 +73,22 @@ def _asd_files(places: list[tuple[str, bool]], excluded: set[str]) -> tuple[list
     directories (`excluded`), and the modification time of each directory
     looked at, None for one that does not exist (a file added or removed
     changes its directory's)."""
-    files, directories = [], {}
+    files, directories, seen = [], {}, set()
     for top, tree in places:
         directories[top] = _mtime(top)
         if directories[top] is None:
             continue
-        for here, subdirectories, names in os.walk(top):
-            subdirectories[:] = sorted(d for d in subdirectories
-                                       if tree and d not in excluded)
+        # Through symbolic links to directories, as ASDF goes (a user's
+        # ~/common-lisp/ often links to projects), each directory once.
+        for here, subdirectories, names in os.walk(top, followlinks=True):
+            seen.add(os.path.realpath(here))
+            subdirectories[:] = sorted(
+                d for d in subdirectories if tree and d not in excluded
+                and os.path.realpath(os.path.join(here, d)) not in seen)
             directories[here] = _mtime(here)
-            files += [os.path.join(here, n) for n in names if n.endswith(".asd")]
+            # Not a dangling link (Debian's systems/ has one): ASDF cannot load it.
+            files += [path for path in (os.path.join(here, n) for n in names
+                                        if n.endswith(".asd")) if os.path.exists(path)]
     return sorted(set(files)), directories
 
 

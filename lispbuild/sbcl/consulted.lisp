@@ -191,12 +191,15 @@ own); @ when it changed more, or could not be loaded to see."
 (defun load-guarded (load)
   "Call LOAD; T if it returned. A file that exits the process as it loads
 (a script's last form) signals instead: the job must still write its
-outputs, and the dump will say what the file does."
+outputs, and the dump will say what the file does. What it prints is not
+the compile's words (the program says it when it runs)."
   (sbcl:encapsulate 'sb-ext:exit 'trace
                     (lambda (real &rest arguments)
                       (declare (ignore real arguments))
                       (error "the file exits SBCL as it loads")))
-  (unwind-protect (ignore-errors (funcall load) t)
+  (unwind-protect (let ((*standard-output* (make-broadcast-stream))
+                        (*error-output* (make-broadcast-stream)))
+                    (ignore-errors (funcall load) t))
     (sbcl:unencapsulate 'sb-ext:exit 'trace)))
 
 (defun write-trace (path load)

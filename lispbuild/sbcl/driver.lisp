@@ -252,7 +252,12 @@ the .asd files defined so far."
         nil))))
 
 (defun perform-steps (steps)
-  (every #'perform-step steps))
+  "Perform STEPS. What they print is not the job's words (a worker's zygote
+performs its steps where no job sees them), so it goes nowhere, whichever
+process performs them; a step's failure is noted all the same."
+  (let ((*standard-output* (make-broadcast-stream))
+        (*error-output* (make-broadcast-stream)))
+    (every #'perform-step steps)))
 
 ;;; Jobs.
 

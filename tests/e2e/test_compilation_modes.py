@@ -63,5 +63,5 @@ def test_a_release_records_its_mode(tmp_path, store_env):
     built(project, "-n", "2", "release:report", env=env)
     with tarfile.open(project / "dist/report-1.0.0-x86_64-linux.tar.gz") as archive:
         manifest = json.load(archive.extractfile("report-1.0.0/manifest.json"))
-    assert manifest["mode"] == "opt" and manifest["format"] == 2
+    assert manifest["mode"] == "opt" and manifest["format"] == 3
     assert compiled_with(project / "build/release/report/report")[0] == "opt"

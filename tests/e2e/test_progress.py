@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from conftest import write_project
 from dodo_text import dodo_py
 
@@ -130,3 +132,29 @@ def test_a_programs_words_are_not_written_over(tmp_path, store_env):
     assert re.search(r"\[\d+/\d+\] [\d.]+ s run:greeter\r?\nno newline at the end\r?\n",
                      written), written
     assert STATUS.findall(written)[-1][3] == "done", written
+
+
+WORDS_DODO = dodo_py("""\
+project.library("words", ["early.lisp", "late.lisp"])
+project.binary("words", libraries=["words"], entry="cl-user::late-main")
+""")
+WORDS = {"early.lisp": '(format t "early.lisp loads~%")\n(defun early () 0)\n',
+         "late.lisp": '(eval-when (:compile-toplevel) (format t "late.lisp compiles~%"))\n'
+                      "(defun late-main () (early))\n"}
+
+
+@pytest.mark.parametrize("fresh", ["", "1"])
+def test_a_compile_shows_its_own_words_not_those_of_the_files_it_loads(tmp_path, fresh):
+    """What a project file's compile prints is shown; what the earlier
+    files print as they are loaded before it is not (they said it when the
+    program runs), in a fresh SBCL as in a worker's child. (Each with a
+    store of its own: a compile restored from another prints nothing.)"""
+    project = write_project(tmp_path / "words", WORDS_DODO, WORDS)
+    own_store = {k: v for k, v in os.environ.items() if k != "LISPBUILD_STORE"}
+    result = subprocess.run([sys.executable, "-m", "doit", "fasl"], cwd=project,
+                            env={**own_store, "LISPBUILD_FRESH": fresh},
+                            capture_output=True, text=True)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "fasl:words/late.lisp printed:\nlate.lisp compiles" in output, output
+    assert "early.lisp loads" not in output, output
