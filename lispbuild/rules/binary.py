@@ -53,7 +53,7 @@ def _dump(action: Action, ctx: Context, outputs: dict, hints: dict | None = None
                    "reads": outputs[observed.ROLE],
                    "compression": p["compression"], "test": p["test"],
                    "test_op": p.get("test_op"),
-                   "machine_directories": _machine_directories(action, ctx, hints)})))
+                   **_machine_directories(action, ctx, hints)})))
     observed.record(outputs[observed.ROLE], action, ctx, find_sbcl().core.parent)
     # Of the strings that could name a C symbol, those libc or the
     # binary's archives define: the others (words, a worker's digests,
@@ -149,17 +149,17 @@ def c_action(source: str, weak: bool = False) -> Action:
                   outputs={"object": Path(layout.c_object(source))}, toolchain=(musl_files,))
 
 
-def _machine_directories(action: Action, ctx: Context, hints: dict | None) -> list[str]:
+def _machine_directories(action: Action, ctx: Context, hints: dict | None) -> dict:
     """Where the image's paths would name files of this machine only
-    (kept-paths.lisp): the ASDF libraries' directories outside the project,
-    and the project, unless in a release dump (its place stays out of the
-    release's bytes; the dump's own directory, which holds the project's
-    copy, is checked there)."""
-    found = {os.path.dirname(rest[1]) + "/" for kind, *rest in action.state.steps()
-             if kind == "asdf" and os.path.isabs(rest[1])}
-    if not (hints or {}).get("release_directory"):
-        found.add(f"{ctx.root}/")
-    return sorted(found)
+    (kept-paths.lisp): the project, unless in a release dump (its place
+    stays out of the release's bytes; the dump's own directory, which
+    holds the project's copy, is checked there), and the ASDF libraries'
+    directories outside it."""
+    libraries = {os.path.dirname(rest[1]) + "/" for kind, *rest in action.state.steps()
+                 if kind == "asdf" and os.path.isabs(rest[1])}
+    release = (hints or {}).get("release_directory")
+    return {"project_directory": None if release else f"{ctx.root}/",
+            "library_directories": sorted(libraries)}
 
 
 def archives_of(b) -> list[str]:

@@ -191,10 +191,10 @@ return what runs around its entry, with the program's reload HOOK
 
 (defun dump-job (&key steps features entry entry-arguments core linkage shared-objects
                    reads compression test test-op development reload-hook diagnostics
-                   machine-directories
+                   project-directory library-directories
                  &allow-other-keys)
   (push-features features)
-  (note-machine-paths machine-directories)
+  (note-machine-paths project-directory library-directories)
   (setf *test-op* test-op)
   (multiple-value-bind (function convention) (find-entry entry test entry-arguments)
     (unless function

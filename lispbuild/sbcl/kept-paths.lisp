@@ -60,12 +60,10 @@
                             thereis (or (walk key (1- depth)) (walk element (1- depth)))))))))
       (walk value *depth*))))
 
-(defun note-machine-paths (directories)
-  "Note, as a warning of the dump, each variable of the program that holds
-a path under DIRECTORIES (absolute, each ending in /), or under this
-process's directory."
-  (let ((directories (cons (namestring (truename *default-pathname-defaults*)) directories))
-        (found '()))
+(defun kept-paths (directories)
+  "(SYMBOL . PATH) of each variable of the program that holds a path under
+DIRECTORIES, by name."
+  (let ((found '()))
     (dolist (package (list-all-packages))
       (when (the-programs-package-p package)
         (do-symbols (symbol package)
@@ -73,16 +71,37 @@ process's directory."
             (let ((path (path-in (symbol-value symbol) directories)))
               (when path
                 (push (cons symbol path) found)))))))
-    (setf found (sort found #'string< :key (lambda (entry) (prin1-to-string (car entry)))))
-    (loop for (symbol . path) in found
+    (sort found #'string< :key (lambda (entry) (prin1-to-string (car entry))))))
+
+(defun note-machine-paths (project libraries)
+  "Note, as warnings of the dump, each variable of the program that holds a
+path under PROJECT (the project's directory, or NIL) or this process's
+directory, and in one line those that hold one under LIBRARIES (the
+directories of its libraries outside the project: a library may read
+its data as it loads, and keep the path unused). Each directory is
+absolute and ends in /."
+  (let* ((own (cons (namestring (truename *default-pathname-defaults*))
+                    (and project (list project))))
+         (found (kept-paths (append own libraries)))
+         (own-found (remove-if-not (lambda (entry) (under (cdr entry) own)) found))
+         (theirs (remove-if (lambda (entry) (under (cdr entry) own)) found)))
+    (loop for (symbol . path) in own-found
           repeat *shown*
           do (note "dump" nil "warning"
-                   (format nil "~S holds ~S, a path of the machine it was built on: a copy ~
-                                of the executable elsewhere will not find it; give the ~
-                                binary the files it opens as resources= and open them ~
-                                with lispbuild/resources:resource-pathname"
+                   (format nil "~S holds ~S, a path of the machine it was built on: if ~
+                                the program opens it when it runs, a copy of the ~
+                                executable elsewhere will not find it; give the binary ~
+                                the files it opens as resources= and open them with ~
+                                lispbuild/resources:resource-pathname"
                            symbol path)))
-    (when (> (length found) *shown*)
+    (when (> (length own-found) *shown*)
       (note "dump" nil "warning"
             (format nil "and ~D more variables that hold such paths"
-                    (- (length found) *shown*))))))
+                    (- (length own-found) *shown*))))
+    (when theirs
+      (note "dump" nil "note"
+            (format nil "~D variable~:P of libraries hold~:[s~;~] paths of this machine, ~
+                         which a copy of the executable elsewhere lacks if the program ~
+                         opens them when it runs (resources= embeds files): ~
+                         ~{~S~^, ~}"
+                    (length theirs) (cdr theirs) (mapcar #'car theirs))))))

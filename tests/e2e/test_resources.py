@@ -20,7 +20,7 @@ FILES = {
     "wordlib/words.txt": "static\nlisp\n",
     "wordlib/data/greeting.txt": "hello",
     "wordlib/data/nested/farewell.txt": "bye",
-    "app/app.asd": '(defsystem "app" :version "1.0" :depends-on ("wordlib")'
+    "app/app.asd": '(defsystem "app" :version "1.0" :depends-on ("wordlib" "tables")'
                    ' :components ((:file "main")))\n',
     "app/main.lisp":
         "(defpackage #:app (:use #:cl) (:export #:main))\n(in-package #:app)\n"
@@ -47,12 +47,30 @@ project.binary("app", libraries=["app"], entry="app:main",
 SAYS = "static lisp|hello|3|data/greeting.txt,data/nested/farewell.txt,words.txt\n"
 
 
+# A library outside the project (found through CL_SOURCE_REGISTRY) that
+# reads its data as it loads, and keeps the path.
+TABLES = {"tables.asd": '(defsystem "tables" :components ((:file "tables")))\n',
+          "tables.lisp": "(defpackage #:tables (:use #:cl))\n(in-package #:tables)\n"
+                         '(defvar *table-file* (asdf:system-relative-pathname "tables" "t.txt"))\n'
+                         "(defvar *table* (uiop:read-file-lines *table-file*))\n",
+          "t.txt": "one\n"}
+
+
 def test_resources_are_opened_by_name_wherever_the_executable_runs(tmp_path, store_env):
     project = write_project(tmp_path / "p", DODO, FILES)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for name, text in TABLES.items():
+        (outside / name).write_text(text)
+    store_env = {**store_env, "CL_SOURCE_REGISTRY": f"(:source-registry (:tree \"{outside}/\") "
+                                                    f":inherit-configuration)"}
     first = built(project, "-n", "2", "exe:app", env=store_env)
-    assert ("WORDLIB::*WORDS-FILE* holds "
+    assert ("dump: warning: WORDLIB::*WORDS-FILE* holds "
             f'"{project}/wordlib/words.txt", a path of the machine it was built on') \
         in first.output, first.output
+    assert ("dump: note: 1 variable of libraries holds paths of this machine, which a copy "
+            "of the executable elsewhere lacks if the program opens them when it runs "
+            "(resources= embeds files): TABLES::*TABLE-FILE*") in first.output, first.output
     exe = project / "build/bin/app"
     # In a root that holds nothing but the executable.
     run = run_in_empty_root(exe, tmp_path)
