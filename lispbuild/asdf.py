@@ -161,8 +161,10 @@ def _graph_lines(ctx: Context, systems: list[str],
         return lines, []  # asked again next time: the fix may be a new .asd anywhere
     excluded = next((set(line[1:]) for line in lines if line[0] == "exclude"), set())
     files, directories = _asd_files(_places(lines), excluded)
-    for fields in lines:
-        said = fields[0] == "asd" and where.shadowed(fields[1], fields[2], files)
+    # Once for each .asd file (its secondary systems are found through it).
+    for used in dict.fromkeys((fields[1].split("/")[0], fields[2]) for fields in lines
+                              if fields[0] == "asd"):
+        said = where.shadowed(*used, files)
         if said:
             print(said, file=sys.stderr)
     # Each system's .asd, and whatever else ASDF read to answer: the answer

@@ -145,11 +145,10 @@ class Registry:
             return "Debian's packages"
         return "the ASDF source registry"
 
-    def shadowed(self, system: str, used: str, asd_files: list[str]) -> str | None:
-        """The message saying which .asd file ASDF used for `system` when
-        other places hold one by its name (`asd_files`: every .asd file of
-        the places searched), or None."""
-        primary = system.split("/")[0]
+    def shadowed(self, primary: str, used: str, asd_files: list[str]) -> str | None:
+        """The message saying which .asd file ASDF used for the systems of
+        primary name `primary` when other places hold one by that name
+        (`asd_files`: every .asd file of the places searched), or None."""
         others = [f for f in asd_files if os.path.basename(f) == f"{primary}.asd"]
         if self.quicklisp is not None:
             others += [asd for asd, _ in self.quicklisp.installed(primary)]
@@ -157,7 +156,7 @@ class Registry:
         if not others:
             return None
         also = "; ".join(f"{f} ({self.origin(f)})" for f in others)
-        return (f"asdf: system {system}: using {used} ({self.origin(used)}); "
+        return (f"asdf: system {primary}: using {used} ({self.origin(used)}); "
                 f"also found: {also} ({RULE})")
 
 
