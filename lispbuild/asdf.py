@@ -173,10 +173,7 @@ def _graph_lines(ctx: Context, systems: list[str],
            for path in [fields[2] for fields in lines if fields[0] == "asd"] + read}
     record = {"asd": {_portable(p, root): d for p, d in asd.items()},
               "asd_files": [_portable(p, root) for p in _settled(files, asked_at)],
-              "lines": [line[:2] + [_portable(line[2], root)] + line[3:]
-                        if line[0] in ("asd", "system") else
-                        [line[0], _portable(line[1], root), *line[2:]]
-                        if line[0] == "registry" else line for line in lines]}
+              "lines": _with_paths(lines, lambda path: _portable(path, root))}
     _remember_trees(layout.state(ctx.build, layout.ASDF_TREES), {}, key, directories)
     store.put_derived("asdf-graph", key, record)
     if ctx.remote is not None:
@@ -188,16 +185,25 @@ def _portable(path: str, root: str) -> str:
     return "ROOT/" + path[len(root):] if path.startswith(root) else path
 
 
+# The field of an answer's line that holds a path, by the line's kind.
+PATH_FIELDS = {"asd": 2, "system": 2, "registry": 1}
+
+
+def _with_paths(lines: list[list[str]], convert) -> list[list[str]]:
+    """`lines` with `convert` applied to each path they hold."""
+    def each(line):
+        i = PATH_FIELDS.get(line[0])
+        return line if i is None or len(line) <= i else [*line[:i], convert(line[i]),
+                                                          *line[i + 1:]]
+    return [each(line) for line in lines]
+
+
 def _local(record: dict, root: str) -> dict:
     def local(path: str) -> str:
         return root + path[len("ROOT/"):] if path.startswith("ROOT/") else path
     return {"asd": {local(p): d for p, d in record["asd"].items()},
             "asd_files": [local(p) for p in record["asd_files"]],
-            "lines": [line[:2] + [local(line[2])] + line[3:]
-                      if line[0] in ("asd", "system") and len(line) > 2 else
-                      [line[0], local(line[1]), *line[2:]]
-                      if line[0] == "registry" and len(line) > 1 else line
-                      for line in record["lines"]]}
+            "lines": _with_paths(record["lines"], local)}
 
 
 def _graph_record(value) -> bool:

@@ -134,6 +134,8 @@ def source_problems(manifest: release.Manifest, root: Path) -> list[str]:
     found outside the project (Quicklisp, the user's source registry,
     Debian's packages) said once for the library, with where it was."""
     problems, libraries = [], {}
+    owner = {source["path"]: _library_of(source["path"], manifest)
+             for source in manifest.sources}
     for source in manifest.sources:
         path = root / source["path"]
         if not path.is_file():
@@ -143,7 +145,7 @@ def source_problems(manifest: release.Manifest, root: Path) -> list[str]:
                        f"{_short(source['sha256'])}, here {_short(here)})")
         else:
             continue
-        library = _library_of(source["path"], manifest)
+        library = owner[source["path"]]
         if library is None:
             problems.append(problem)
         else:
@@ -153,7 +155,7 @@ def source_problems(manifest: release.Manifest, root: Path) -> list[str]:
         version = f" {library['version']}" if library["version"] else ""
         said = (f"library {name} (ASDF system {library['system']}{version}, found in "
                 f"{library['found_in']} at {library['directory']})")
-        total = sum(1 for s in manifest.sources if _library_of(s["path"], manifest) is library)
+        total = sum(1 for owned in owner.values() if owned is library)
         missing = [file for gone, file in found if gone]
         differ = [file for gone, file in found if not gone]
         if len(missing) == total:

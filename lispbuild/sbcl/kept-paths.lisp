@@ -13,18 +13,20 @@
   (:import-from #:lispbuild/driver #:note)
   (:export #:note-machine-paths
            ;; For lispbuild's Lisp unit checks (tests/lisp/units.lisp).
-           #:path-in))
+           #:path-in #:the-programs-package-p))
 (in-package #:lispbuild/kept-paths)
 
-(defparameter *not-the-program* '("SB-" "LISPBUILD/" "ASDF" "UIOP" "COMMON-LISP" "KEYWORD")
-  "Prefixes of the names of packages that are not the program's code.")
+(defparameter *not-the-program* '("SB-" "LISPBUILD/" "ASDF" "UIOP")
+  "Prefixes of the names of packages that are not the program's code
+(with COMMON-LISP and KEYWORD; COMMON-LISP-USER is the program's).")
 (defparameter *depth* 4 "How deep into a variable's value to look.")
 (defparameter *limit* 20000 "How many objects of one value to look at, at most.")
 (defparameter *shown* 10 "How many variables to name.")
 
 (defun the-programs-package-p (package)
   (let ((name (package-name package)))
-    (notany (lambda (prefix) (eql 0 (search prefix name))) *not-the-program*)))
+    (not (or (member name '("COMMON-LISP" "KEYWORD") :test #'string=)
+             (some (lambda (prefix) (eql 0 (search prefix name))) *not-the-program*)))))
 
 (defun under (name directories)
   (and (plusp (length name)) (char= (char name 0) #\/)

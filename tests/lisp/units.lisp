@@ -10,7 +10,7 @@
 (defpackage #:lispbuild-units
   (:use #:cl #:lispbuild/driver #:lispbuild/compile #:lispbuild/dump)
   (:import-from #:lispbuild/foreign-record #:c-name-p)
-  (:import-from #:lispbuild/kept-paths #:path-in))
+  (:import-from #:lispbuild/kept-paths #:path-in #:the-programs-package-p))
 (in-package #:lispbuild-units)
 
 (defvar *checks* 0)
@@ -81,6 +81,11 @@
                (path-in (list (list (list (list (list "/src/lib/deep"))))) '("/src/lib/")))
          ;; In strings, pathnames, lists, vectors and hash tables, four levels deep.
          '("/src/lib/data/" "/src/lib/words.txt" nil nil)))
+
+;;; Whose variables the dump looks into: the program's, CL-USER's among them.
+(check (mapcar (lambda (name) (and (the-programs-package-p (find-package name)) t))
+               '("COMMON-LISP-USER" "COMMON-LISP" "KEYWORD" "SB-IMPL" "LISPBUILD/DRIVER"))
+       '(t nil nil nil nil))
 
 ;;; c-name-p: which strings of an image could name a C symbol.
 (check (mapcar #'c-name-p '("sprintf" "ffi_type_double" "_start" "CAR" "x" "a-b" "two words"
