@@ -10,22 +10,27 @@ from .store import copy_file
 CORE_MAGIC = 0x5342434C  # "SBCL"
 CORE_ALIGNMENT = 32768
 RESOURCES_MAGIC = int.from_bytes(b"LBRES001", "little")
+PAYLOAD_MAGIC = int.from_bytes(b"LBPAY001", "little")
 
 
 def embed_core(runtime: Path, core: Path, output: Path,
-               resources: list[tuple[str, Path]] = ()):
-    """runtime bytes, the resources (if any), zero padding to 32 KiB, the
-    core, then the core's offset and the magic (8 bytes each,
-    little-endian): the runtime finds its core by reading the last 16
-    bytes of its own file, and the program its resources by reading the 16
-    before the core (sbcl/resources.lisp, which says their layout)."""
+               resources: list[tuple[str, Path]] = (),
+               payload: list[tuple[str, Path | None]] = ()):
+    """runtime bytes, the resources (if any), the payload (if any), zero
+    padding to 32 KiB, the core, then the core's offset and the magic (8
+    bytes each, little-endian): the runtime finds its core by reading the
+    last 16 bytes of its own file, the program its resources by reading the
+    16 before the core and its payload by the 16 before those
+    (sbcl/resources.lisp, which says their layout; sbcl/payload.lisp)."""
     with open(core, "rb") as f:
         if struct.unpack("<Q", f.read(8))[0] != CORE_MAGIC:
             raise NotStatic(f"{core} is not an SBCL core")
     with open(output, "wb") as out:
         with open(runtime, "rb") as rt:
             copy_file(rt, out)
-        mark = _write_resources(out, resources) if resources else b""
+        mark = _write_table(out, resources, RESOURCES_MAGIC) if resources or payload else b""
+        if payload:
+            mark = _write_table(out, payload, PAYLOAD_MAGIC) + mark
         length = out.tell() + len(mark)
         start = -(-length // CORE_ALIGNMENT) * CORE_ALIGNMENT
         out.write(b"\0" * (start - length) + mark)
@@ -35,22 +40,23 @@ def embed_core(runtime: Path, core: Path, output: Path,
         out.write(struct.pack("<QQ", start, CORE_MAGIC))
 
 
-def _write_resources(out, resources: list[tuple[str, Path]]) -> bytes:
-    """The resources' table and bytes, from where `out` is; the 16 bytes
-    that go just before the core to find them."""
+def _write_table(out, entries: list[tuple[str, Path | None]], magic: int) -> bytes:
+    """A table of named files (None: no bytes) and their bytes, from where
+    `out` is; the 16 bytes that find it."""
     start = out.tell()
-    names = [name.encode() for name, _ in resources]
-    sizes = [Path(path).stat().st_size for _, path in resources]
-    position = start + 8 + 24 * len(resources)
-    out.write(struct.pack("<Q", len(resources)))
+    names = [name.encode() for name, _ in entries]
+    sizes = [Path(path).stat().st_size if path else 0 for _, path in entries]
+    position = start + 8 + 24 * len(entries)
+    out.write(struct.pack("<Q", len(entries)))
     for name, size in zip(names, sizes):
         out.write(struct.pack("<QQQ", len(name), position, size))
         position += len(name) + size
-    for name, (_, path) in zip(names, resources):
+    for name, (_, path) in zip(names, entries):
         out.write(name)
-        with open(path, "rb") as f:
-            copy_file(f, out)
-    return struct.pack("<QQ", start, RESOURCES_MAGIC)
+        if path:
+            with open(path, "rb") as f:
+                copy_file(f, out)
+    return struct.pack("<QQ", start, magic)
 
 
 PT_DYNAMIC, PT_INTERP = 2, 3

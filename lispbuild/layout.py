@@ -68,7 +68,8 @@ def binary_stages(name: str, release: bool) -> dict[str, str]:
                 "shared_objects": f"{here}/{name}.shared-objects",
                 "symbols": f"{here}/symbols.c", "runtime": f"{here}/runtime",
                 "exe": f"{here}/{name}"}
-    return {"core": f"{BUILD}/core/{name}.core", "linkage": f"{BUILD}/core/{name}.linkage",
+    return {"core": f"{BUILD}/core/{name}.core", "base_core": f"{BUILD}/core/{name}.base.core",
+            "linkage": f"{BUILD}/core/{name}.linkage",
             "shared_objects": f"{BUILD}/core/{name}.shared-objects",
             "symbols": f"{BUILD}/linkage/{name}-symbols.c",
             "runtime": f"{BUILD}/runtime/{name}", "exe": executable(name)}

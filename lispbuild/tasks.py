@@ -215,13 +215,15 @@ class _Tasks:
                 yield {"basename": "exe", "name": b.name, "actions": [],
                        "task_dep": [f"core:{b.name}"], "doc": f"exe {b.name}"}
                 continue
-            core, table, runtime, exe = binary_actions(node)
+            *base, core, table, runtime, exe = binary_actions(node, own=self.own_fasls)
             own_c = [str(s) for s in b.c_sources] + list(node.c_sources)
             c_tasks = [f"c:{s}" for s in own_c] + [f"c:{COMPAT_TASK}"]
+            for action in base:
+                yield _doit_task(action, ctx, list(node.after))
             yield _doit_task(core, ctx, list(node.after))
             yield _doit_task(table, ctx, [core.task, *c_tasks])
             yield _doit_task(runtime, ctx, [table.task, *c_tasks])
-            yield _doit_task(exe, ctx, [runtime.task, core.task])
+            yield _doit_task(exe, ctx, [runtime.task, core.task, *(a.task for a in base)])
             self.inputs += [os.path.join(ctx.root, i) for i in runtime.inputs
                             if not str(i).startswith(f"{layout.BUILD}/")]
             self.plans[b.name] = (self._plan(node, runtime), [*node.after, *c_tasks])
@@ -233,14 +235,20 @@ class _Tasks:
                                       + [self.c_actions[COMPAT_TASK]], c_tasks,
                                       lambda: self.release_origin)
 
+    @functools.cached_property
+    def own_fasls(self) -> frozenset:
+        """The project's FASLs (not groveled or wrapping C): what a reload
+        may load, and what a development executable may carry as its
+        payload."""
+        return frozenset(n.fasl for n in self.graph.fasls.values()
+                         if not (n.grovel or n.wrapper_c or os.path.isabs(n.source)))
+
     def _plan(self, node: BinaryNode, runtime: Action) -> Plan:
         """What a development executable of `node` holds (reload.py): its
-        project FASLs (not groveled or wrapping C) may be reloaded."""
-        own = {n.fasl for n in self.graph.fasls.values()
-               if not (n.grovel or n.wrapper_c or os.path.isabs(n.source))}
+        project FASLs may be reloaded."""
         steps = [list(step) for step in node.state.steps()]
         return Plan(steps=steps,
-                    reloadable=[s[1] for s in steps if s[0] == "load" and s[1] in own],
+                    reloadable=[s[1] for s in steps if s[0] == "load" and s[1] in self.own_fasls],
                     others=[str(i) for i in runtime.inputs[1:]],
                     runtime=str(runtime.outputs["runtime"]))
 

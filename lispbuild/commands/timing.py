@@ -7,7 +7,7 @@ from ..settings import RUN_EXE_TASK
 
 # The phase of each kind of task: the prefix of its name.
 PHASES = {"fasl": "compile", "grovel": "compile", "lib": "compile", "c": "compile",
-          "clib": "compile", "core": "dump", "linkage": "executable",
+          "clib": "compile", "core": "dump", "base": "dump", "linkage": "executable",
           "runtime": "executable", "exe": "executable", "reload": "reload"}
 ORDER = ("detection", "graph", "compile", "reload", "dump", "executable", "other", "restart")
 # Tasks that only group others (no work of their own).

@@ -3,8 +3,10 @@ of its foreign symbols), linkage:NAME resolves them against what will be
 linked and writes the symbol table, runtime:NAME links SBCL's runtime with
 musl, exe:NAME embeds the core; c:PATH and clib:PATH build C files (as
 musl objects, and as shared libraries for the SBCLs that load a library's
-code). In release mode the same under build/release/NAME/, the core dumped
-in the canonical process."""
+code). A development executable whose image ends with the project's own
+FASLs has base:NAME too, the image before them, and carries them as its
+payload (payload.py). In release mode the same under build/release/NAME/,
+the core dumped whole in the canonical process."""
 import os
 import posixpath
 import sys
@@ -12,12 +14,14 @@ from pathlib import Path
 
 from .. import layout, link, linkage, observed
 from ..sbcl.canonical import release_directory
-from ..sbcl.driver import support_fasls
+from ..sbcl.driver import lisp_steps, support_fasls
 from ..jobs import LispJob
 from ..embed import check_static, embed_core
 from ..graph import BinaryNode, shared_library, shared_library_task
+from ..modes import COVERAGE
 from ..action import Action, Context
 from ..toolchain import find_musl, find_sbcl, musl_files, runtime_files, sbcl_files
+from . import payload
 from .lisp import print_notes
 
 
@@ -31,22 +35,45 @@ LISPBUILD_FILES = str(link.COMPAT_SOURCE.parent) + os.sep
 def dump_core(action: Action, ctx: Context, outputs: dict):
     """A development dump: the image also holds what develop.lisp runs
     around the entry (a REPL, a profile, the reload listener a watch asks
-    for), each only when the environment asks for it."""
-    _dump(action, ctx, outputs, arguments={"development": support_fasls(ctx).development,
-                                           "reload_hook": action.params["reload_hook"]})
+    for), each only when the environment asks for it. With a payload: its
+    steps loaded onto the base's, the entry found and the records written,
+    and the marker written as the core, unless the image must be dumped
+    whole after all (dump.lisp)."""
+    steps = action.params.get("payload")
+    state = action.state if steps is None else \
+        payload.prefix(action.state, action.state.length - len(steps))
+    _dump(action, ctx, outputs, state=state,
+          arguments={"development": support_fasls(ctx).development,
+                     "reload_hook": action.params["reload_hook"],
+                     **({"payload": lisp_steps(steps)} if steps else {})})
+
+
+def dump_base_core(action: Action, ctx: Context, outputs: dict):
+    """base:NAME: the image a development executable's payload completes;
+    its entry is found when the program starts."""
+    p = action.params
+    print_notes(ctx.lisp.run(LispJob(
+        task=action.task, command="dump", state=action.state, product=outputs["core"],
+        arguments={"base": True, "development": support_fasls(ctx).development,
+                   "reload_hook": p["reload_hook"], "features": p["features"],
+                   "entry": p["entry"], "entry_arguments": p["entry_arguments"],
+                   "test": p["test"], "test_op": p.get("test_op"), "core": outputs["core"],
+                   "reads": outputs[observed.ROLE], "compression": p["compression"]})))
+    observed.record(outputs[observed.ROLE], action, ctx, find_sbcl().core.parent)
 
 
 def dump_release_core(action: Action, ctx: Context, outputs: dict):
     """A fresh SBCL in a canonical process: the same image whoever dumps
     it, wherever, whenever (canonical.py, which runners.py picks for it)."""
-    _dump(action, ctx, outputs, {"release_directory": action.params["dump_directory"]})
+    _dump(action, ctx, outputs, action.state,
+          {"release_directory": action.params["dump_directory"]})
 
 
-def _dump(action: Action, ctx: Context, outputs: dict, hints: dict | None = None,
+def _dump(action: Action, ctx: Context, outputs: dict, state, hints: dict | None = None,
           arguments: dict | None = None):
     p = action.params
     print_notes(ctx.lisp.run(LispJob(
-        task=action.task, command="dump", state=action.state, product=outputs["core"], hints=hints or {},
+        task=action.task, command="dump", state=state, product=outputs["core"], hints=hints or {},
         arguments={**(arguments or {}), "features": p["features"], "entry": p["entry"],
                    "entry_arguments": p["entry_arguments"], "core": outputs["core"],
                    "linkage": outputs["linkage"], "shared_objects": outputs["shared_objects"],
@@ -124,8 +151,13 @@ def link_runtime(action: Action, ctx: Context, outputs: dict):
 
 def embed_executable(action: Action, ctx: Context, outputs: dict):
     p = action.params
-    embed_core(ctx.root / p["runtime"], ctx.root / p["core"], outputs["exe"],
-               [(name, ctx.root / path) for name, path in p["resources"]])
+    core, steps = ctx.root / p["core"], p.get("payload")
+    resources = [(name, ctx.root / path) for name, path in p["resources"]]
+    if steps and payload.is_payload_marker(core):
+        embed_core(ctx.root / p["runtime"], ctx.root / p["base_core"], outputs["exe"],
+                   resources, payload.table(steps, ctx.root))
+    else:
+        embed_core(ctx.root / p["runtime"], core, outputs["exe"], resources)
     check_static(outputs["exe"])
 
 
@@ -167,9 +199,12 @@ def archives_of(b) -> list[str]:
                                            for a in paths]
 
 
-def binary_actions(node: BinaryNode, release_mode: bool = False) -> list[Action]:
-    """core:, linkage:, runtime: and exe:NAME; in release mode
-    release-core: (a canonical dump) and the rest, under build/release/NAME/."""
+def binary_actions(node: BinaryNode, release_mode: bool = False,
+                   own: frozenset = frozenset()) -> list[Action]:
+    """core:, linkage:, runtime: and exe:NAME, after base:NAME when a
+    development image ends with the project's FASLs (`own`: payload.py);
+    in release mode release-core: (a canonical dump of the whole image)
+    and the rest, under build/release/NAME/."""
     b = node.binary
     prefix = "release-" if release_mode else ""
     paths = layout.binary_stages(b.name, release_mode)
@@ -180,18 +215,29 @@ def binary_actions(node: BinaryNode, release_mode: bool = False) -> list[Action]
         + [layout.c_object(COMPAT_TASK)]
     # What the image loads by the name of a library's C file, those files link.
     provided = [posixpath.splitext(posixpath.basename(c))[0] for c in node.c_sources]
-    return [
+    steps = node.state.steps()
+    start = len(steps) if release_mode or node.mode == COVERAGE \
+        else payload.payload_start(steps, own)
+    carried = [list(step) for step in steps[start:]]
+    entry = {"binary": b.name, "features": list(node.features), "entry": b.entry,
+             "entry_arguments": b.entry_arguments, "compression": b.compression,
+             "test": b.test, **({"test_op": list(b.test_op)} if b.test_op else {})}
+    base = [Action(task=f"base:{b.name}", run=dump_base_core, inputs=[],
+                   params={**entry, "reload_hook": b.reload_hook},
+                   outputs={"core": Path(paths["base_core"]),
+                            observed.ROLE: Path(paths["base_core"]).with_suffix(".reads")},
+                   toolchain=(sbcl_files,), state=payload.prefix(node.state, start))] \
+        if carried else []
+    return base + [
         Action(task=f"{prefix}core:{b.name}", run=dump_release_core if release_mode else dump_core,
                # A release dump also preloads sorteddir.c, built with gcc,
                # and its directory's path is in the image.
                # The archives: what the image's strings may name (_dump).
                inputs=([link.SORTED_LISTINGS_SOURCE] if release_mode else []) + archives,
-               params={"binary": b.name, "features": list(node.features), "archives": archives,
-                       "entry": b.entry, "entry_arguments": b.entry_arguments,
-                       "compression": b.compression, "test": b.test,
-                       **({"test_op": list(b.test_op)} if b.test_op else {}),
+               params={**entry, "archives": archives,
                        **({"dump_directory": release_directory()} if release_mode
-                          else {"reload_hook": b.reload_hook})},
+                          else {"reload_hook": b.reload_hook}),
+                       **({"payload": carried} if carried else {})},
                outputs={"core": Path(core), "linkage": Path(record),
                         "shared_objects": Path(shared),
                         observed.ROLE: Path(core).with_suffix(".reads")},
@@ -212,8 +258,12 @@ def binary_actions(node: BinaryNode, release_mode: bool = False) -> list[Action]
                outputs={"runtime": Path(runtime)}, toolchain=(runtime_files, musl_files),
                executable=frozenset({"runtime"})),
         Action(task=f"{prefix}exe:{b.name}", run=embed_executable,
-               inputs=[Path(runtime), Path(core), *(Path(p) for _, p in b.resources)],
+               inputs=[Path(runtime), Path(core), *(Path(p) for _, p in b.resources),
+                       *([Path(paths["base_core"])] if carried else []),
+                       *(Path(step[1]) for step in carried if step[0] == "load")],
                params={"runtime": runtime, "core": core,
-                       "resources": [list(r) for r in b.resources]},
+                       "resources": [list(r) for r in b.resources],
+                       **({"base_core": paths["base_core"], "payload": carried}
+                          if carried else {})},
                outputs={"exe": Path(exe)}, executable=frozenset({"exe"})),
     ]

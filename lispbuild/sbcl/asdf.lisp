@@ -53,14 +53,21 @@ files of the systems defined so far (its own last)."
   (or (asdf:registered-system name) (asdf:find-system name)))
 
 (defun file-component (system source)
-  "The component of SYSTEM (a name) whose file is SOURCE, or NIL."
-  (let ((file (probe-file source)))
+  "The component of SYSTEM (a name) whose file is SOURCE, or NIL. Where
+SOURCE is not on this machine (a development executable loading its
+payload as it starts, payload.lisp), the one whose pathname, as ASDF
+computed it when the build defined the system, is SOURCE."
+  (let* ((file (probe-file source))
+         (wanted (or file (merge-pathnames source))))
     (labels ((walk (c)
                (if (typep c 'asdf:parent-component)
                    (some #'walk (asdf:component-children c))
                    (let ((path (asdf:component-pathname c)))
-                     (and file path (equal (pathname-name path) (pathname-name file))
-                          (equal (probe-file path) file) c)))))
+                     (and path (equal (pathname-name path) (pathname-name wanted))
+                          (if file
+                              (equal (probe-file path) file)
+                              (equal (namestring path) (namestring wanted)))
+                          c)))))
       (walk (defined-system system)))))
 
 (define-condition replaced-perform (error)

@@ -12,6 +12,7 @@
 ;;;;   resources.lisp  LISPBUILD/RESOURCES files embedded in an executable, opened by name
 ;;;;   kept-paths.lisp LISPBUILD/KEPT-PATHS the build machine's paths an image keeps
 ;;;;   foreign-record.lisp LISPBUILD/FOREIGN-RECORD an image's foreign symbols
+;;;;   entry.lisp      LISPBUILD/ENTRY     a binary's entry and how it is called
 ;;;;   dump.lisp       LISPBUILD/DUMP      the dump job
 ;;;;   devdump.lisp    LISPBUILD/DEVDUMP   a worker's faster development dumps
 ;;;;   request.lisp    LISPBUILD/REQUEST   a fresh SBCL's request
@@ -63,6 +64,7 @@
    #:compiler-context-line #:read-error-place
    ;; Files read.
    #:record-files-read #:stop-recording-files-read #:write-files-read
+   #:call-noting-files-read
    ;; Jobs and steps.
    #:read-request #:push-features #:*asdf* #:*asdf-support* #:*asdf-cache* #:*asd-files*
    #:ensure-asdf #:perform-steps
@@ -181,6 +183,17 @@ not listed, so the list stays as short as what was read undeclared."
   (let ((name (ignore-errors (namestring (truename path)))))
     (when name
       (remhash name *files-read*))))
+
+(defun call-noting-files-read (function)
+  "FUNCTION's value, and the files it read that no step declares (recorded
+as all files read are)."
+  (let ((earlier (loop for name being the hash-keys of *files-read* collect name)))
+    (clrhash *files-read*)
+    (let* ((value (funcall function))
+           (read (loop for name being the hash-keys of *files-read* collect name)))
+      (dolist (name earlier)
+        (setf (gethash name *files-read*) t))
+      (values value read))))
 
 (defun write-files-read (path)
   (with-open-file (out path :direction :output :if-exists :supersede

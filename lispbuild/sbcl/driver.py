@@ -36,12 +36,12 @@ INTERNALS = "internals.lisp"  # the SBCL internals used, checked first (the scri
 SUPPORT_SOURCES = (INTERNALS, "driver.lisp", "syscalls.lisp", "trace.lisp", "consulted.lisp",
                    "compile.lisp",
                    "grovel.lisp", "perfmap.lisp", "resources.lisp", "kept-paths.lisp", "foreign-record.lisp",
-                   "dump.lisp", "devdump.lisp", "coverage.lisp",
+                   "entry.lisp", "dump.lisp", "devdump.lisp", "coverage.lisp",
                    "request.lisp", "worker.lisp")
 MAIN_SOURCE = "main.lisp"
 ASDF_SUPPORT_SOURCES = ("asdf.lisp", "asdf-registry.lisp", "asdf-plan.lisp")
 # Only development executables load these (development.fasl).
-DEVELOPMENT_SOURCES = ("reload.lisp", "develop.lisp")
+DEVELOPMENT_SOURCES = ("reload.lisp", "develop.lisp", "payload.lisp")
 
 
 def lisp_literal(value) -> str:
@@ -67,8 +67,12 @@ def lisp_steps(steps) -> str:
                           for kind, *rest in steps) + ")"
 
 
+# Arguments that are load steps, given as lisp_steps writes them.
+STEP_ARGUMENTS = ("steps", "payload")
+
+
 def lisp_plist(values: dict) -> str:
-    return " ".join(f":{k.replace('_', '-')} {v if k == 'steps' else lisp_literal(v)}"
+    return " ".join(f":{k.replace('_', '-')} {v if k in STEP_ARGUMENTS else lisp_literal(v)}"
                     for k, v in values.items())
 
 

@@ -4,98 +4,15 @@
 (defpackage #:lispbuild/dump
   (:use #:cl #:lispbuild/driver)
   (:local-nicknames (#:sbcl #:lispbuild/sbcl))
+  (:import-from #:lispbuild/entry #:find-entry #:named-function)
   (:import-from #:lispbuild/syscalls #:stop-finalizer-thread #:os-threads)
   (:import-from #:lispbuild/perfmap #:write-perf-map-if-asked)
   (:import-from #:lispbuild/kept-paths #:note-machine-paths)
   (:import-from #:lispbuild/foreign-record #:write-linkage #:write-shared-objects)
-  (:export #:dump-job #:*before-save* #:*around-entry* #:run-finalizers-in-main-thread
-           #:fix-os-random-seed
-           ;; For lispbuild's Lisp unit checks (tests/lisp/units.lisp).
-           #:entry-convention #:find-entry))
+  (:export #:dump-job #:*before-save* #:*around-entry* #:*load-payload*
+           #:run-finalizers-in-main-thread
+           #:fix-os-random-seed))
 (in-package #:lispbuild/dump)
-
-;;; Dumping the image of a binary.
-
-(defun entry-lambda-list (function)
-  "The lambda list SBCL kept for FUNCTION; :UNKNOWN when it kept none
-(code compiled with (debug 0))."
-  (let ((lambda-list (if (typep function 'generic-function)
-                         (sb-mop:generic-function-lambda-list function)
-                         (sbcl:%fun-lambda-list function))))
-    (if (listp lambda-list) lambda-list :unknown)))
-
-(defparameter *entry-arguments-advice*
-  "say which list it is called with: entry_arguments=\"posix-argv\" (the ~
-   program's name first, as sb-ext:*posix-argv*) or ~
-   entry_arguments=\"command-line-arguments\" (without it, as ~
-   uiop:command-line-arguments)")
-
-(defun entry-convention (symbol lambda-list arguments)
-  "How the entry SYMBOL is called (:NONE, :SPREAD, :POSIX-ARGV or
-:COMMAND-LINE-ARGUMENTS), or a string saying why it cannot be, from its
-LAMBDA-LIST and the binary's entry_arguments (ARGUMENTS, or NIL)."
-  (let* ((known (listp lambda-list))
-         (required (and known (or (position-if (lambda (x) (member x lambda-list-keywords))
-                                               lambda-list)
-                                  (length lambda-list))))
-         (takes-one (or (not known) (eql required 1)
-                        (and (eql required 0) (intersection '(&optional &rest) lambda-list)))))
-    (cond ((and known (> required 1))
-           (format nil "~S requires ~D arguments; an entry takes none (it can read ~
-                        uiop:command-line-arguments), the arguments spread (&rest), or one ~
-                        list of them" symbol required))
-          (arguments
-           (if takes-one
-               (intern (string-upcase arguments) :keyword)
-               (format nil "~S takes no argument, but entry_arguments=~S was given"
-                       symbol arguments)))
-          ((not known)
-           (format nil "SBCL kept no lambda list of ~S (compiled with (debug 0)): ~?"
-                   symbol *entry-arguments-advice* '()))
-          ((eql required 1)
-           (format nil "~S takes one argument: ~?" symbol *entry-arguments-advice* '()))
-          ((equal (first lambda-list) '&rest) :spread)
-          (t :none))))
-
-(defun named-function (text what)
-  "The symbol of the function named by TEXT, \"package:name\" (or
-package::name), or NIL after a note that names WHAT it was to be (\"entry\")."
-  (let* ((colon (position #\: text))
-         (package-name (string-upcase (subseq text 0 colon)))
-         (name (string-upcase (string-left-trim ":" (subseq text colon))))
-         (package (find-package package-name))
-         (symbol (and package (find-symbol name package))))
-    (flet ((fail (format &rest arguments)
-             (note (format nil "~A ~A" what text) nil "ERROR" (apply #'format nil format arguments))
-             (return-from named-function nil)))
-      (cond ((null package) (fail "there is no package ~A" package-name))
-            ((null symbol) (fail "there is no symbol ~A in package ~A" name package-name))
-            ((special-operator-p symbol) (fail "~S is a special operator, not a function" symbol))
-            ((macro-function symbol) (fail "~S is a macro, not a function" symbol))
-            ((not (fboundp symbol)) (fail "~S is not a function" symbol)))
-      symbol)))
-
-(defun find-entry (entry test arguments)
-  "The function named by ENTRY, \"package:name\" (or package::name), and
-how it is called (ENTRY-CONVENTION; a TEST function with no arguments)."
-  (let ((symbol (or (named-function entry "entry") (return-from find-entry nil))))
-    (flet ((fail (text &rest arguments)
-             (note (format nil "entry ~A" entry) nil "ERROR" (apply #'format nil text arguments))
-             (return-from find-entry nil)))
-      (let ((lambda-list (entry-lambda-list (fdefinition symbol))))
-        (if test
-            (let ((required (and (listp lambda-list)
-                                 (or (position-if (lambda (x) (member x lambda-list-keywords))
-                                                  lambda-list)
-                                     (length lambda-list)))))
-              (if (and required (plusp required))
-                  (fail "the test function ~S requires ~D argument~:P; it is called with none"
-                        symbol required)
-                  (values symbol :none)))
-            (let ((convention (entry-convention symbol lambda-list arguments)))
-              (if (stringp convention)
-                  (fail "~A" convention)
-                  (values symbol convention))))))))
 
 (defun exit-on-sigterm (signal code context)
   "SBCL's own SIGTERM handler exits with code 0, so a stopped program (a
@@ -178,6 +95,10 @@ the program computes it again if it uses ASDF), and its GC counters."
 function of the entry's call and the program's reload hook, which runs the
 entry as the environment asks.")
 
+(defvar *load-payload* nil
+  "What development.fasl sets when it is loaded (payload.lisp): its
+function that loads the executable's payload, the project's FASLs.")
+
 (defun development-toplevel (development hook)
   "For a development executable: load DEVELOPMENT (development.fasl) and
 return what runs around its entry, with the program's reload HOOK
@@ -189,38 +110,116 @@ return what runs around its entry, with the program's reload HOOK
                (let ((around *around-entry*))
                  (lambda (call) (funcall around call symbol)))))))
 
+(defun payload-toplevel (entry test arguments development hook)
+  "The toplevel of an image that its executable's payload completes
+(base:NAME, payload.lisp): load the payload when the program starts, then
+find the entry and the reload HOOK as a dump does (the dump of the whole
+image found them at build time) and call the entry."
+  (load development)
+  (let ((load-payload *load-payload*)
+        (around *around-entry*)
+        ;; Where the build loads the steps from, as they name them.
+        (root *default-pathname-defaults*))
+    (lambda ()
+      (funcall load-payload root)
+      (multiple-value-bind (function convention) (find-entry entry test arguments)
+        (let ((symbol (and hook (named-function hook "reload_hook"))))
+          (unless (and function (or symbol (null hook)))
+            (format *error-output* "~&lispbuild: the program could not start:~%~{~A~%~}"
+                    (reverse *diagnostics*))
+            (sb-ext:exit :code 70 :abort t))
+          (funcall (toplevel-for function convention test
+                                 (lambda (call) (funcall around call symbol)))))))))
+
+(defun load-time-dependencies (steps)
+  "Perform STEPS, the payload's; :FAILED if one failed (noted), else why
+loading them when the program starts may not do what loading them here
+does: the files they read (the dump holds what they read here), the
+environment variables they asked for, the threads they left running (no
+image can be saved with them). NIL if none."
+  (let ((variables '()))
+    (sbcl:encapsulate 'sb-ext:posix-getenv 'payload
+                      (lambda (real name)
+                        (pushnew name variables :test #'equal)
+                        (funcall real name)))
+    (unwind-protect
+         (multiple-value-bind (performed files)
+             (call-noting-files-read (lambda () (perform-steps steps)))
+           (if performed
+               (append (mapcar (lambda (file) (format nil "read ~A" file)) files)
+                       (mapcar (lambda (name)
+                                 (format nil "asked for the environment variable ~A" name))
+                               variables)
+                       (mapcar (lambda (thread) (format nil "left the thread ~S running"
+                                                        (sb-thread:thread-name thread)))
+                               (remove-if #'sbcl:thread-ephemeral-p
+                                          (remove sb-thread:*current-thread*
+                                                  (sb-thread:list-all-threads)))))
+               :failed))
+      (sbcl:unencapsulate 'sb-ext:posix-getenv 'payload))))
+
 (defun dump-job (&key steps features entry entry-arguments core linkage shared-objects
                    reads compression test test-op development reload-hook diagnostics
-                   project-directory library-directories
+                   project-directory library-directories payload base
                  &allow-other-keys)
+  "Dump the image of a binary. BASE: the image its payload completes, whose
+entry is found when the program starts. PAYLOAD (the steps that complete
+it): load them, check the entry and write the records as a dump of the
+whole image would, then write the marker \"lispbuild payload\" as CORE
+(the executable is the base's image and the payload) or, when loading them
+at start-up cannot be trusted to do the same, dump after all, saying why."
   (push-features features)
-  (note-machine-paths project-directory library-directories)
   (setf *test-op* test-op)
-  (multiple-value-bind (function convention) (find-entry entry test entry-arguments)
-    (unless function
+  (when base
+    (return-from dump-job
+      (dump-image steps (payload-toplevel entry test entry-arguments development reload-hook)
+                  core nil nil reads compression diagnostics)))
+  (let ((unsure (and payload (load-time-dependencies payload))))
+    (when (eq unsure :failed)
       (return-from dump-job nil))
-    (let ((around (and development (development-toplevel development reload-hook))))
-      (when (eq around :failed)
+    (note-machine-paths project-directory library-directories)
+    (multiple-value-bind (function convention) (find-entry entry test entry-arguments)
+      (unless function
         (return-from dump-job nil))
-      (dump-image steps function convention test around core linkage shared-objects reads
-                  compression diagnostics))))
+      ;; Loaded as the whole image's dump loads it: its foreign symbols
+      ;; are in the record either way.
+      (let ((around (and development (development-toplevel development reload-hook))))
+        (when (eq around :failed)
+          (return-from dump-job nil))
+        (cond ((and payload (null unsure))
+               (write-records steps linkage shared-objects reads diagnostics)
+               (with-open-file (out core :direction :output :if-exists :supersede)
+                 (write-line "lispbuild payload" out)))
+              (t
+               (when unsure
+                 (note "payload" nil "note"
+                       (format nil "the image is dumped whole, as loading the project's ~
+                                    FASLs ~{~A~^, ~}: loaded again when the program ~
+                                    starts, they might not do the same" unsure)))
+               (dump-image steps (toplevel-for function convention test around) core linkage
+                           shared-objects reads compression diagnostics)))))))
 
-(defun dump-image (steps function convention test around core linkage shared-objects reads
-                   compression diagnostics)
-  "Save the image that calls FUNCTION (through AROUND, or NIL)."
+(defun write-records (steps linkage shared-objects reads diagnostics)
+  "What a dump records beside its core: the foreign symbols, the shared
+objects, the files read, the diagnostics."
   (when (find-package "ASDF")
     (register-loaded-systems
      (loop for (kind name) in steps when (eq kind :asdf) collect name)))
   (restore-os-random-seed)
-  (write-linkage linkage)
-  (write-shared-objects shared-objects)
+  (when linkage
+    (write-linkage linkage)
+    (write-shared-objects shared-objects))
   (write-diagnostics diagnostics)
-  (write-files-read reads)
+  (write-files-read reads))
+
+(defun dump-image (steps toplevel core linkage shared-objects reads compression diagnostics)
+  "Save the image that calls TOPLEVEL."
+  (write-records steps linkage shared-objects reads diagnostics)
   (forget-build-state)
   (sb-ext:disable-debugger)
   (when *before-save* (funcall *before-save*))
   (run-finalizers-due)
-  (sb-ext:save-lisp-and-die core :toplevel (toplevel-for function convention test around)
+  (sb-ext:save-lisp-and-die core :toplevel toplevel
                                  :save-runtime-options t
                                  :compression (and compression t)))
 

@@ -66,12 +66,15 @@
        "WITH-PINNED-OBJECTS" "WITHOUT-GCING" "MAKE-FD-STREAM")
       ("SB-THREAD" "%DISPOSE-THREAD-STRUCTS" "*ALL-THREADS*" "*MAKE-THREAD-LOCK*"
        "AVLTREE-LIST"
-       ;; A thread the program's exit does not wait for (reload.lisp).
-       "MAKE-SYSTEM-THREAD")
+       ;; A thread the program's exit does not wait for (reload.lisp);
+       ;; which threads are such (dump.lisp).
+       "MAKE-SYSTEM-THREAD" "THREAD-EPHEMERAL-P")
       ;; System calls a warm worker makes (syscalls.lisp, worker.lisp).
       ("SB-UNIX" "O_CREAT" "O_RDWR" "O_TRUNC" "O_WRONLY" "SIGTERM" "UNIX-CLOSE" "UNIX-DUP"
        "UNIX-GETPID" "UNIX-KILL" "UNIX-KILLPG" "UNIX-OPEN" "UNIX-READ" "UNIX-STAT"
-       "UNIX-WRITE"))
+       "UNIX-WRITE"
+       ;; A FASL of a development executable's payload (payload.lisp).
+       "UNIX-LSEEK" "L_SET"))
     "By package, the names lispbuild uses.")
 
   (defun defined-p (symbol)

@@ -10,12 +10,16 @@
 ;;;; length, its offset in the file and its length (8 bytes each,
 ;;;; little-endian), then its name (UTF-8). The table is read from the
 ;;;; executable (the file SBCL's runtime found its core in) the first time
-;;;; a resource is asked for.
+;;;; a resource is asked for. A development executable's payload
+;;;; (payload.lisp) is a table of the same form, found by the 16 bytes
+;;;; before those, with the magic "LBPAY001".
 
 (defpackage #:lispbuild/resources
   (:use #:cl)
   (:export #:resource-names #:resource-octets #:resource-string #:resource-pathname
-           #:missing-resource))
+           #:missing-resource
+           ;; For a development executable's payload (payload.lisp).
+           #:embedded-entries #:embedded-octets))
 (in-package #:lispbuild/resources)
 
 (defconstant +core-magic+ #x5342434C)
@@ -52,23 +56,35 @@
 (defun executable ()
   (or sb-ext:*runtime-pathname* "/proc/self/exe"))
 
+(defun embedded-entries (magic back)
+  "The entries of the table whose 16-byte mark ends BACK bytes before the
+core and holds MAGIC, in the order they were written: (NAME START
+LENGTH) each; NIL if there is no such mark."
+  (with-open-file (exe (executable) :element-type '(unsigned-byte 8))
+    (let* ((size (file-length exe))
+           (trailer (and (>= size 32) (read-octets exe (- size 16) 16)))
+           (core (and trailer (= (u64 trailer 8) +core-magic+) (u64 trailer 0)))
+           (mark (and core (>= core back) (read-octets exe (- core back) 16))))
+      (when (and mark (= (u64 mark 8) magic))
+        (let ((position (u64 mark 0)))
+          (loop for i below (u64 (read-octets exe position 8) 0)
+                collect (let* ((entry (read-octets exe (+ position 8 (* i 24)) 24))
+                               (name-start (u64 entry 8)))
+                          (list (sb-ext:octets-to-string
+                                 (read-octets exe name-start (u64 entry 0))
+                                 :external-format :utf-8)
+                                (+ name-start (u64 entry 0))
+                                (u64 entry 16)))))))))
+
+(defun embedded-octets (start length)
+  "LENGTH bytes of the executable from START, a fresh vector."
+  (with-open-file (exe (executable) :element-type '(unsigned-byte 8))
+    (read-octets exe start length)))
+
 (defun read-table ()
   (let ((table (make-hash-table :test 'equal)))
-    (with-open-file (exe (executable) :element-type '(unsigned-byte 8))
-      (let* ((size (file-length exe))
-             (trailer (and (>= size 32) (read-octets exe (- size 16) 16)))
-             (core (and trailer (= (u64 trailer 8) +core-magic+) (u64 trailer 0)))
-             (mark (and core (>= core 16) (read-octets exe (- core 16) 16))))
-        (when (and mark (= (u64 mark 8) +resources-magic+))
-          (let ((position (u64 mark 0)))
-            (dotimes (i (u64 (read-octets exe position 8) 0))
-              (let* ((entry (read-octets exe (+ position 8 (* i 24)) 24))
-                     (name-start (u64 entry 8)))
-                (setf (gethash (sb-ext:octets-to-string
-                                (read-octets exe name-start (u64 entry 0))
-                                :external-format :utf-8)
-                               table)
-                      (cons (+ name-start (u64 entry 0)) (u64 entry 16)))))))))
+    (loop for (name start length) in (embedded-entries +resources-magic+ 16)
+          do (setf (gethash name table) (cons start length)))
     table))
 
 (defun table ()
@@ -84,8 +100,7 @@
   (let ((entry (gethash name (table))))
     (unless entry
       (error 'missing-resource :name name :names (resource-names)))
-    (with-open-file (exe (executable) :element-type '(unsigned-byte 8))
-      (read-octets exe (car entry) (cdr entry)))))
+    (embedded-octets (car entry) (cdr entry))))
 
 (defun resource-string (name &key (external-format :utf-8))
   "Resource NAME as text."

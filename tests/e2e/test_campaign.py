@@ -119,7 +119,8 @@ def test_project_build_store_and_tool_store_on_four_file_systems(tmp_path):
 # --- 4. a full disk ----------------------------------------------------------
 
 def test_a_full_disk_is_named_and_nothing_half_written_stays(tmp_path):
-    """build/ on a tmpfs too small for the core: the dump fails naming the
+    """build/ on a tmpfs too small for the core (base:hello's: hello.core is
+    the one-line marker of its payload): the dump fails naming the
     full file system; then a store too small for the core: the same from
     Python's side. After room is made, the build finishes."""
     out = tmp_path / "out"
@@ -132,7 +133,7 @@ def test_a_full_disk_is_named_and_nothing_half_written_stays(tmp_path):
         mount --bind "{small}" "{project}/build"
         cd "{project}"
         {run_doit(out, "build-full", "-n", "2")}
-        find build -name '*.core' -o -name '.tmp-*' -o -path '*/scratch/*' > "{out}/left-build"
+        find build -name '*.base.core' -o -name '.tmp-*' -o -path '*/scratch/*' > "{out}/left-build"
         mount -o remount,size=512m "{small}"
         mount -t tmpfs -o size=24m tmpfs "{store}"
         export LISPBUILD_STORE="{store}"
@@ -149,12 +150,13 @@ def test_a_full_disk_is_named_and_nothing_half_written_stays(tmp_path):
     full = result(out, "build-full")
     assert full.returncode != 0
     # build/ is where the small tmpfs is mounted (a bind mount).
-    assert re.search(rf"core:hello: .*the file system at {re.escape(str(project / 'build'))} "
+    # The dump is base:hello's: the image the project's FASLs complete.
+    assert re.search(rf"base:hello: .*the file system at {re.escape(str(project / 'build'))} "
                      rf"is full: [\d,]+ bytes free", full.output), full.output
     assert (out / "left-build").read_text() == ""
     store_full = result(out, "store-full")
     assert store_full.returncode != 0
-    assert re.search(rf"core:hello: no space left on device writing {re.escape(str(store))}/"
+    assert re.search(rf"base:hello: no space left on device writing {re.escape(str(store))}/"
                      rf"\S+: the file system at {re.escape(str(store))} is full", store_full.output), \
         store_full.output
     assert "Nothing half-written was kept" in store_full.output

@@ -46,9 +46,10 @@ def test_a_terminal_sees_done_over_total_and_the_words_of_tasks(tmp_path, store_
     code, written = on_a_terminal(project, store_env, "-n", "2")
     assert code == 0, written
     statuses = STATUS.findall(written)
-    # package.lisp, main.lisp, the library's check, compat.c, core, linkage, runtime, exe.
-    assert statuses[-1][:2] == ("8", "8") and statuses[-1][3] == "done", written
-    assert {total for _, total, _, _ in statuses} == {"8"}, written
+    # package.lisp, main.lisp, the library's check, compat.c, base, core,
+    # linkage, runtime, exe.
+    assert statuses[-1][:2] == ("9", "9") and statuses[-1][3] == "done", written
+    assert {total for _, total, _, _ in statuses} == {"9"}, written
     assert [int(done) for done, *_ in statuses] == sorted(int(done) for done, *_ in statuses)
     # A diagnostic is written above the status line, on lines of its own.
     warning = re.search(r"\x1b\[K(main\.lisp:2: STYLE-WARNING: undefined function: "

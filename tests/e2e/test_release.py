@@ -412,6 +412,8 @@ def test_a_release_executable_holds_no_development_aids(releases, samples, tmp_p
         assert (where / "reload.sock").is_socket() == development, exe
         assert (b"LISPBUILD/RELOAD" in exe.read_bytes()) == development, exe
         assert (b"LISPBUILD/DEVELOP" in exe.read_bytes()) == development, exe
+        # Nor the loader of a development executable's payload.
+        assert (b"LISPBUILD/PAYLOAD" in exe.read_bytes()) == development, exe
     release = releases[0] / "build/release/hello/hello"
     result = subprocess.run([release, "static"], capture_output=True, text=True, input="",
                             env={**os.environ, "LISPBUILD_MAIN": "repl",

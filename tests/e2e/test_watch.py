@@ -212,8 +212,10 @@ def test_ctrl_c_during_a_rebuild_ends_the_watch(tmp_path, store_env):
     project = write_project(tmp_path / "greeter", GREETER_DODO, GREETER)
     watch = Watch(project, store_env, "exe:greeter")
     assert watch.wait_for_status(1)[1] == "ok"
-    (project / "main.lisp").write_text(GREETER["main.lisp"].replace("v0", "v1"))
-    time.sleep(0.15)  # the rebuild (compile, dump, embed: about half a second) runs
+    # A compile that takes 3 s: the Ctrl-C comes while it runs.
+    (project / "main.lisp").write_text(GREETER["main.lisp"].replace("v0", "v1")
+                                       + "(eval-when (:compile-toplevel) (sleep 3))\n")
+    time.sleep(0.5)
     watch.ctrl_c()
     assert watch.output().rstrip().endswith("stopped"), watch.output()
     none_left_within(project, 5)

@@ -40,8 +40,10 @@ def test_why_names_what_differed(tmp_path, store_env):
         in said, said
     assert "core:greeter ran in the last build, because:\n" \
            "  loaded build/fasl/greeter/main.fasl changed (" in said, said
+    # Its new FASL is in the executable (the image before it, base:greeter,
+    # is the same).
     assert "exe:greeter ran in the last build, because:\n" \
-           "  input build/core/greeter.core changed (" in said, said
+           "  input build/fasl/greeter/main.fasl changed (" in said, said
     assert "runtime:greeter ran in an earlier build (in the last one it was up to date" in said
 
     (project / "dodo.py").write_text(DODO.format(features=', features=["extra"]'))

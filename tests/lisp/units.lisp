@@ -4,11 +4,11 @@
 
 (dolist (file '("internals.lisp" "driver.lisp" "syscalls.lisp" "trace.lisp" "consulted.lisp"
                 "compile.lisp" "perfmap.lisp" "resources.lisp" "kept-paths.lisp"
-                "foreign-record.lisp" "dump.lisp"))
+                "foreign-record.lisp" "entry.lisp" "dump.lisp"))
   (load (merge-pathnames file (second sb-ext:*posix-argv*))))
 
 (defpackage #:lispbuild-units
-  (:use #:cl #:lispbuild/driver #:lispbuild/compile #:lispbuild/dump)
+  (:use #:cl #:lispbuild/driver #:lispbuild/compile #:lispbuild/entry)
   (:import-from #:lispbuild/foreign-record #:c-name-p)
   (:import-from #:lispbuild/kept-paths #:path-in #:the-programs-package-p))
 (in-package #:lispbuild-units)
