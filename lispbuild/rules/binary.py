@@ -50,16 +50,11 @@ def dump_core(action: Action, ctx: Context, outputs: dict):
 
 def dump_base_core(action: Action, ctx: Context, outputs: dict):
     """base:NAME: the image a development executable's payload completes;
-    its entry is found when the program starts."""
-    p = action.params
-    print_notes(ctx.lisp.run(LispJob(
-        task=action.task, command="dump", state=action.state, product=outputs["core"],
-        arguments={"base": True, "development": support_fasls(ctx).development,
-                   "reload_hook": p["reload_hook"], "features": p["features"],
-                   "entry": p["entry"], "entry_arguments": p["entry_arguments"],
-                   "test": p["test"], "test_op": p.get("test_op"), "core": outputs["core"],
-                   "reads": outputs[observed.ROLE], "compression": p["compression"]})))
-    observed.record(outputs[observed.ROLE], action, ctx, find_sbcl().core.parent)
+    its entry is found when the program starts, and its records are
+    core:NAME's, of the whole image."""
+    _dump(action, ctx, outputs, action.state,
+          arguments={"base": True, "development": support_fasls(ctx).development,
+                     "reload_hook": action.params["reload_hook"]})
 
 
 def dump_release_core(action: Action, ctx: Context, outputs: dict):
@@ -72,16 +67,20 @@ def dump_release_core(action: Action, ctx: Context, outputs: dict):
 def _dump(action: Action, ctx: Context, outputs: dict, state, hints: dict | None = None,
           arguments: dict | None = None):
     p = action.params
+    records = "linkage" in outputs  # not a base image's (dump_base_core)
     print_notes(ctx.lisp.run(LispJob(
         task=action.task, command="dump", state=state, product=outputs["core"], hints=hints or {},
         arguments={**(arguments or {}), "features": p["features"], "entry": p["entry"],
                    "entry_arguments": p["entry_arguments"], "core": outputs["core"],
-                   "linkage": outputs["linkage"], "shared_objects": outputs["shared_objects"],
                    "reads": outputs[observed.ROLE],
                    "compression": p["compression"], "test": p["test"],
                    "test_op": p.get("test_op"),
-                   **_machine_directories(action, ctx, hints)})))
+                   **({"linkage": outputs["linkage"],
+                       "shared_objects": outputs["shared_objects"],
+                       **_machine_directories(action, ctx, hints)} if records else {})})))
     observed.record(outputs[observed.ROLE], action, ctx, find_sbcl().core.parent)
+    if not records:
+        return
     # Of the strings that could name a C symbol, those libc or the
     # binary's archives define: the others (words, a worker's digests,
     # pieces of this machine's paths) would make the record differ from

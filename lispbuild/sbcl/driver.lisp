@@ -67,7 +67,7 @@
    #:call-noting-files-read
    ;; Jobs and steps.
    #:read-request #:push-features #:*asdf* #:*asdf-support* #:*asdf-cache* #:*asd-files*
-   #:ensure-asdf #:perform-steps
+   #:ensure-asdf #:perform-steps #:load-step
    ;; The ASDF side, defined by asdf.lisp and asdf-plan.lisp (ENSURE-ASDF).
    #:find-defined-system #:compile-as-asdf-would #:load-as-asdf-would
    #:loaded-as-asdf-would #:register-loaded-systems #:asdf-graph
@@ -237,6 +237,16 @@ the .asd files defined so far."
   (setf *asd-files* (append *asd-files* (list asd)))
   (find-defined-system system *asd-files* *asdf-cache*))
 
+(defun load-step (kind name &optional system source)
+  "Load a :LOAD step's FASL NAME (a file, or a stream of its bytes), as
+ASDF's LOAD-OP would when it is SOURCE of SYSTEM; or do what ASDF does
+when every file of the :LOADED system NAME is loaded."
+  (ecase kind
+    (:load (if system
+               (load-as-asdf-would name system source)
+               (load name)))
+    (:loaded (loaded-as-asdf-would name))))
+
 (defun perform-step (step)
   "Perform one step; a failure is noted against its file, and is NIL."
   (destructuring-bind (kind name &optional asd-or-system source) step
@@ -248,10 +258,7 @@ the .asd files defined so far."
                           (ensure-asdf)
                           (require (string-upcase name))))
             (:asdf (define-system name asd-or-system))
-            (:load (if asd-or-system
-                       (load-as-asdf-would name asd-or-system source)
-                       (load name)))
-            (:loaded (loaded-as-asdf-would name))
+            ((:load :loaded) (load-step kind name asd-or-system source))
             ;; Found by the library's code on LD_LIBRARY_PATH (driver.py).
             (:foreign nil))
           (case kind

@@ -99,6 +99,12 @@ entry as the environment asks.")
   "What development.fasl sets when it is loaded (payload.lisp): its
 function that loads the executable's payload, the project's FASLs.")
 
+(defun load-development (development)
+  "Load DEVELOPMENT (development.fasl); what runs around the entry: a
+function of the entry's call and the reload hook's symbol."
+  (load development)
+  *around-entry*)
+
 (defun development-toplevel (development hook)
   "For a development executable: load DEVELOPMENT (development.fasl) and
 return what runs around its entry, with the program's reload HOOK
@@ -106,18 +112,16 @@ return what runs around its entry, with the program's reload HOOK
   (let ((symbol (and hook (named-function hook "reload_hook"))))
     (if (and hook (null symbol))
         :failed
-        (progn (load development)
-               (let ((around *around-entry*))
-                 (lambda (call) (funcall around call symbol)))))))
+        (let ((around (load-development development)))
+          (lambda (call) (funcall around call symbol))))))
 
 (defun payload-toplevel (entry test arguments development hook)
   "The toplevel of an image that its executable's payload completes
 (base:NAME, payload.lisp): load the payload when the program starts, then
 find the entry and the reload HOOK as a dump does (the dump of the whole
 image found them at build time) and call the entry."
-  (load development)
-  (let ((load-payload *load-payload*)
-        (around *around-entry*)
+  (let ((around (load-development development))
+        (load-payload *load-payload*)
         ;; Where the build loads the steps from, as they name them.
         (root *default-pathname-defaults*))
     (lambda ()
@@ -187,7 +191,7 @@ at start-up cannot be trusted to do the same, dump after all, saying why."
         (when (eq around :failed)
           (return-from dump-job nil))
         (cond ((and payload (null unsure))
-               (write-records steps linkage shared-objects reads diagnostics)
+               (write-records linkage shared-objects reads diagnostics)
                (with-open-file (out core :direction :output :if-exists :supersede)
                  (write-line "lispbuild payload" out)))
               (t
@@ -199,13 +203,10 @@ at start-up cannot be trusted to do the same, dump after all, saying why."
                (dump-image steps (toplevel-for function convention test around) core linkage
                            shared-objects reads compression diagnostics)))))))
 
-(defun write-records (steps linkage shared-objects reads diagnostics)
-  "What a dump records beside its core: the foreign symbols, the shared
-objects, the files read, the diagnostics."
-  (when (find-package "ASDF")
-    (register-loaded-systems
-     (loop for (kind name) in steps when (eq kind :asdf) collect name)))
-  (restore-os-random-seed)
+(defun write-records (linkage shared-objects reads diagnostics)
+  "What a dump records beside its core: the foreign symbols and the shared
+objects (not a base image's: core:NAME records the whole image's), the
+files read, the diagnostics."
   (when linkage
     (write-linkage linkage)
     (write-shared-objects shared-objects))
@@ -214,7 +215,11 @@ objects, the files read, the diagnostics."
 
 (defun dump-image (steps toplevel core linkage shared-objects reads compression diagnostics)
   "Save the image that calls TOPLEVEL."
-  (write-records steps linkage shared-objects reads diagnostics)
+  (when (find-package "ASDF")
+    (register-loaded-systems
+     (loop for (kind name) in steps when (eq kind :asdf) collect name)))
+  (restore-os-random-seed)
+  (write-records linkage shared-objects reads diagnostics)
   (forget-build-state)
   (sb-ext:disable-debugger)
   (when *before-save* (funcall *before-save*))

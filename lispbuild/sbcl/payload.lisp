@@ -17,8 +17,7 @@
   (:use #:cl)
   (:local-nicknames (#:sbcl #:lispbuild/sbcl))
   (:import-from #:lispbuild/resources #:embedded-entries #:embedded-octets)
-  ;; Defined by asdf.lisp, in the images of programs that use ASDF.
-  (:import-from #:lispbuild/driver #:load-as-asdf-would #:loaded-as-asdf-would)
+  (:import-from #:lispbuild/driver #:load-step)
   (:export #:load-payload))
 (in-package #:lispbuild/payload)
 
@@ -45,13 +44,13 @@
                               :auto-close t)))
 
 (defun perform (step octets root)
+  "STEP as the build performed it, its FASL read from OCTETS, its paths
+merged with ROOT."
   (destructuring-bind (kind name &optional system source) step
-    (ecase kind
-      (:load (with-open-stream (fasl (memory-fasl (merge-pathnames name root) octets))
-               (if system
-                   (load-as-asdf-would fasl system (namestring (merge-pathnames source root)))
-                   (load fasl))))
-      (:loaded (loaded-as-asdf-would name)))))
+    (if (eq kind :load)
+        (with-open-stream (fasl (memory-fasl (merge-pathnames name root) octets))
+          (load-step kind fasl system (and source (namestring (merge-pathnames source root)))))
+        (load-step kind name))))
 
 (defun load-payload (root)
   "Perform the payload's steps in order, their paths merged with ROOT,
