@@ -33,7 +33,9 @@ class FaslNode:
     base: LoadState           # the library's dependencies and prologue
     state: LoadState          # base, then the library's files this one needs
     external_format: str
+    step: tuple = ()          # the step that loads its FASL, as later states hold it
     top: bool = False         # no other library depends on its library
+    follower: str = ""        # the file compiled next in the same process, if any (below)
 
 
 @dataclass(frozen=True)
@@ -258,8 +260,23 @@ def _library_fasls(library: Library, base: LoadState, after_deps: tuple,
             wrapper_c=wrapper_c_source(fasl) if source.wrapper else "",
             fasl=fasl, undefined=fasl.removesuffix(".fasl") + ".undefined",
             after=after_deps + tuple(f"fasl:{library.name}/{n}" for n in direct),
-            base=base, state=state, external_format=source.external_format, top=top))
-    return nodes
+            base=base, state=state, external_format=source.external_format,
+            step=loads[source.path], top=top))
+    return _with_followers(nodes)
+
+
+def _with_followers(nodes: list[FaslNode]) -> list[FaslNode]:
+    """A file's follower is the next file of its library when that file's
+    state is this one's with its FASL loaded, and nothing else: the chain
+    of a serial system. A compile may go on to compile its followers in
+    the same process, as ASDF does (rules/lisp.py). Files a groveller
+    writes are not chained: their source is another task's output."""
+    chained = [replace(node, follower=after.name)
+               if after.state.parent is node.state and len(after.state.own) == 1
+               and not (node.grovel or node.wrapper_c or after.grovel or after.wrapper_c)
+               else node
+               for node, after in zip(nodes, nodes[1:])]
+    return chained + nodes[len(chained):]
 
 
 def plan(project: Project, derived: dict[str, Library], mode: str = modes.DEFAULT,

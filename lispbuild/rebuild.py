@@ -13,57 +13,20 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from doit.exceptions import TaskFailed
 
 from . import current, layout, observed, reuse
 from .action import Action, Context
+from .buildlock import hold_build_lock
 from .errors import CorruptObject, LispbuildError, UnsoundReuse
 from .keys import action_key, key_description, what_it_read
 from .scratch import scratch_dir
 from .settings import settings
 from .records import Output, Outputs, outputs_json, parse_outputs
 from .store import Store, copy_atomically
-
-
-_held_build_lock: int | None = None
-
-
-def hold_build_lock(ctx: Context):
-    """Builds of one project take turns: the owner of a build holds
-    build/.lispbuild/build.lock from its first check to its end, as cargo
-    locks its target directory. Two builds writing one build/ at once
-    would each record outputs the other then replaced (development dumps
-    are not the same bytes twice), and the next build would redo them.
-    Only the owner locks (doit's -n processes work for it); a build/ that
-    cannot be written (an archived tree) is not locked."""
-    global _held_build_lock
-    if _held_build_lock is not None or os.getpid() != ctx.owner:
-        return
-    path = layout.state(ctx.build, layout.BUILD_LOCK)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-        print(f"waiting for another build of this project to end (pid {holder})",
-              file=sys.stderr, flush=True)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-    os.pwrite(fd, f"{os.getpid():>10}\n".encode(), 0)  # one width: nothing to truncate
-    _held_build_lock = fd
-
-
-def release_build_lock():
-    """For a process that runs several builds (a watch): the next may be another's."""
-    global _held_build_lock
-    if _held_build_lock is not None:
-        os.close(_held_build_lock)
-        _held_build_lock = None
 
 
 def is_up_to_date(action: Action, ctx: Context) -> bool:
@@ -78,6 +41,10 @@ def is_up_to_date(action: Action, ctx: Context) -> bool:
         hold_build_lock(ctx)
         if current.holds(action, ctx):
             return True
+        if "follower" in action.means and ctx.digests.followed_in(action.task, ctx.build_id):
+            # Compiled in this build, after the file before it: shown as run.
+            current.not_current(ctx)
+            return False
         with ctx.digests.consulting() as consulted:
             found = _outputs_current(action, ctx)
         if found:
@@ -129,7 +96,9 @@ def execute(action: Action, ctx: Context):
     built in a scratch directory and only then stored and copied in place.
     Any error fails the task with a message naming it."""
     try:
-        _restore_or_build(action, ctx)
+        if "follower" not in action.means \
+                or not ctx.digests.followed_in(action.task, ctx.build_id):
+            _restore_or_build(action, ctx)
     except LispbuildError as error:
         return TaskFailed(str(error))
     except OSError as error:
@@ -214,10 +183,7 @@ def _restore_or_build(action: Action, ctx: Context, store: Store | None = None):
             raise UnsoundReuse(f"{action.task}: LISPBUILD_CHECK_REUSE: its trace reused "
                                f"outputs that differ from a fresh compile's ({differ}); "
                                f"the compile consulted something its trace does not name")
-        for role, recorded in outputs.items():
-            dest = ctx.root / action.outputs[role]
-            copy_atomically(store.object_path(recorded.sha256), dest, recorded.executable)
-            ctx.digests.remember(dest, recorded.sha256)
+        _place(action, ctx, store, outputs)
     _record_in_build(action, ctx, key, outputs)
     if store is ctx.store:
         ctx.digests.finish_run(action.task, restored=whence != "built")
@@ -260,20 +226,64 @@ def _build(action: Action, ctx: Context, key: str, store: Store) -> Outputs:
     with scratch_dir(ctx.build) as scratch:
         scratch = Path(scratch)
         paths = {role: scratch / Path(p).name for role, p in action.outputs.items()}
-        action.run(action, ctx, paths)
+        followers = action.run(action, ctx, paths) or ()
         # Which runner made a Lisp job's outputs (runners.Runners.runner_of).
         made_by = getattr(ctx.lisp, "runner_of", lambda task: None)(action.task)
-        outputs = {role: Output(store.put_file(path), role in action.executable)
-                   for role, path in paths.items()}
-        # An input edited while the action ran makes the result belong to no
-        # key: keep it out of the store.
-        if action_key(action, ctx) == key:
-            store.put_action(key, outputs, made_by)
-            reuse.record(action, ctx, store, key, outputs, made_by)
-            variant = observed.variant_recorded(key, outputs, _in_store(store))
-            if variant is not None:
-                store.put_action(variant, outputs, made_by)
+        outputs = _put(action, ctx, key, store, paths, made_by)
+        if followers:  # their keys hold this action's outputs' digests: in place first
+            _place(action, ctx, store, outputs)
+            for follower, made in followers:
+                _settle_follower(follower, made, action, ctx, store, made_by)
         return outputs
+
+
+def _put(action: Action, ctx: Context, key: str, store: Store, paths: dict,
+         made_by: str | None) -> Outputs:
+    outputs = {role: Output(store.put_file(path), role in action.executable)
+               for role, path in paths.items()}
+    # An input edited while the action ran makes the result belong to no
+    # key: keep it out of the store.
+    if action_key(action, ctx) == key:
+        store.put_action(key, outputs, made_by)
+        reuse.record(action, ctx, store, key, outputs, made_by)
+        variant = observed.variant_recorded(key, outputs, _in_store(store))
+        if variant is not None:
+            store.put_action(variant, outputs, made_by)
+    return outputs
+
+
+def _place(action: Action, ctx: Context, store: Store, outputs: Outputs):
+    for role, recorded in outputs.items():
+        dest = ctx.root / action.outputs[role]
+        copy_atomically(store.object_path(recorded.sha256), dest, recorded.executable)
+        ctx.digests.remember(dest, recorded.sha256)
+
+
+def _settle_follower(follower: Action, made: dict, leader: Action, ctx: Context,
+                     store: Store, made_by: str | None):
+    """A file compiled in `leader`'s process after it (rules/lisp.py): its
+    outputs recorded under its own key and put in place, as its own task
+    would have (which then does nothing). LISPBUILD_CHECK_REUSE=1 compiles
+    it alone too first, and fails if the bytes differ."""
+    description = key_description(follower, ctx)
+    key = description.key()
+    if settings().check_reuse:
+        with scratch_dir(ctx.build) as scratch:
+            alone = {role: Path(scratch) / Path(p).name for role, p in follower.outputs.items()}
+            follower.run(replace(follower, means={**follower.means, "follower": ""}), ctx, alone)
+            differ = [role for role in made if alone[role].read_bytes() != made[role].read_bytes()]
+        if differ:
+            raise UnsoundReuse(f"{follower.task}: LISPBUILD_CHECK_REUSE: compiled after "
+                               f"{leader.task} in its process, its outputs differ from a "
+                               f"compile alone ({', '.join(differ)})")
+    ctx.digests.record_run(follower.task, ctx.build_id,
+                           what_it_read(follower, ctx, description).to_json())
+    outputs = _put(follower, ctx, key, store, made, made_by)
+    _place(follower, ctx, store, outputs)
+    _record_in_build(follower, ctx, key, outputs)
+    ctx.digests.finish_run(follower.task, restored=False, followed=True)
+    if ctx.remote is not None and store is ctx.store:
+        ctx.remote.push(key, outputs, store)
 
 
 def _reused_outputs(action: Action, key: str, ctx: Context, store: Store) -> Outputs | None:

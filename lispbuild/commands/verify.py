@@ -95,7 +95,7 @@ def release_sources_here(name: str, root: Path) -> list[str] | None:
     from doit.cmd_base import DodoTaskLoader
 
     from ..keys import named_inputs
-    from ..rebuild import release_build_lock
+    from ..buildlock import release_build_lock
     dodo = DodoTaskLoader()
     dodo.setup({"dodoFile": "dodo.py", "cwdPath": None, "seek_file": False})
     try:

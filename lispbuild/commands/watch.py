@@ -39,7 +39,7 @@ from doit.doit_cmd import DoitMain
 from .. import layout, reload
 from ..digest import DigestCache
 from ..action import Context
-from ..rebuild import release_build_lock
+from ..buildlock import release_build_lock
 from ..settings import (OWNER_VARIABLE, RELOAD_SOCKET_VARIABLE, RUN_EXE_TASK,
                         STOP_GRACE_SECONDS, WATCH_VARIABLE)
 from ..sbcl.processes import become_subreaper

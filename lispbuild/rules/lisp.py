@@ -3,11 +3,13 @@ runs a CFFI grovel or wrapper file's processor, lib:LIB reports what the
 library's files leave undefined."""
 import re
 import sys
+from pathlib import Path
 
 from .. import layout, link, observed, reuse
 from ..jobs import LispJob
 from ..graph import FaslNode, library_task
 from ..output import outside_warnings
+from ..sbcl.driver import printed_words, time_limit
 from ..action import Action, Context
 from ..settings import settings
 from ..toolchain import find_musl, find_sbcl, musl_files, sbcl_files
@@ -33,18 +35,58 @@ def report_warnings(notes: str, action: Action):
             print(outside_warnings(count, action.params["library"]), file=sys.stderr)
 
 
-def compile_fasl(action: Action, ctx: Context, outputs: dict):
+def compile_arguments(action: Action, outputs: dict) -> dict:
+    """The compile job's arguments: the file, where each output goes, and
+    the step that loads its FASL (its trace loads it so)."""
     p = action.params
+    return {"source": p["source"], "output": outputs["fasl"],
+            "undefined": outputs["undefined"], "reads": outputs[observed.ROLE],
+            "trace": outputs[reuse.ROLE], "load_as": p["step"],
+            "external_format": p["external_format"], "features": p["features"],
+            "policy": [tuple(q) for q in p["policy"]],
+            "fail_on_warning": p["fail_on_warning"],
+            **({"asdf_system": p["asdf_system"]} if "asdf_system" in p else {})}
+
+
+def followers(action: Action, ctx: Context) -> list[Action]:
+    """The files that follow this one in its library's chain (graph.py)
+    and were never compiled into build/: a cold build's. They compile in
+    the job's process, each after the one before it is loaded, as ASDF
+    compiles a system: one process, not one a file. Where a FASL is there
+    already (an edit), its own task decides, as its trace may reuse it."""
+    chain, task = [], action.means.get("follower")
+    while task:
+        follower = ctx.graph_actions.get(task)
+        if follower is None or (ctx.root / follower.outputs["fasl"]).exists() \
+                or not all((ctx.root / i).is_file() for i in follower.inputs):
+            break
+        chain.append(follower)
+        task = follower.means.get("follower")
+    return chain
+
+
+# A follower's files besides its outputs: what it reported, what it
+# printed, and the mark that it compiled (compile.lisp).
+FOLLOWER_FILES = ("diagnostics", "log", "done")
+
+
+def compile_fasl(action: Action, ctx: Context, outputs: dict) -> list:
+    """Compile the file, and its followers when it has any: those that
+    compiled, each with its outputs' paths, for the rebuilder to record
+    under their own keys (rebuild.py)."""
+    p = action.params
+    chain = [(follower, _follower_paths(follower, Path(outputs["fasl"]).parent / f"then-{i}"),
+              [ctx.file_digest(i) for i in follower.inputs])
+             for i, follower in enumerate(followers(action, ctx))]
+    arguments = compile_arguments(action, outputs)
+    if chain:
+        arguments["then"] = [{**compile_arguments(f, paths), **{k: paths[k] for k in FOLLOWER_FILES}}
+                             for f, paths, _ in chain]
+        # Each follower's own (compile.lisp): one over it is its task's to report.
+        arguments["time_limit"] = time_limit()
     report_warnings(ctx.lisp.run(LispJob(
         task=action.task, command="compile", state=action.state, product=outputs["fasl"],
-        arguments={"source": p["source"], "output": outputs["fasl"],
-                   "undefined": outputs["undefined"], "reads": outputs[observed.ROLE],
-                   "trace": outputs[reuse.ROLE],
-                   "external_format": p["external_format"], "features": p["features"],
-                   "policy": [tuple(q) for q in p["policy"]],
-                   "fail_on_warning": p["fail_on_warning"],
-                   **({"asdf_system": p["asdf_system"]} if "asdf_system" in p else {})},
-        library=p["library"], base=action.means["base"],
+        arguments=arguments, library=p["library"], base=action.means["base"],
         hints={"project": action.means["project"],
                # The library's zygote is worth an image for the builds to
                # come where it was built before (an edit), or on the first
@@ -52,7 +94,29 @@ def compile_fasl(action: Action, ctx: Context, outputs: dict):
                # library depends on it).
                "save_image": action.means["top"]
                              or (ctx.root / action.outputs["fasl"]).exists()})), action)
-    observed.record(outputs[observed.ROLE], action, ctx, find_sbcl().core.parent)
+    sbcl_home = find_sbcl().core.parent
+    observed.record(outputs[observed.ROLE], action, ctx, sbcl_home)
+    compiled = []
+    for follower, paths, sources in chain:
+        # Not compiled, or its source edited while it was: its task compiles it.
+        if not paths["done"].exists() \
+                or [ctx.file_digest(i) for i in follower.inputs] != sources:
+            break
+        notes = paths["diagnostics"].read_text(encoding="utf-8")
+        # As a compile's own job shows it: the project's own code's words.
+        said = printed_words(follower.task, paths["log"], ctx.build)
+        if said and follower.means["project"]:
+            notes += f"{said.lstrip()}\n"
+        report_warnings(notes, follower)
+        observed.record(paths[observed.ROLE], follower, ctx, sbcl_home)
+        compiled.append((follower, {role: paths[role] for role in follower.outputs}))
+    return compiled
+
+
+def _follower_paths(follower: Action, directory: Path) -> dict[str, Path]:
+    directory.mkdir()
+    paths = {role: directory / Path(path).name for role, path in follower.outputs.items()}
+    return {**paths, **{name: directory / name for name in FOLLOWER_FILES}}
 
 
 def grovel(action: Action, ctx: Context, outputs: dict):
@@ -96,7 +160,7 @@ def fasl_action(node: FaslNode) -> Action:
         params={"source": node.source, "library": library.name,
                 "external_format": node.external_format, "features": list(library.features),
                 "policy": [list(q) for q in library.policy],
-                "fail_on_warning": library.fail_on_warning,
+                "fail_on_warning": library.fail_on_warning, "step": list(node.step),
                 # Its :around-compile hook is ASDF's to find.
                 **({"asdf_system": library.asdf_system} if library.asdf_system else {})},
         outputs={"fasl": node.fasl, "undefined": node.undefined,
@@ -104,7 +168,8 @@ def fasl_action(node: FaslNode) -> Action:
                  reuse.ROLE: reuse.trace_path(node.fasl)},
         toolchain=(sbcl_files,),
         state=node.state, means={"base": node.base, "project": in_project(library),
-                                 "top": node.top})
+                                 "top": node.top,
+                                 "follower": node.follower and f"fasl:{node.follower}"})
 
 
 def grovel_action(node: FaslNode) -> Action:

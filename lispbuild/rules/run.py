@@ -8,7 +8,7 @@ from doit.exceptions import TaskFailed
 from .. import layout
 from ..sbcl.driver import signal_name, time_limit
 from ..errors import LispFailure
-from ..rebuild import release_build_lock
+from ..buildlock import release_build_lock
 from ..settings import STOP_GRACE_SECONDS, TIME_LIMIT_VARIABLE
 
 

@@ -4,6 +4,7 @@
 (defpackage #:lispbuild/compile
   (:use #:cl #:lispbuild/driver)
   (:import-from #:lispbuild/trace #:call-traced #:write-trace)
+  (:import-from #:lispbuild/chain #:call-leaving-no-trace)
   (:local-nicknames (#:sbcl #:lispbuild/sbcl))
   (:export #:compile-job #:check-undefined-job #:name-record #:named))
 (in-package #:lispbuild/compile)
@@ -110,28 +111,99 @@ code has (SOURCE, from the project root). Name them SOURCE."
                       (declare (ignore namestring))
                       (funcall real source records fasl))))
 
-(defun compile-job (&key source output undefined external-format features policy
-                      fail-on-warning asdf-system reads trace &allow-other-keys)
-  (push-features features)
-  (proclaim-policy policy)
-  (fixed-write-date source)
-  (name-coverage-records source)
-  (forget-runtime-path)
-  (clear-pathname-table)
-  (let ((fasl (call-traced (lambda ()
-                             (compile-reporting source output undefined
-                                                (intern (string-upcase external-format)
-                                                        :keyword)
-                                                asdf-system)))))
-    (write-files-read reads)
-    (cond ((or (null fasl) (plusp *errors*))
-           (unless *diagnostics*
-             (note source nil "ERROR" "compilation failed"))
-           nil)
-          ((and fail-on-warning (plusp *warnings*)) nil)
-          ;; Last: loading the FASL to see what it defines runs its code.
-          (t (write-trace trace (lambda () (load fasl)))
-             t))))
+(defun place-fasl (output step)
+  "Put the FASL OUTPUT where STEP loads it from, under build/ (by a rename:
+a reader sees a whole FASL), for the file that follows it in this process."
+  (let* ((place (merge-pathnames (second step)))
+         (tmp (format nil "~A.~D.tmp" (namestring place) (sbcl:unix-getpid))))
+    (ensure-directories-exist place)
+    (with-open-file (in output :element-type '(unsigned-byte 8))
+      (with-open-file (out tmp :direction :output :element-type '(unsigned-byte 8)
+                               :if-exists :supersede)
+        (let ((buffer (make-array (file-length in) :element-type '(unsigned-byte 8))))
+          (read-sequence buffer in)
+          (write-sequence buffer out))))
+    (rename-file tmp place)))
+
+(defun step-loader (fasl step)
+  "A function that loads FASL as STEP loads its own (as ASDF's LOAD-OP
+would, for a file of an ASDF system), noting no file read for it."
+  (destructuring-bind (&optional (kind :load) name system source) step
+    (declare (ignore name))
+    (lambda ()
+      (load-step kind fasl system source)
+      (forget-file-read fasl))))
+
+(defun compile-one (&key source output undefined external-format features policy
+                      fail-on-warning asdf-system reads trace load-as then &allow-other-keys)
+  "Compile one file; true if it compiled. Its second value: whether its
+FASL then loaded, as LOAD-AS, where a follower (THEN) compiles next: in
+place, by the step's own name, so that this image is the one a worker
+holding the follower's state would be."
+  (let ((*errors* 0) (*warnings* 0) (read-before (files-read)))
+    (push-features features)
+    (proclaim-policy policy)
+    (fixed-write-date source)
+    (name-coverage-records source)
+    (forget-runtime-path)
+    (clear-pathname-table)
+    ;; GENSYM's names are written into the FASL: counted from 0, they do not
+    ;; depend on what ran in the image before.
+    (let ((fasl (call-leaving-no-trace
+                 (lambda ()
+                   (let ((*gensym-counter* 0))
+                     (call-traced (lambda ()
+                                    (compile-reporting source output undefined
+                                                       (intern (string-upcase external-format)
+                                                               :keyword)
+                                                       asdf-system))))))))
+      (write-files-read reads)
+      (cond ((or (null fasl) (plusp *errors*))
+             (unless *diagnostics*
+               (note source nil "ERROR" "compilation failed"))
+             nil)
+            ((and fail-on-warning (plusp *warnings*)) nil)
+            ;; Last: loading the FASL to see what it defines runs its code.
+            (then
+             (forget-files-read-since read-before)
+             (place-fasl fasl load-as)
+             (values t (write-trace trace (step-loader (second load-as) load-as))))
+            (t (values t (write-trace trace (step-loader fasl load-as))))))))
+
+(defun compile-follower (follower more time-limit)
+  "Compile FOLLOWER, within TIME-LIMIT seconds; true if it compiled, and
+whether it then loaded. Whatever goes wrong is its own task's to say,
+compiling it alone: here it only ends the chain."
+  (handler-case
+      (sb-ext:with-timeout time-limit
+        (with-open-file (log (getf follower :log) :direction :output :if-exists :supersede)
+          (let ((*standard-output* log) (*error-output* log))
+            (apply #'compile-one :then more follower))))
+    (serious-condition () nil)))
+
+(defun compile-followers (followers time-limit)
+  "Compile each of FOLLOWERS in turn in this image, each with its own
+diagnostics (D), printed words (L) and mark of success (F, written last),
+while each compiles and loads: the rest are compiled alone, by their tasks."
+  (loop for (follower . more) on followers
+        do (multiple-value-bind (ok loaded)
+               (let ((*diagnostics* '()))
+                 (multiple-value-prog1 (compile-follower follower more time-limit)
+                   (write-diagnostics (getf follower :diagnostics))))
+             (unless ok (return))
+             (with-open-file (done (getf follower :done) :direction :output
+                                                         :if-exists :supersede)
+               (write-line "compiled" done))
+             (unless loaded (return)))))
+
+(defun compile-job (&rest job &key then time-limit &allow-other-keys)
+  "Compile the job's file, then (a cold build's compile of a serial system,
+rules/lisp.py) the files that follow it, as ASDF compiles a system's
+files: one process, each file loaded before the next compiles."
+  (multiple-value-bind (ok loaded) (apply #'compile-one job)
+    (when (and ok loaded then)
+      (compile-followers then time-limit))
+    ok))
 
 ;;; Undefined functions, variables and types. Compiled alone, a file
 ;;; refers to functions that later files of its library define; ASDF,

@@ -147,12 +147,21 @@ operator position and in (FUNCTION NAME), not quoted data."
   "What a caller's compile sees of SYMBOL's function: where its type comes
 from, and the type; of a function merely defined (SBCL trusts no derived
 type of a function of another file), only what it takes."
-  (let ((where-from (info :function :where-from symbol))
-        (type (ignore-errors (sbcl:type-specifier (sbcl:global-ftype symbol)))))
-    (list where-from
-          (if (and (eq where-from :defined) (consp type) (eq (first type) 'function))
-              (subseq type 0 2)
-              type))))
+  (multiple-value-bind (where-from where-from-p) (info :function :where-from symbol)
+    (let ((stored (multiple-value-list (info :function :type symbol)))
+          (type (ignore-errors (sbcl:type-specifier (sbcl:global-ftype symbol)))))
+      ;; GLOBAL-FTYPE computes a generic function's type and keeps it: the
+      ;; image must stay as loading the FASL left it (chain.lisp).
+      (if where-from-p
+          (setf (sbcl:info :function :where-from symbol) where-from)
+          (sbcl:clear-info :function :where-from symbol))
+      (if (second stored)
+          (setf (sbcl:info :function :type symbol) (first stored))
+          (sbcl:clear-info :function :type symbol))
+      (list where-from
+            (if (and (eq where-from :defined) (consp type) (eq (first type) 'function))
+                (subseq type 0 2)
+                type)))))
 
 (defun value-field (kind symbol)
   "=TEXT when TEXT says all there is of SYMBOL's KIND, else @."
@@ -205,7 +214,7 @@ the compile's words (the program says it when it runs)."
 (defun write-trace (path load)
   "Write the trace of the compile CALL-TRACED ran to PATH, calling LOAD
 (a function of no arguments that loads its FASL) to see what the file
-defines once loaded."
+defines once loaded. True if the FASL loaded."
   (let ((packages *package-fingerprints*)
         (called (called-names))
         (loaded (load-guarded load)))
@@ -243,4 +252,5 @@ defines once loaded."
             (when value
               (push (tabbed "d" "G" "-" value) lines)))
           (dolist (line (sort (remove-duplicates lines :test #'string=) #'string<))
-            (write-line line out))))))
+            (write-line line out))))
+    loaded))

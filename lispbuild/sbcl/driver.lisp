@@ -6,6 +6,7 @@
 ;;;;   syscalls.lisp   LISPBUILD/SYSCALLS  fork, poll, threads
 ;;;;   trace.lisp      LISPBUILD/TRACE     what a compile meets, noted as it runs
 ;;;;   consulted.lisp  LISPBUILD/TRACE     what it consulted and what its file defines
+;;;;   chain.lisp      LISPBUILD/CHAIN     what a compile leaves that a load would not, undone
 ;;;;   compile.lisp    LISPBUILD/COMPILE   the compile and check-undefined jobs
 ;;;;   grovel.lisp     LISPBUILD/GROVEL    the grovel and wrapper jobs
 ;;;;   perfmap.lisp    LISPBUILD/PERFMAP   perf's map of a running executable
@@ -25,7 +26,7 @@
 ;;;; A job is a plist:
 ;;;;   (:compile :steps STEPS :source S :output O :undefined U :external-format E
 ;;;;    :features (X...) :policy ((Q . N)...) :fail-on-warning B [:asdf-system NAME]
-;;;;    :reads R :trace T :diagnostics D)
+;;;;    :reads R :trace T :load-as STEP [:then (FOLLOWER...)] :diagnostics D)
 ;;;;   (:check-undefined :steps STEPS :references (U...) :output O
 ;;;;    :fail-on-warning B :diagnostics D)
 ;;;;   (:grovel :steps STEPS :source S :output O :cc CC :cc-flags (F...) :features (X...)
@@ -35,7 +36,10 @@
 ;;;;    :shared-objects SO :reads R :compression B :test B :diagnostics D)
 ;;;;   (:coverage :steps STEPS :runs (FILE...) :directory D :diagnostics D)
 ;;;; R: where the files the process opened for reading are written, one a line.
-;;;; T: where the compile's trace is written (trace.lisp).
+;;;; T: where the compile's trace is written (trace.lisp). STEP: the step that
+;;;;   loads the FASL, as later states hold it. Each FOLLOWER is the plist of
+;;;;   the compile of a file whose state is this one's with STEP performed,
+;;;;   with :log L :done F besides its :diagnostics D (compile.lisp).
 ;;;;   (:asdf-graph :systems (S...) :registry (DIR...) :inherit B :quicklisp Q :output O
 ;;;;    :reads R :diagnostics D)
 ;;;; STEPS are what the image must hold before the job, in order:
@@ -64,7 +68,7 @@
    #:compiler-context-line #:read-error-place
    ;; Files read.
    #:record-files-read #:stop-recording-files-read #:write-files-read
-   #:call-noting-files-read
+   #:call-noting-files-read #:files-read #:forget-files-read-since #:forget-file-read
    ;; Jobs and steps.
    #:read-request #:push-features #:*asdf* #:*asdf-support* #:*asdf-cache* #:*asd-files*
    #:ensure-asdf #:perform-steps #:load-step
@@ -183,6 +187,16 @@ not listed, so the list stays as short as what was read undeclared."
   (let ((name (ignore-errors (namestring (truename path)))))
     (when name
       (remhash name *files-read*))))
+
+(defun files-read ()
+  "The names of the files read so far."
+  (loop for name being the hash-keys of *files-read* collect name))
+
+(defun forget-files-read-since (names)
+  "Forget every file read since FILES-READ gave NAMES."
+  (clrhash *files-read*)
+  (dolist (name names)
+    (setf (gethash name *files-read*) t)))
 
 (defun call-noting-files-read (function)
   "FUNCTION's value, and the files it read that no step declares (recorded

@@ -34,7 +34,7 @@ NAMED_FROM = PACKAGE.parent.parent
 # first needs it.
 INTERNALS = "internals.lisp"  # the SBCL internals used, checked first (the scripts load it)
 SUPPORT_SOURCES = (INTERNALS, "driver.lisp", "syscalls.lisp", "trace.lisp", "consulted.lisp",
-                   "compile.lisp",
+                   "chain.lisp", "compile.lisp",
                    "grovel.lisp", "perfmap.lisp", "resources.lisp", "kept-paths.lisp", "foreign-record.lisp",
                    "entry.lisp", "dump.lisp", "devdump.lisp", "coverage.lisp",
                    "request.lisp", "worker.lisp")
@@ -50,8 +50,8 @@ def lisp_literal(value) -> str:
         return "nil"
     if value is True:
         return "t"
-    if isinstance(value, int):
-        return str(value)
+    if isinstance(value, (int, float)):
+        return repr(value)
     if isinstance(value, (str, Path)):
         text = str(value).replace("\\", "\\\\").replace('"', '\\"')
         return f'"{text}"'
@@ -62,18 +62,31 @@ def lisp_literal(value) -> str:
     raise TypeError(f"no Lisp literal for {value!r}")
 
 
+def lisp_step(step) -> str:
+    kind, *rest = step
+    return f"(:{kind} {' '.join(lisp_literal(a) for a in rest)})"
+
+
 def lisp_steps(steps) -> str:
-    return "(" + " ".join(f"(:{kind} {' '.join(lisp_literal(a) for a in rest)})"
-                          for kind, *rest in steps) + ")"
+    return "(" + " ".join(map(lisp_step, steps)) + ")"
 
 
-# Arguments that are load steps, given as lisp_steps writes them.
+# Arguments given as Lisp text already, as lisp_steps writes them.
 STEP_ARGUMENTS = ("steps", "payload")
 
 
+def lisp_argument(name: str, value) -> str:
+    if name in STEP_ARGUMENTS:
+        return value
+    if name == "load_as":  # a step
+        return lisp_step(value)
+    if name == "then":     # a compile's followers: each a plist of arguments
+        return "(" + " ".join(f"({lisp_plist(follower)})" for follower in value) + ")"
+    return lisp_literal(value)
+
+
 def lisp_plist(values: dict) -> str:
-    return " ".join(f":{k.replace('_', '-')} {v if k in STEP_ARGUMENTS else lisp_literal(v)}"
-                    for k, v in values.items())
+    return " ".join(f":{k.replace('_', '-')} {lisp_argument(k, v)}" for k, v in values.items())
 
 
 def job_form(job: LispJob, steps, diagnostics: Path) -> str:
@@ -220,12 +233,10 @@ def check_result(job: LispJob, status: str, diagnostics: str, printed: Path | No
     otherwise. `status` is "exit N" or "signal N"; `printed` the file that
     holds what SBCL printed, kept under build/ (output.py) and shown as
     its first and last lines."""
-    from .. import output, space  # here: a build with nothing to do needs neither
+    from .. import space  # here: a build with nothing to do needs it not
     kind, number = status.split()
     what = f"{job.task}"
-    kept = output.keep(printed, build, job.task) if printed is not None else None
-    shown = output.excerpt(kept, os.path.relpath(kept, build.parent)).strip() if kept else ""
-    said = f"\n{what} printed:\n{shown}" if shown else ""
+    said = printed_words(job.task, printed, build) if printed is not None else ""
     if kind == "exit" and number == "0":
         if job.product.exists():
             # What the project's own code printed while it compiled is
@@ -245,6 +256,16 @@ def check_result(job: LispJob, status: str, diagnostics: str, printed: Path | No
         happened = f"SBCL exited with code {number} without writing {job.product.name}"
     raise LispFailure(f"{what}: {happened}" + space.full_note(job.product, build)
                       + (f"\n{diagnostics.strip()}" if diagnostics.strip() else "") + said)
+
+
+def printed_words(task: str, printed: Path, build: Path) -> str:
+    """What a job printed (the file `printed`, then kept under build/ by
+    output.py), as "\nTASK printed:\n" and its first and last lines; "" if
+    nothing."""
+    from .. import output
+    kept = output.keep(printed, build, task)
+    shown = output.excerpt(kept, os.path.relpath(kept, build.parent)).strip() if kept else ""
+    return f"\n{task} printed:\n{shown}" if shown else ""
 
 
 def finished_job(job: LispJob, returncode: int, diagnostics: Path, printed: Path,
@@ -269,6 +290,12 @@ def time_limit() -> float:
     return limit
 
 
+def job_time_limit(job: LispJob) -> float:
+    """Seconds a job may take: the time limit for each file a compile
+    compiles (its own and its followers', which compile.lisp limits each)."""
+    return time_limit() * (1 + len(job.arguments.get("then", ())))
+
+
 def over_time(job: LispJob, limit: float) -> TimeLimit:
     source = job.arguments.get("source")
     return TimeLimit(f"{job.task}: stopped after {limit:g} s{f' compiling {source}' if source else ''}"
@@ -279,7 +306,7 @@ def wait_while_owned(process: subprocess.Popen, owner: int, job: LispJob) -> int
     """Wait for `process`; kill it and stop if the build's owner is gone
     (doit was killed): nothing of lispbuild outlives its build. Ctrl-C
     and the time limit kill it too."""
-    limit = time_limit()
+    limit = job_time_limit(job)
     deadline = time.monotonic() + limit
     try:
         while True:

@@ -28,6 +28,10 @@
        ;; Where a compile meets each toplevel form and what it evaluates
        ;; at compile time; what all compiles see (trace.lisp).
        "FIND-SOURCE-PATHS" "EVAL-COMPILE-TOPLEVEL" "*POLICY*" "*HANDLED-CONDITIONS*")
+      ;; Where a generic function computes its dispatch or an effective
+      ;; method, the first time it is called so (chain.lisp).
+      ("SB-PCL" "CACHE-MISS-VALUES" "GET-SECONDARY-DISPATCH-FUNCTION1" "GET-DFUN-CONSTRUCTOR"
+       "UPDATE-DFUN")
       ("SB-IMPL" "STREAM-ERROR-POSITION-INFO" "*PATHNAMES*" "MAKE-PATHNAME-INTERN-TABLE"
        ;; Dumping: the finalizer thread, the steps of SAVE-LISP-AND-DIE a
        ;; development dump skips (devdump.lisp).
@@ -40,7 +44,9 @@
       ;; Wrapping a function of SBCL's or a library's (what a build must
       ;; not let vary: write dates, random seeds; what it watches: OPEN).
       ("SB-INT" "ENCAPSULATE" "UNENCAPSULATE" "ENCAPSULATED-P" "ENCAPSULATED-CONDITION"
-       "INFO" "WITH-SYSTEM-MUTEX" "GLOBAL-FTYPE")
+       "INFO" "WITH-SYSTEM-MUTEX" "GLOBAL-FTYPE"
+       ;; A symbol's entry in the global database, replaced whole (chain.lisp).
+       "CLEAR-INFO" "UPDATE-SYMBOL-INFO" "+NIL-PACKED-INFOS+")
       ("SB-KERNEL" "%FUN-LAMBDA-LIST" "*N-BYTES-FREED-OR-PURIFIED*" "OS-RANDOM-SEED"
        "SCRUB-CONTROL-STACK" "GET-LISP-OBJ-ADDRESS" "%MAKE-LISP-OBJ" "CODE-N-ENTRIES"
        "CODE-HEADER-WORDS" "CODE-INSTRUCTIONS" "%CODE-ENTRY-POINT" "%SIMPLE-FUN-TEXT-LEN"
@@ -48,7 +54,8 @@
        ;; What a function calls: its code's constants, its closure's values;
        ;; a function's or variable's type (trace.lisp).
        "SIMPLE-FUN" "FUN-CODE-HEADER" "CODE-HEADER-REF" "FDEFN-P" "FDEFN-NAME" "CLOSUREP"
-       "%CLOSURE-FUN" "GET-CLOSURE-LENGTH" "%CLOSURE-INDEX-REF" "TYPE-SPECIFIER")
+       "%CLOSURE-FUN" "GET-CLOSURE-LENGTH" "%CLOSURE-INDEX-REF" "TYPE-SPECIFIER"
+       "SYMBOL-DBINFO")
       ;; The heap and code in immobile space (dump.lisp, devdump.lisp).
       ("SB-VM" "MAP-ALLOCATED-OBJECTS" "CODE-HEADER-WIDETAG" "LOWTAG-MASK" "WORD-SHIFT"
        "SIMPLE-FUN-ENTRY-SAP" "COLLECT-IMMOBILE-CODE-RELOCS" "STATICALLY-LINK-CORE"

@@ -64,6 +64,17 @@
 (defun info (kind what symbol)
   (sbcl:info kind what symbol))
 
+(defun type-fingerprint (symbol)
+  "What of the type SYMBOL names a compile may consult. A standard class's
+layout is replaced when the class is finalized, which compiling a file
+that uses the class may do, and loading it does not: its definition (its
+direct slots and superclasses) says what it is, whenever that happened."
+  (let ((class (find-class symbol nil)))
+    (list* (info :type :kind symbol) (info :type :expander symbol) class
+           (if (typep class '(or standard-class sb-mop:funcallable-standard-class))
+               (list (sb-mop:class-direct-slots class) (sb-mop:class-direct-superclasses class))
+               (list (info :type :compiler-layout symbol) nil)))))
+
 (defun fingerprint (symbol)
   "What of SYMBOL a compile may consult, by kind, to be compared with EQ."
   (flet ((fun (name) (and (fboundp name) (not (and (symbolp name) (macro-function name)))
@@ -74,8 +85,7 @@
            (info :function :source-transform symbol) (info :function :inlinep symbol)
            (info :function :inlining-data symbol) (info :setf :expander symbol))
      ;; T
-     (list (info :type :kind symbol) (info :type :expander symbol)
-           (info :type :compiler-layout symbol) (find-class symbol nil))
+     (type-fingerprint symbol)
      ;; V
      (list (info :variable :kind symbol) (info :variable :macro-expansion symbol)
            (info :variable :always-bound symbol)

@@ -39,8 +39,8 @@ from ..jobs import LispJob
 from ..rebuild import ensure, keep_output
 from ..scratch import process_alive
 from ..toolchain import find_sbcl
-from .driver import (check_result, job_form, lisp_literal, lisp_plist, lisp_steps, over_time,
-                     sbcl_environment, support_fasls, support_settings, time_limit)
+from .driver import (check_result, job_form, job_time_limit, lisp_literal, lisp_plist,
+                     lisp_steps, over_time, sbcl_environment, support_fasls, support_settings)
 from .processes import FileLock, become_subreaper, dev_runtime_action, read_reply
 from .registry import Image, Worker, deepest, deepest_image, registered
 from .runners import RunnerUnavailable
@@ -248,7 +248,7 @@ class WarmWorkers:
         text = (f"(:job :job {job_form(job, steps[worker.n:], diagnostics)} :advance {advance} "
                 f":expect ({worker.n} {lisp_literal(worker.hash)}) "
                 f":state ({state} {lisp_literal(prefixes[state])}) :log {lisp_literal(log)})")
-        limit = time_limit()
+        limit = job_time_limit(job)
         try:
             try:
                 lines = self._exchange(worker, text, time.monotonic() + limit)

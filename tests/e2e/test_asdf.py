@@ -19,7 +19,7 @@ from lispbuild.asdf import asdf_libraries
 from lispbuild.sbcl.driver import FreshSbcl
 from lispbuild.graph import plan
 from lispbuild.action import Context
-from lispbuild.rebuild import release_build_lock
+from lispbuild.buildlock import release_build_lock
 from lispbuild.rules.lisp import grovel_action
 
 

@@ -3,7 +3,7 @@
 ;;;; Prints one line per failed check and "N checks, M failed"; exits 1 if any failed.
 
 (dolist (file '("internals.lisp" "driver.lisp" "syscalls.lisp" "trace.lisp" "consulted.lisp"
-                "compile.lisp" "perfmap.lisp" "resources.lisp" "kept-paths.lisp"
+                "chain.lisp" "compile.lisp" "perfmap.lisp" "resources.lisp" "kept-paths.lisp"
                 "foreign-record.lisp" "entry.lisp" "dump.lisp"))
   (load (merge-pathnames file (second sb-ext:*posix-argv*))))
 
@@ -30,6 +30,30 @@
       (write-string text out))
     (clrhash *source-texts*)
     path))
+
+;;; call-leaving-no-trace: what a compile notes of functions and specials
+;;; is put back; what it defines to last (a function) stays.
+(defvar *unit-special* nil)
+(lispbuild/chain:call-leaving-no-trace
+ (lambda ()
+   (compile nil '(lambda () (lispbuild-units-not-yet-defined 1 2)))
+   (compile nil '(lambda () (let ((*unit-special* 1)) (declare (special *unit-special*))
+                               (lispbuild-units-reader))))
+   (setf (fdefinition 'lispbuild-units-kept) (lambda () :kept))
+   (proclaim '(ftype (function (fixnum) fixnum) lispbuild-units-typed))))
+(check (multiple-value-list (sb-int:info :function :where-from 'lispbuild-units-not-yet-defined))
+       '(:assumed nil))
+(check (sb-int:info :function :assumed-type 'lispbuild-units-not-yet-defined) nil)
+(check (sb-int:info :variable :wired-tls '*unit-special*) nil)
+(check (nth-value 1 (sb-int:info :function :type 'lispbuild-units-typed)) nil)
+(check (funcall 'lispbuild-units-kept) :kept)
+;;; and GENSYM counts apart while a generic function computes its dispatch.
+(defgeneric lispbuild-units-gf (x))
+(defmethod lispbuild-units-gf ((x integer)) x)
+(check (let ((*gensym-counter* 0))
+         (lispbuild/chain:call-leaving-no-trace
+          (lambda () (lispbuild-units-gf 1) *gensym-counter*)))
+       0)
 
 ;;; line-at: the line of the first form at or after a position, skipping
 ;;; blanks and comments (SBCL's form positions point past the last form).

@@ -15,7 +15,7 @@ from pathlib import Path
 from doit.cmd_base import ModuleTaskLoader
 from doit.doit_cmd import DoitMain
 
-from lispbuild import rebuild
+from lispbuild import buildlock
 from lispbuild.errors import LispFailure
 from lispbuild.steps import step_files
 
@@ -56,6 +56,12 @@ class FakeLisp:
         self.reads: dict[str, list[Path]] = {}  # task -> files its job reads undeclared
         self.hints: dict[str, dict] = {}        # task -> the hints its job came with
         self.consult_all = False
+        # Whether a compile goes on to its followers (compile.lisp), and
+        # whether what they give then differs from a compile alone.
+        self.chain = False
+        self.chain_differs = False
+        self.followed: list[str] = []           # the followers' sources, in order
+        self.failing_followers: set[str] = set()  # sources that do not compile as followers
 
     def run(self, job) -> str:
         self.ran.append(job.task)
@@ -78,19 +84,57 @@ class FakeLisp:
                         or defined & words):
                     h.update(b"\0" + loaded)
         if job.command == "compile":
-            h.update(b"\0" + source.encode())
-            for path in self.reads.get(job.task, ()):
-                h.update(b"\0" + path.read_bytes())
-            Path(args["output"]).write_text(f"fake fasl {h.hexdigest()}\n")
-            Path(args["trace"]).write_text(fake_trace(source))
-            Path(args["undefined"]).write_bytes(b"")
-            Path(args["reads"]).write_text(
-                "".join(f"{p}\n" for p in self.reads.get(job.task, ())))
+            self._compile(h, args, source, self.reads.get(job.task, ()))
+            if self.chain:
+                self._followers(args, [step for step in job.state.steps()])
         elif job.command == "check-undefined":
             Path(args["output"]).write_bytes(b"")
         else:
             raise AssertionError(f"the fake runner has no {job.command} job")
         return ""
+
+    def _compile(self, h, args: dict, source: str, reads):
+        h.update(b"\0" + source.encode())
+        for path in reads:
+            h.update(b"\0" + path.read_bytes())
+        Path(args["output"]).write_text(f"fake fasl {h.hexdigest()}\n")
+        Path(args["trace"]).write_text(fake_trace(source))
+        Path(args["undefined"]).write_bytes(b"")
+        Path(args["reads"]).write_text("".join(f"{p}\n" for p in reads))
+
+    def _followers(self, args: dict, steps: list):
+        """As compile.lisp: the FASL put in place, loaded, and each
+        follower compiled with the files before it loaded."""
+        traces = {}  # the FASLs placed here, to their traces (not in place yet)
+        for follower in args.get("then", ()):
+            place = self.root / args["load_as"][1]
+            place.parent.mkdir(parents=True, exist_ok=True)
+            place.write_bytes(Path(args["output"]).read_bytes())
+            traces[args["load_as"][1]] = Path(args["trace"])
+            steps = steps + [tuple(args["load_as"])]
+            if follower["source"] in self.failing_followers:
+                Path(follower["diagnostics"]).write_text(f"{follower['source']}:1: ERROR\n")
+                return
+            source = (self.root / follower["source"]).read_text()
+            h = hashlib.sha256(b"compile")
+            for step in steps:
+                for path in step_files(step):
+                    trace = traces.get(path, self.root / (path.removesuffix(".fasl") + ".trace"))
+                    if (self.consult_all or "#." in source
+                            or set(WORD.findall(source)) & self._macros(trace)):
+                        h.update(b"\0" + (self.root / path).read_bytes())
+            if self.chain_differs:
+                h.update(b"compiled after another")
+            self._compile(h, follower, source, ())
+            Path(follower["diagnostics"]).write_text("")
+            Path(follower["log"]).write_text("")
+            Path(follower["done"]).write_text("compiled\n")
+            self.followed.append(follower["source"])
+            args = follower
+
+    def _macros(self, trace: Path) -> set[str]:
+        return {line.split("\t")[3] for line in trace.read_text().splitlines()
+                if line.startswith("d\tM\t")} if trace.exists() else set()
 
     def runner_of(self, task: str) -> str:
         return "fake"
@@ -118,7 +162,7 @@ def doit_here(project: Path, fake: FakeLisp, *args: str) -> tuple[int, str]:
                     ["run", "--output-file", str(report), *args] if build else list(args))
         finally:
             tasks.lisp_strategy = original
-            rebuild.release_build_lock()
+            buildlock.release_build_lock()
     return code, report.read_text() if build else written.getvalue()
 
 
