@@ -58,7 +58,7 @@ object replaces it whenever something of it changes."
       (setf (gethash symbol table) (sbcl:symbol-dbinfo symbol)))
     table))
 
-(defun function-notes (name)
+(defun compiler-notes (name)
   "What the compiler notes of the function NAME, and of the variable if
 NAME is a symbol: each as (VALUE FOUND)."
   (list (multiple-value-list (sbcl:info :function :kind name))
@@ -69,7 +69,7 @@ NAME is a symbol: each as (VALUE FOUND)."
             (multiple-value-list (sbcl:info :variable :wired-tls name))
             (list nil nil))))
 
-(defun set-function-notes (name notes)
+(defun set-compiler-notes (name notes)
   (destructuring-bind ((kind kind-p) (where where-p) (assumed assumed-p) (type type-p)
                        (tls tls-p))
       notes
@@ -93,23 +93,24 @@ NAME is a symbol: each as (VALUE FOUND)."
         (sbcl:clear-info :function :assumed-type name))
     (if type-p (setf (sbcl:info :function :type name) type) (sbcl:clear-info :function :type name))))
 
-(defun restore-function-notes (before)
+(defun restore-compiler-notes (before)
   "Put back what the compiler noted of functions (named by a symbol or by
-(SETF symbol)) where it differs from BEFORE (INFORMATION). The rest of a
-symbol's entry stays as the compile left it: types and classes, which
-PCL's objects hold too, and what loading the FASL sets again anyway."
+(SETF symbol)) and of specials where it differs from BEFORE (INFORMATION).
+The rest of a symbol's entry stays as the compile left it: types and
+classes, which PCL's objects hold too, and what loading the FASL sets
+again anyway."
   (do-present-symbols (symbol)
     (let ((then (gethash symbol before))
           (now (sbcl:symbol-dbinfo symbol)))
       (unless (eq then now)
         (dolist (name (list symbol `(setf ,symbol)))
-          (let ((after (function-notes name))
+          (let ((after (compiler-notes name))
                 (earlier (progn (sbcl:update-symbol-info
                                  symbol (constantly (or then sbcl:+nil-packed-infos+)))
-                                (prog1 (function-notes name)
+                                (prog1 (compiler-notes name)
                                   (sbcl:update-symbol-info symbol (constantly now))))))
             (unless (equal after earlier)
-              (set-function-notes name earlier))
+              (set-compiler-notes name earlier))
             (setf now (sbcl:symbol-dbinfo symbol))))))))
 
 (defun call-leaving-no-trace (compile)
@@ -119,4 +120,4 @@ the FASL would not set."
   (isolate-dispatch-misses)
   (let ((before (information)))
     (multiple-value-prog1 (funcall compile)
-      (restore-function-notes before))))
+      (restore-compiler-notes before))))
