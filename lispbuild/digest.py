@@ -27,6 +27,10 @@ def hash_file(path: Path) -> str:
     return h.hexdigest()
 
 
+# How a task's run ended (finish_run).
+BUILT, RESTORED, FOLLOWED = 1, 2, 3  # FOLLOWED: compiled in the process of the file before it
+
+
 class DigestCache:
     """sha256 of files, cached by (size, mtime, ctime, inode); and, for
     each task, the key its outputs under build/ were made for.
@@ -228,22 +232,21 @@ class DigestCache:
                     (task, build, previous, read))
         self._write("insert or replace into last values ('build', ?)", (build,))
 
-    def finish_run(self, task: str, restored: bool, followed: bool = False):
-        # ok: 0 while it runs (and if it did not finish), 1 built, 2 restored,
-        # 3 compiled in the process of the file before it (rules/lisp.py).
-        self._write("update ran set ok=? where name=?",
-                    (2 if restored else 3 if followed else 1, task))
+    def finish_run(self, task: str, ended: int):
+        """How the task's run ended: BUILT, RESTORED or FOLLOWED (0 while
+        it runs, and if it did not finish)."""
+        self._write("update ran set ok=? where name=?", (ended, task))
 
     def followed_in(self, task: str, build: str) -> bool:
         """Whether the task's file was compiled in `build`, in the process
-        of the file before it (finish_run's 3)."""
+        of the file before it."""
         row = self._db().execute("select build, ok from ran where name=?", (task,)).fetchone()
-        return row is not None and row[0] == build and row[1] == 3
+        return row is not None and row[0] == build and row[1] == FOLLOWED
 
     def last_run(self, task: str) -> tuple[bool, str | None, str, int] | None:
         """Whether the task ran in the last build that ran any, what it read
-        the time before and this time (JSON), and how it ended: 0 it did
-        not, 1 built, 2 restored from a store, 3 built after another."""
+        the time before and this time (JSON), and how it ended (0 if it
+        did not, else finish_run's)."""
         row = self._db().execute("select build, previous, current, ok from ran where name=?",
                                  (task,)).fetchone()
         if row is None:

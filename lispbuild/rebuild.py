@@ -21,6 +21,7 @@ from doit.exceptions import TaskFailed
 from . import current, layout, observed, reuse
 from .action import Action, Context
 from .buildlock import hold_build_lock
+from .digest import BUILT, FOLLOWED, RESTORED
 from .errors import CorruptObject, LispbuildError, UnsoundReuse
 from .keys import action_key, key_description, what_it_read
 from .scratch import scratch_dir
@@ -177,21 +178,21 @@ def _restore_or_build(action: Action, ctx: Context, store: Store | None = None):
             print(f"{action.task}: {error}; building it", file=sys.stderr)
             outputs = None
     if outputs is None:
-        outputs, whence = _build(action, ctx, key, store), "built"
-        if reused is not None and reused != outputs:
-            differ = ", ".join(role for role in outputs if reused.get(role) != outputs[role])
-            raise UnsoundReuse(f"{action.task}: LISPBUILD_CHECK_REUSE: its trace reused "
-                               f"outputs that differ from a fresh compile's ({differ}); "
-                               f"the compile consulted something its trace does not name")
-        _place(action, ctx, store, outputs)
+        outputs, whence = _build(action, ctx, key, store, reused), BUILT
+    _finish(action, ctx, key, store, outputs, whence)
+
+
+def _finish(action: Action, ctx: Context, key: str, store: Store, outputs: Outputs, whence):
+    """build/ holds `outputs`, of `key`: said in its record, and for `doit
+    why`; what this machine has (and _build recorded: no input changed
+    meanwhile) goes to the remote store, when the project uploads."""
     _record_in_build(action, ctx, key, outputs)
-    if store is ctx.store:
-        ctx.digests.finish_run(action.task, restored=whence != "built")
-    # What this machine has (and _build recorded: no input changed meanwhile)
-    # goes to the remote store, when the project uploads.
-    if remote is not None and whence != "the remote store" \
+    if store is not ctx.store:
+        return
+    ctx.digests.finish_run(action.task, whence if whence in (BUILT, FOLLOWED) else RESTORED)
+    if ctx.remote is not None and whence != "the remote store" \
             and store.get_action(key, action.outputs) is not None:
-        remote.push(key, outputs, store)
+        ctx.remote.push(key, outputs, store)
 
 
 def _record_in_build(action: Action, ctx: Context, key: str, outputs: Outputs):
@@ -222,7 +223,12 @@ def ensure(action: Action, ctx: Context):
             _restore_or_build(action, ctx, ctx.tool_store)
 
 
-def _build(action: Action, ctx: Context, key: str, store: Store) -> Outputs:
+def _build(action: Action, ctx: Context, key: str, store: Store,
+           reused: Outputs | None) -> Outputs:
+    """Run the action, store its outputs and put them in place; then its
+    followers' (rules/lisp.py), whose keys hold the digests of this one's
+    outputs. `reused`: what a trace would have reused, which must be the
+    same (LISPBUILD_CHECK_REUSE)."""
     with scratch_dir(ctx.build) as scratch:
         scratch = Path(scratch)
         paths = {role: scratch / Path(p).name for role, p in action.outputs.items()}
@@ -230,10 +236,14 @@ def _build(action: Action, ctx: Context, key: str, store: Store) -> Outputs:
         # Which runner made a Lisp job's outputs (runners.Runners.runner_of).
         made_by = getattr(ctx.lisp, "runner_of", lambda task: None)(action.task)
         outputs = _put(action, ctx, key, store, paths, made_by)
-        if followers:  # their keys hold this action's outputs' digests: in place first
-            _place(action, ctx, store, outputs)
-            for follower, made in followers:
-                _settle_follower(follower, made, action, ctx, store, made_by)
+        if reused is not None and reused != outputs:
+            differ = ", ".join(role for role in outputs if reused.get(role) != outputs[role])
+            raise UnsoundReuse(f"{action.task}: LISPBUILD_CHECK_REUSE: its trace reused "
+                               f"outputs that differ from a fresh compile's ({differ}); "
+                               f"the compile consulted something its trace does not name")
+        _place(action, ctx, store, outputs)
+        for follower, made in followers:
+            _settle_follower(follower, made, action, ctx, store, made_by)
         return outputs
 
 
@@ -280,10 +290,7 @@ def _settle_follower(follower: Action, made: dict, leader: Action, ctx: Context,
                            what_it_read(follower, ctx, description).to_json())
     outputs = _put(follower, ctx, key, store, made, made_by)
     _place(follower, ctx, store, outputs)
-    _record_in_build(follower, ctx, key, outputs)
-    ctx.digests.finish_run(follower.task, restored=False, followed=True)
-    if ctx.remote is not None and store is ctx.store:
-        ctx.remote.push(key, outputs, store)
+    _finish(follower, ctx, key, store, outputs, FOLLOWED)
 
 
 def _reused_outputs(action: Action, key: str, ctx: Context, store: Store) -> Outputs | None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from doit.cmd_base import Command
 
 from .. import layout
-from ..digest import DigestCache
+from ..digest import BUILT, FOLLOWED, RESTORED, DigestCache
 from ..records import KeyDescription
 
 SHOWN = 10  # files named per kind of change; the rest are counted
@@ -64,9 +64,9 @@ def explain(digests: DigestCache, task: str) -> list[str]:
     in_last, previous, current, ended = found
     when = "in the last build" if in_last else \
         "in an earlier build (in the last one it was up to date, or did not run)"
-    how = {0: ", and did not finish", 1: "", 2: " (restored from a store)",
-           3: " (compiled in the process of the file before it, as ASDF compiles a system)"
-           }.get(ended, "")
+    how = {0: ", and did not finish", BUILT: "", RESTORED: " (restored from a store)",
+           FOLLOWED: " (compiled in the process of the file before it, as ASDF compiles "
+                     "a system)"}.get(ended, "")
     head = f"{task} ran {when}{how}"
     if previous is None:
         return [f"{head}: nothing earlier is recorded (a new task, or a new build directory)"]

@@ -201,10 +201,10 @@ not listed, so the list stays as short as what was read undeclared."
 (defun call-noting-files-read (function)
   "FUNCTION's value, and the files it read that no step declares (recorded
 as all files read are)."
-  (let ((earlier (loop for name being the hash-keys of *files-read* collect name)))
+  (let ((earlier (files-read)))
     (clrhash *files-read*)
     (let* ((value (funcall function))
-           (read (loop for name being the hash-keys of *files-read* collect name)))
+           (read (files-read)))
       (dolist (name earlier)
         (setf (gethash name *files-read*) t))
       (values value read))))
@@ -212,8 +212,7 @@ as all files read are)."
 (defun write-files-read (path)
   (with-open-file (out path :direction :output :if-exists :supersede
                             :external-format :utf-8)
-    (dolist (name (sort (loop for name being the hash-keys of *files-read* collect name)
-                        #'string<))
+    (dolist (name (sort (files-read) #'string<))
       (write-line name out))))
 
 ;;; Steps: what an image holds before a job.

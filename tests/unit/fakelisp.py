@@ -70,28 +70,34 @@ class FakeLisp:
             self.during[job.task]()
         if job.task in self.failing:
             raise LispFailure(f"{job.task}: {self.failing[job.task]}")
-        h = hashlib.sha256(job.command.encode())
         args = job.arguments
         source = (self.root / args["source"]).read_text() if "source" in args else ""
-        words = set(WORD.findall(source))
-        for step in job.state.steps():
-            for path in step_files(step):
-                loaded = (self.root / path).read_bytes()
-                trace = self.root / (path.removesuffix(".fasl") + ".trace")
-                defined = {line.split("\t")[3] for line in trace.read_text().splitlines()
-                           if line.startswith("d\tM\t")} if trace.exists() else set()
-                if (job.command != "compile" or self.consult_all or "#." in source
-                        or defined & words):
-                    h.update(b"\0" + loaded)
+        h = self._loaded(job.command, job.state.steps(), source, {})
         if job.command == "compile":
             self._compile(h, args, source, self.reads.get(job.task, ()))
             if self.chain:
-                self._followers(args, [step for step in job.state.steps()])
+                self._followers(args, job.state.steps())
         elif job.command == "check-undefined":
             Path(args["output"]).write_bytes(b"")
         else:
             raise AssertionError(f"the fake runner has no {job.command} job")
         return ""
+
+    def _loaded(self, command: str, steps: list, source: str, traces: dict):
+        """A hash of what the job's result depends on of its load state:
+        every FASL, or for a compile those that define a macro it mentions
+        (each FASL's trace says; `traces` names those not in place yet)."""
+        h = hashlib.sha256(command.encode())
+        words = set(WORD.findall(source))
+        for step in steps:
+            for path in step_files(step):
+                trace = traces.get(path, self.root / (path.removesuffix(".fasl") + ".trace"))
+                defined = {line.split("\t")[3] for line in trace.read_text().splitlines()
+                           if line.startswith("d\tM\t")} if trace.exists() else set()
+                if (command != "compile" or self.consult_all or "#." in source
+                        or defined & words):
+                    h.update(b"\0" + (self.root / path).read_bytes())
+        return h
 
     def _compile(self, h, args: dict, source: str, reads):
         h.update(b"\0" + source.encode())
@@ -116,13 +122,7 @@ class FakeLisp:
                 Path(follower["diagnostics"]).write_text(f"{follower['source']}:1: ERROR\n")
                 return
             source = (self.root / follower["source"]).read_text()
-            h = hashlib.sha256(b"compile")
-            for step in steps:
-                for path in step_files(step):
-                    trace = traces.get(path, self.root / (path.removesuffix(".fasl") + ".trace"))
-                    if (self.consult_all or "#." in source
-                            or set(WORD.findall(source)) & self._macros(trace)):
-                        h.update(b"\0" + (self.root / path).read_bytes())
+            h = self._loaded("compile", steps, source, traces)
             if self.chain_differs:
                 h.update(b"compiled after another")
             self._compile(h, follower, source, ())
@@ -131,10 +131,6 @@ class FakeLisp:
             Path(follower["done"]).write_text("compiled\n")
             self.followed.append(follower["source"])
             args = follower
-
-    def _macros(self, trace: Path) -> set[str]:
-        return {line.split("\t")[3] for line in trace.read_text().splitlines()
-                if line.startswith("d\tM\t")} if trace.exists() else set()
 
     def runner_of(self, task: str) -> str:
         return "fake"
