@@ -20,17 +20,27 @@ cd "$(dirname "$0")"
 # python3: Debian's own, which the test of an ordinary user runs lispbuild
 # with (this machine's may be in a directory only root can read);
 # linux-perf: the test that perf names the Lisp functions of an executable.
+# qemu-user-static, gcc-aarch64-linux-gnu, libc6-dev-arm64-cross: aarch64
+# executables (docs/targets.md): the arm64 SBCL runs under qemu, the cross
+# gcc links with musl's arm64 libc.a and builds a release dump's preload;
+# the arm64 packages themselves are downloaded by the build (sysroot.py),
+# from the arm64 architecture added here.
 packages="sbcl musl-tools musl-dev libzstd-dev zlib1g-dev gcc
   cl-ppcre cl-alexandria cl-fiveam cl-hunchentoot cl-plus-ssl cl-cffi libssl-dev
   strace nginx-light openssl cl-rt diffoscope-minimal python3
-  cl-cxml cl-puri cl-asdf cl-qmynd cl-asdf-finalizers libffi-dev linux-perf"
+  cl-cxml cl-puri cl-asdf cl-qmynd cl-asdf-finalizers libffi-dev linux-perf
+  qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross"
 python3 -c "import ensurepip" 2>/dev/null || packages="$packages python3-venv"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
 done
+sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  $sudo dpkg --add-architecture arm64
+  missing="$missing "  # apt's lists must be read again
+fi
 if [ -n "$missing" ]; then
-  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing
 fi

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DeclarationError
-from .remote import DEFAULT_TIMEOUT, RemoteConfig
-from .settings import TIMEOUT_VARIABLE, settings
+from .remote import remote_config
+from .settings import settings
+from .targets import check_targets
 
 POLICY_QUALITIES = ("speed", "safety", "debug", "space", "compilation-speed")
 # SBCL reads these in a namestring as a wildcard pattern, and doit a task
@@ -71,6 +72,7 @@ class Library:
     program: tuple[str, str] | None = None
     # The known test framework whose runner its test-op calls (asdf.py).
     test_runner: str | None = None
+    target: str = ""                 # planned for another machine (targets.py); "": the host
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,8 @@ class Binary:
     test_op: tuple[str, str] | None = None
     # Files embedded in the executable, opened by name: (name, path) (embed.py).
     resources: tuple[tuple[str, str], ...] = ()
+    targets: tuple[str, ...] = ()    # the machines it is built for; (): the host (targets.py)
+    target: str = ""                 # the one this plan of it is for; "": the host
 
 
 # An entry of one argument is called with sb-ext:*posix-argv* (the program's
@@ -169,26 +173,6 @@ def _policy(library: str, policy: dict) -> tuple[tuple[str, int], ...]:
     return tuple(sorted(policy.items()))
 
 
-def _remote_config(root: Path, url, upload, trusted_keys) -> RemoteConfig | None:
-    env = settings()
-    url = url or env.remote
-    if not url:
-        return None
-    if upload is None:
-        upload = env.remote_upload
-    if trusted_keys is None:
-        trusted_keys = env.trusted_keys
-    timeout = env.remote_timeout or DEFAULT_TIMEOUT
-    try:
-        timeout = float(timeout)
-    except ValueError:
-        raise DeclarationError(f"{TIMEOUT_VARIABLE}={timeout!r}: give a number of seconds")
-    signing_key = env.signing_key
-    return RemoteConfig(url=str(url), upload=bool(upload), timeout=timeout,
-                        signing_key=signing_key and str(root / signing_key),
-                        trusted_keys=tuple(str(root / k) for k in trusted_keys))
-
-
 class Project:
     """A project's declarations. `root` defaults to the current directory,
     which doit sets to the directory of dodo.py; `store` defaults to the
@@ -204,7 +188,7 @@ class Project:
         self.root = Path(root or os.getcwd()).absolute()
         store = store or settings().store or self.root / "cache"
         self.store = (self.root / store).absolute()
-        self.remote = _remote_config(self.root, remote, remote_upload, trusted_keys)
+        self.remote = remote_config(self.root, remote, remote_upload, trusted_keys)
         self.hermetic = bool(hermetic)
         if any(c in str(self.root) for c in WILDCARDS):
             raise DeclarationError(f"the project's path {self.root} contains one of "
@@ -261,7 +245,7 @@ class Project:
     def binary(self, name, *, libraries, entry, entry_arguments=None, c_sources=(),
                archives=(), foreign_libraries=None, compression=False, version=None,
                smoke_args=None, test=False, reload_hook=None, mode=None,
-               resources=None) -> Binary:
+               resources=None, targets=None) -> Binary:
         """Declare a static executable, build/bin/NAME. `entry` names the
         function (\"package:function\") the program runs; an integer it
         returns is the exit code. `libraries` are declared libraries or
@@ -289,7 +273,11 @@ class Project:
         `resources` maps names to files or directories (relative to the
         root) embedded in the executable: the program opens them by name,
         wherever it runs (lispbuild/resources:resource-pathname "NAME"); a
-        directory gives each file under it as NAME/its path."""
+        directory gives each file under it as NAME/its path.
+        `targets` names the machines it is built for ("x86_64-linux",
+        "aarch64-linux"; default: this one): another machine's executable
+        is build/TARGET/bin/NAME, made by task exe:NAME@TARGET
+        (docs/targets.md)."""
         self._check_name("binary", name, self.binaries)
         for what, value in (("entry", entry), ("reload_hook", reload_hook)):
             if value is not None and ":" not in value:
@@ -316,20 +304,22 @@ class Project:
                         entry_arguments=entry_arguments, reload_hook=reload_hook, mode=mode,
                         smoke_args=None if smoke_args is None
                         else tuple(str(a) for a in smoke_args),
-                        resources=_resources(name, self.root, resources or {}))
+                        resources=_resources(name, self.root, resources or {}),
+                        targets=() if targets is None else check_targets(name, targets))
         self.binaries[name] = binary
         return binary
 
     def test(self, name, *, libraries, function, c_sources=(), archives=(),
-             foreign_libraries=None, version=None) -> Binary:
+             foreign_libraries=None, version=None, targets=None) -> Binary:
         """Declare a test suite: a static executable build/bin/NAME that
         calls `function` ("package:function") with no arguments and exits 0
         if it returns true, 1 if false; and a task test:NAME that runs it,
         shows its output and fails unless it passed. Its release's smoke
-        run is the suite itself."""
+        run is the suite itself. `targets`: as for a binary; test:NAME@TARGET
+        runs another machine's suite."""
         binary = self.binary(name, libraries=libraries, entry=function, c_sources=c_sources,
                              archives=archives, foreign_libraries=foreign_libraries,
-                             version=version, smoke_args=(), test=True)
+                             version=version, smoke_args=(), test=True, targets=targets)
         self.tests[name] = Run(name=name, binary=name, args=(), exit_code=0)
         return binary
 

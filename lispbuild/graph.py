@@ -14,7 +14,7 @@ serve the library's compiles after loading only the rest.
 import posixpath
 from dataclasses import dataclass, replace
 
-from . import layout, modes
+from . import layout, modes, targets
 from .declare import Binary, Library, Project
 from .errors import DeclarationError, DependencyCycle
 from .steps import EMPTY, LoadState
@@ -197,11 +197,12 @@ class _Orders:
             self._orders[name] = self.merged(self.libraries[name].depends_on) + [name]
         return self._orders[name]
 
-    def state_of(self, names) -> LoadState:
-        """The state with the libraries `names` need (themselves included) loaded."""
+    def state_of(self, names, target: str = "") -> LoadState:
+        """The state with the libraries `names` (of `target`) need,
+        themselves included, loaded."""
         order = self.merged(names)
         if not order:
-            return EMPTY
+            return targets.root_state(target) or EMPTY
         state = self.complete(order[0])
         for name in order[len(self.order(order[0])):]:
             state = self._with_library(state, name)
@@ -220,7 +221,8 @@ class _Orders:
         """What each of a library's files is compiled with, at least: its
         dependencies and its own prologue."""
         library = self.libraries[name]
-        return self.state_of(library.depends_on).extend(prologue_steps(library))
+        return self.state_of(library.depends_on, library.target).extend(
+            prologue_steps(library))
 
     def complete(self, name: str) -> LoadState:
         if name not in self._complete:
@@ -287,7 +289,6 @@ def plan(project: Project, derived: dict[str, Library], mode: str = modes.DEFAUL
     the mode of each binary that names another; with `coverage`, each test
     suite again as NAME@coverage, instrumented."""
     declared = {**derived, **project.libraries}
-    # Report cycles even in libraries no binary uses.
     check_dependencies(declared, [(f"library {n}", n) for n in declared])
     planned = {**(programs or {}), **project.binaries}
     for binary in planned.values():
@@ -298,14 +299,18 @@ def plan(project: Project, derived: dict[str, Library], mode: str = modes.DEFAUL
         planned.update((f"{b.name}@{modes.COVERAGE}",
                         replace(b, name=f"{b.name}@{modes.COVERAGE}", mode=modes.COVERAGE))
                        for b in suites if modes.needed(declared, b.libraries) & own)
+    planned = targets.binaries_for_targets(planned.values())
     wanted: dict[str, set[str]] = {}
     for binary in planned.values():
         if (binary.mode or mode) != mode:
             wanted.setdefault(binary.mode, set()).update(modes.needed(declared,
                                                                       binary.libraries))
     libraries = modes.with_modes(declared, mode, wanted)
+    names_of = {b.name: [modes.variant(n, b.mode or mode, mode) if n in own else n
+                         for n in b.libraries] for b in planned.values()}
+    libraries = targets.with_targets(libraries, planned.values(), {
+        b.name: modes.needed(libraries, names_of[b.name]) for b in planned.values() if b.target})
     orders = _Orders(libraries)
-
     fasls: dict[str, FaslNode] = {}
     depended_on = {d for library in libraries.values() for d in library.depends_on}
     for library in libraries.values():
@@ -320,13 +325,13 @@ def plan(project: Project, derived: dict[str, Library], mode: str = modes.DEFAUL
         if not binary.libraries:
             raise DeclarationError(f"binary {binary.name} names no library")
         binary_mode = binary.mode or mode
-        names = loaded[binary.name] = [modes.variant(n, binary_mode, mode) if n in own else n
-                                       for n in binary.libraries]
+        names = loaded[binary.name] = [targets.variant(n, binary.target)
+                                       for n in names_of[binary.name]]
         order = orders.merged(names)
         broken = next((libraries[n] for n in order if libraries[n].unavailable), None)
         binaries[binary.name] = BinaryNode(
             binary=binary, after=tuple(library_task(n) for n in names),
-            state=orders.state_of(names), mode=binary_mode,
+            state=orders.state_of(names, binary.target), mode=binary_mode,
             features=tuple(sorted({f for n in order for f in libraries[n].features})),
             c_sources=tuple(c for n in order for c in (*library_c_sources(libraries[n]),
                                                        *library_wrapper_c_sources(libraries[n]))),
@@ -334,7 +339,7 @@ def plan(project: Project, derived: dict[str, Library], mode: str = modes.DEFAUL
                                    f"{broken.asdf_system}, which ASDF cannot give:\n"
                                    f"{broken.unavailable}" or "")
     for run in project.runs.values():
-        if run.binary not in binaries:
+        if run.binary not in project.binaries:
             raise DeclarationError(f"run {run.name} names binary {run.binary}, "
                                    f"which is not declared")
     covered = tuple(name for name, b in planned.items() if b.mode == modes.COVERAGE)

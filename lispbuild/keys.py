@@ -56,9 +56,23 @@ def named_inputs(paths: list, root: str) -> list[tuple[str, str]]:
     for path in map(str, paths):
         path = os.path.join(root, path)
         name = next((prefix + path[len(base):] for base, prefix in bases
-                     if path.startswith(base)), path)
+                     if path.startswith(base)), None) or in_sysroot(path)
         named.append((name, path))
     return named
+
+
+# Another machine's files are in a sysroot (sysroot.py) named TARGET-DIGEST.
+SYSROOTS = f"{os.sep}lispbuild{os.sep}sysroots{os.sep}"
+
+
+def in_sysroot(path: str) -> str:
+    """A sysroot's file as sysroot:TARGET/PATH, wherever the user's cache
+    is; another path as it is."""
+    _, found, rest = path.partition(SYSROOTS)
+    if not found:
+        return path
+    directory, _, inside = rest.partition(os.sep)
+    return f"sysroot:{directory.rpartition('-')[0]}/{inside}"
 
 
 def action_key(action: Action, ctx: Context) -> str:

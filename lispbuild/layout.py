@@ -11,6 +11,7 @@ What tasks make, from the project root (doit's targets):
     build/linkage/NAME-symbols.c    the foreign symbols the runtime is linked with
     build/runtime/NAME              the static runtime
     build/bin/NAME                  the executable
+    build/TARGET/...                the C objects and stages of another machine's (targets.py)
     build/release/NAME/...          the same stages of a release
     build/coverage/                 `doit coverage`'s reports; runs/ what each suite covered
     dist/NAME-VERSION-PLATFORM.tar.gz
@@ -48,31 +49,38 @@ def grovel_lisp(fasl_path: str) -> str:
             + ".lisp")
 
 
-def c_object(source: str) -> str:
-    return str(PurePosixPath(f"{BUILD}/obj", source.lstrip("/")).with_suffix(".o"))
+def _of(target: str) -> str:
+    """Where another machine's stages are: build/TARGET/."""
+    return f"{BUILD}/{target}" if target else BUILD
+
+
+def c_object(source: str, target: str = "") -> str:
+    return str(PurePosixPath(f"{_of(target)}/obj", source.lstrip("/")).with_suffix(".o"))
 
 
 def undefined_report(library: str) -> str:
     return f"{BUILD}/undefined/{library}.txt"
 
 
-def executable(name: str) -> str:
-    return f"{BUILD}/bin/{name}"
+def executable(name: str, target: str = "") -> str:
+    return f"{_of(target)}/bin/{name}"
 
 
-def binary_stages(name: str, release: bool) -> dict[str, str]:
-    """The outputs of the stages that make the executable `name`."""
+def binary_stages(name: str, release: bool, target: str = "") -> dict[str, str]:
+    """The outputs of the stages that make the executable `name` (for
+    `target`, under build/TARGET/)."""
+    build = _of(target)
     if release:
-        here = f"{BUILD}/release/{name}"
+        here = f"{build}/release/{name}"
         return {"core": f"{here}/{name}.core", "linkage": f"{here}/{name}.linkage",
                 "shared_objects": f"{here}/{name}.shared-objects",
                 "symbols": f"{here}/symbols.c", "runtime": f"{here}/runtime",
                 "exe": f"{here}/{name}"}
-    return {"core": f"{BUILD}/core/{name}.core", "base_core": f"{BUILD}/core/{name}.base.core",
-            "linkage": f"{BUILD}/core/{name}.linkage",
-            "shared_objects": f"{BUILD}/core/{name}.shared-objects",
-            "symbols": f"{BUILD}/linkage/{name}-symbols.c",
-            "runtime": f"{BUILD}/runtime/{name}", "exe": executable(name)}
+    return {"core": f"{build}/core/{name}.core", "base_core": f"{build}/core/{name}.base.core",
+            "linkage": f"{build}/core/{name}.linkage",
+            "shared_objects": f"{build}/core/{name}.shared-objects",
+            "symbols": f"{build}/linkage/{name}-symbols.c",
+            "runtime": f"{build}/runtime/{name}", "exe": executable(name, target)}
 
 
 def archive(name: str, version: str, platform: str) -> str:

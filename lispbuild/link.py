@@ -11,6 +11,7 @@ from pathlib import Path
 from . import layout
 from .errors import CompileCFailure
 from .scratch import tmp_prefix
+from .targets import HOST, TARGETS
 from .toolchain import find_musl, find_program, find_sbcl
 
 COMPAT_SOURCE = Path(__file__).with_name("compat.c")
@@ -86,29 +87,32 @@ def _run(command: list, what: str, cwd: Path, task: str):
 # A grovel file's C program asks for a library's header (libffi's ffi.h)
 # from Debian's include directories, which musl-gcc leaves out: they are
 # searched after musl's own, so the C library's headers stay musl's.
-GROVEL_FLAGS = ("-idirafter", "/usr/include/x86_64-linux-gnu", "-idirafter", "/usr/include")
+GROVEL_FLAGS = ("-idirafter", f"/usr/include/{TARGETS[HOST].gnu}", "-idirafter", "/usr/include")
 
 
-def compile_c(source: Path, object_file: Path, cwd: Path, task: str, weak: bool = False):
+def compile_c(source: Path, object_file: Path, cwd: Path, task: str, weak: bool = False,
+              target: str = ""):
     """Compile one C source to an object with musl-gcc; `weak`: every
     symbol it defines weak, as for a library's C file (cffi-tests' libtest
     and libtest2 both define ns_function, each in its own shared library):
     in the one namespace of a static executable the first definition wins,
     as the first library loaded wins a global lookup."""
-    _run([find_musl().gcc, *CFLAGS, "-c", source, "-o", object_file], f"musl-gcc on {source}",
-         cwd, task)
+    musl = find_musl(target)
+    _run([*musl.command, *CFLAGS, "-c", source, "-o", object_file],
+         f"{musl.gcc.name} on {source}", cwd, task)
     if weak:
         _run([find_program("objcopy", "binutils"), "--weaken", object_file],
              f"objcopy on {object_file.name}", cwd, task)
 
 
 def link_runtime(objects: list[Path], archives: list[Path], runtime: Path, cwd: Path,
-                 task: str):
-    """Link the SBCL runtime statically. Objects (the symbol table, compat
-    layer and project C code) come first, so their definitions win;
-    archives come after what references them."""
-    musl = find_musl()
-    _run([musl.gcc, "-static", "-o", runtime, find_sbcl().runtime_o, *objects,
+                 task: str, target: str = ""):
+    """Link the SBCL runtime statically (`target`'s, with its musl).
+    Objects (the symbol table, compat layer and project C code) come
+    first, so their definitions win; archives come after what references
+    them."""
+    musl = find_musl(target)
+    _run([*musl.command, "-static", "-o", runtime, find_sbcl(target).runtime_o, *objects,
           *archives, musl.zstd, "-lm"], f"{task}: the static link", cwd, task)
 
 
@@ -133,8 +137,9 @@ def shared_library(source: Path, library: Path, cwd: Path, task: str):
           "-o", library, source], f"gcc on {source}", cwd, task)
 
 
-def build_sorted_listings(library: Path, cwd: Path, task: str):
-    """sorteddir.c as a shared library for glibc, built with the gcc that
-    musl-gcc drives (a release's manifest names it)."""
-    _run([find_musl().real_gcc, "-shared", "-fPIC", "-O2", "-o", library,
+def build_sorted_listings(library: Path, cwd: Path, task: str, target: str = ""):
+    """sorteddir.c as a shared library for glibc (`target`'s), built with
+    the gcc that musl-gcc drives, or the target's cross gcc (a release's
+    manifest names it)."""
+    _run([find_musl(target).real_gcc, "-shared", "-fPIC", "-O2", "-o", library,
           SORTED_LISTINGS_SOURCE, "-ldl"], "gcc on sorteddir.c", cwd, task)

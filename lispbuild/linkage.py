@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import LispbuildError, UndeclaredForeignLibrary, UnresolvedSymbols
+from .targets import HOST, TARGETS
 
 _DEFINED_BINDS = ("STB_GLOBAL", "STB_WEAK", "STB_GNU_UNIQUE")
 
@@ -51,7 +52,7 @@ def keep_named(record: Path, defined: set[str]):
 
 
 def foreign_library_name(shared_object: str) -> str:
-    """"/usr/lib/x86_64-linux-gnu/libssl.so.3" -> "libssl"."""
+    """"/usr/lib/MULTIARCH/libssl.so.3" -> "libssl"."""
     return Path(shared_object).name.split(".so")[0]
 
 
@@ -64,7 +65,7 @@ def check_foreign_libraries(binary: str, shared_objects: list[str], declared: li
             + ", ".join(missing) + " (through CFFI or load-shared-object), and the static "
             "executable cannot: declare the archives that replace it, e.g. "
             + "foreign_libraries={"
-            + ", ".join(f"'{foreign_library_name(so)}': ['/usr/lib/x86_64-linux-gnu/"
+            + ", ".join(f"'{foreign_library_name(so)}': ['/usr/lib/{TARGETS[HOST].gnu}/"
                         f"{foreign_library_name(so)}.a']" for so in missing) + "}")
 
 

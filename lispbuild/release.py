@@ -1,4 +1,5 @@
-"""Release archives: dist/NAME-VERSION-x86_64-linux.tar.gz, the same bytes
+"""Release archives: dist/NAME-VERSION-TARGET.tar.gz (TARGET x86_64-linux,
+aarch64-linux: targets.py), the same bytes
 whoever builds them from the same sources with the same toolchain.
 
 An archive holds one directory, NAME-VERSION/, with the static executable,
@@ -24,20 +25,22 @@ from pathlib import Path
 from . import layout
 from .digest import digest_bytes, hash_file
 from .errors import ReleaseFailure
-from .keys import package_digest
+from .keys import in_sysroot, package_digest
 from .scratch import tmp_prefix
-from .toolchain import find_asdf_source
+from .sysroot import owners as sysroot_owners
+from .targets import HOST, TARGETS, variant
+from .toolchain import archive_path, find_asdf_source, find_program
 from .settings import ALLOW_DIRTY_VARIABLE, REVISION_VARIABLE, settings
 
-PLATFORM = "x86_64-linux"
+PLATFORM = HOST  # a binary's target when it names none
 MANIFEST = "manifest.json"
 SUMS = "SHA256SUMS"
 FORMAT = 3  # of the manifest (2: its mode; 3: its ASDF libraries)
 
 
-def archive_name(name: str, version: str) -> str:
+def archive_name(name: str, version: str, platform: str = PLATFORM) -> str:
     """The archive's path from the project root."""
-    return layout.archive(name, version, PLATFORM)
+    return layout.archive(name, version, platform)
 
 
 
@@ -142,18 +145,26 @@ def toolchain_identity(files: dict[str, Path]) -> dict:
     """Each toolchain file (role -> path) with its sha256 and the Debian
     package (and version) it came from."""
     paths = {role: Path(os.path.realpath(path)) for role, path in files.items()}
-    owners = _owning_packages(sorted(set(paths.values())))
-    return {role: {"path": str(path), "sha256": hash_file(path),
+    owners = {**_owning_packages(sorted(set(paths.values()))),
+              **sysroot_owners(paths.values())}
+    # A sysroot's file by its name in the sysroot: the archive's bytes
+    # must not depend on where the user's cache is.
+    return {role: {"path": in_sysroot(str(path)), "sha256": hash_file(path),
                    "package": owners.get(str(path))}
             for role, path in sorted(paths.items())}
 
 
-def toolchain_files(sbcl, musl, archives: list[str]) -> dict[str, Path]:
-    """Everything outside the project that the release's bytes come from."""
+def toolchain_files(sbcl, musl, archives: list[str], target: str = "") -> dict[str, Path]:
+    """Everything outside the project that the release's bytes come from
+    (for another machine, its sysroot's files, its cross gcc and the qemu
+    that runs its SBCL)."""
     gcc = str(musl.real_gcc)
     found = {"sbcl": sbcl.program, "sbcl.core": sbcl.core, "sbcl.o": sbcl.runtime_o,
-             "musl-gcc": musl.gcc, "gcc": musl.real_gcc, "musl-gcc.specs": musl.specs,
+             "musl-gcc": musl.gcc, "gcc": musl.real_gcc,
+             "musl-gcc.specs": musl.libc.with_name("musl-gcc.specs"),
              "musl libc.a": musl.libc, "libzstd.a": musl.zstd}
+    if target:
+        found["qemu"] = find_program(TARGETS[target].qemu, "qemu-user-static")
     for role, question in (("cc1", "-print-prog-name=cc1"), ("ld", "-print-prog-name=ld"),
                            ("libgcc.a", "-print-libgcc-file-name")):
         answer = subprocess.run([gcc, question], capture_output=True, text=True).stdout.strip()
@@ -164,21 +175,23 @@ def toolchain_files(sbcl, musl, archives: list[str]) -> dict[str, Path]:
     if asdf:
         found.update({"cl-asdf asdf.lisp": asdf.source, "cl-asdf version": asdf.version_file})
     for archive in archives:
-        found[f"archive {archive}"] = Path(archive)
+        found[f"archive {archive}"] = archive_path(target, archive)
     return found
 
 
-def smoke_run(exe: Path, args: list, build: Path, task: str, limit: float) -> str:
-    """Run the release executable once, in the project root; raise
-    ReleaseFailure unless it exits 0. What it prints is kept under build/
-    (output.py) and shown bounded when it fails."""
+def smoke_run(exe: Path, args: list, build: Path, task: str, limit: float,
+              qemu: list[str] = ()) -> str:
+    """Run the release executable once, in the project root (another
+    machine's under `qemu`); raise ReleaseFailure unless it exits 0. What
+    it prints is kept under build/ (output.py) and shown bounded when it
+    fails."""
     from . import output
     shown = " ".join([exe.name, *args])
     printed = layout.state(build, layout.OUTPUT) / f"{tmp_prefix()}smoke"
     printed.parent.mkdir(parents=True, exist_ok=True)
     with open(printed, "wb") as out:
         try:
-            proc = subprocess.run([str(exe), *args], cwd=build.parent, stdout=out,
+            proc = subprocess.run([*qemu, str(exe), *args], cwd=build.parent, stdout=out,
                                   stderr=subprocess.STDOUT, timeout=limit)
         except subprocess.TimeoutExpired:
             proc = None
@@ -209,6 +222,16 @@ class Manifest:
     stages: list               # [{"task", "key", "outputs": {role: {"path", "sha256"}}}]
     executable: dict           # {"name", "sha256"}
     format: int = FORMAT
+
+    @property
+    def target(self) -> str:
+        """The machine it runs on, as a binary's plan names it ("": this one's)."""
+        return "" if self.platform == PLATFORM else self.platform
+
+    @property
+    def task(self) -> str:
+        """The task that makes it: release:NAME, or release:NAME@TARGET."""
+        return f"release:{variant(self.name, self.target)}"
 
     def to_bytes(self) -> bytes:
         return (json.dumps(asdict(self), indent=1, sort_keys=True) + "\n").encode()

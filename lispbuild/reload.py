@@ -178,3 +178,13 @@ def verdict(root: Path, run: str, plan: Plan, digest) -> str | None:
 def _say(line: str):
     # On the watch's output, from the task's process, as the watch says it.
     os.write(1, f"{time.strftime('%H:%M:%S')} {line}\n".encode())
+
+
+def write_watch_file(root: Path, inputs: list[str], runs: dict):
+    """What the watch needs to know of a build; written by tasks.py when a
+    watch asks for it (LISPBUILD_WATCH)."""
+    path = layout.state(root / layout.BUILD, layout.WATCH)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"inputs": sorted(set(inputs)), "runs": runs}))
+    os.replace(tmp, path)

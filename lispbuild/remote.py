@@ -31,7 +31,7 @@ from .scratch import tmp_prefix
 from .signing import Keys
 from .records import ActionRecord, Output, Outputs
 from .store import Store
-from .settings import REMOTE_VARIABLE
+from .settings import REMOTE_VARIABLE, TIMEOUT_VARIABLE, settings
 
 DEFAULT_TIMEOUT = 10.0
 _CHUNK = 1 << 20
@@ -293,6 +293,27 @@ class RemoteStore:
 
 def _derived_key(kind: str, key: str) -> str:
     return hashlib.sha256(f"lispbuild derived\0{kind}\0{key}".encode()).hexdigest()
+
+
+def remote_config(root: Path, url, upload, trusted_keys) -> RemoteConfig | None:
+    """A project's remote store (Project's arguments, else the environment), or None."""
+    env = settings()
+    url = url or env.remote
+    if not url:
+        return None
+    if upload is None:
+        upload = env.remote_upload
+    if trusted_keys is None:
+        trusted_keys = env.trusted_keys
+    timeout = env.remote_timeout or DEFAULT_TIMEOUT
+    try:
+        timeout = float(timeout)
+    except ValueError:
+        raise DeclarationError(f"{TIMEOUT_VARIABLE}={timeout!r}: give a number of seconds")
+    signing_key = env.signing_key
+    return RemoteConfig(url=str(url), upload=bool(upload), timeout=timeout,
+                        signing_key=signing_key and str(root / signing_key),
+                        trusted_keys=tuple(str(root / k) for k in trusted_keys))
 
 
 def remote_from(config: RemoteConfig | None, build: Path, owner: int) -> RemoteStore | None:

@@ -4,13 +4,12 @@ configuration. See rules/__init__.py for what each task is."""
 import atexit
 import functools
 import importlib
-import json
 import os
 import sys
 import tempfile
 from pathlib import Path
 
-from . import layout, release, schedule, scratch
+from . import layout, release, schedule, scratch, sysroot
 from .asd_forms import asdf_programs
 from .asdf import asdf_libraries
 from .declare import Project, Run, library_name
@@ -19,16 +18,17 @@ from .graph import BinaryNode, library_c_sources, library_task, plan
 from .modes import COVERAGE, build_mode
 from .action import Action, Context
 from .rebuild import execute, is_up_to_date
-from .reload import Plan, reload_run
+from .reload import Plan, reload_run, write_watch_file
 from .remote import remote_from
 from .rules.coverage import coverage_tasks
-from .rules.binary import (COMPAT_TASK, LISPBUILD_FILES, binary_actions, c_action,
-                           shared_library_action)
+from .rules.binary import (COMPAT_TASK, LISPBUILD_FILES, archives_of, binary_actions,
+                           c_action, shared_library_action)
 from .rules.lisp import fasl_action, grovel_action, library_action
 from .rules.release import release_action
-from .rules.run import fail, program_starts, run_executable
+from .rules.run import fail, program_tasks
 from .sbcl.runners import Runners
 from .settings import REPORTER, RUN_EXE_TASK, STORE_CONFIG, settings
+from .targets import machines, variant
 from .sbcl.processes import die_with_parent
 
 
@@ -98,6 +98,9 @@ def _doit_tasks(project: Project):
     derived = asdf_libraries(project, ctx)
     graph = plan(project, derived, build_mode(settings().mode), coverage=settings().coverage,
                  programs=asdf_programs(project, derived))
+    for node in graph.binaries.values():
+        if node.binary.target:  # before any of its toolchain is looked up
+            sysroot.want_archives(node.binary.target, archives_of(node.binary))
     made = _Tasks(ctx, project, graph)
     yield from made.lisp_files()
     yield from made.library_checks()
@@ -193,6 +196,13 @@ class _Tasks:
             action = self.c_actions[source] = c_action(source, weak=source in self.library_c)
             self.inputs += [os.path.join(self.ctx.root, i) for i in action.inputs]
             yield _doit_task(action, self.ctx, [])
+        # Another machine's: its binaries' own C files and the compat layer.
+        for node in self.graph.binaries.values():
+            t = node.binary.target
+            for source in [str(s) for s in node.binary.c_sources] + [COMPAT_TASK] if t else ():
+                if variant(source, t) not in self.c_actions:
+                    action = self.c_actions[variant(source, t)] = c_action(source, target=t)
+                    yield _doit_task(action, self.ctx, [])
 
     @functools.cached_property
     def release_origin(self) -> release.Origin:
@@ -216,8 +226,9 @@ class _Tasks:
                        "task_dep": [f"core:{b.name}"], "doc": f"exe {b.name}"}
                 continue
             *base, core, table, runtime, exe = binary_actions(node, own=self.own_fasls)
-            own_c = [str(s) for s in b.c_sources] + list(node.c_sources)
-            c_tasks = [f"c:{s}" for s in own_c] + [f"c:{COMPAT_TASK}"]
+            own_c = [variant(str(s), b.target) for s in b.c_sources] + list(node.c_sources)
+            compat = variant(COMPAT_TASK, b.target)
+            c_tasks = [f"c:{s}" for s in own_c] + [f"c:{compat}"]
             for action in base:
                 yield _doit_task(action, ctx, list(node.after))
             yield _doit_task(core, ctx, list(node.after))
@@ -232,7 +243,7 @@ class _Tasks:
             yield from _release_tasks(self.graph, node, ctx, self.writers,
                                       [self.clib_actions[s] for s in node.c_sources]
                                       + [self.c_actions[s] for s in own_c]
-                                      + [self.c_actions[COMPAT_TASK]], c_tasks,
+                                      + [self.c_actions[compat]], c_tasks,
                                       lambda: self.release_origin)
 
     @functools.cached_property
@@ -256,6 +267,8 @@ class _Tasks:
         project, root = self.project, self.ctx.root
         watch = settings().watch
         for run in project.runs.values():
+            if "" not in machines(project.binaries[run.binary]):
+                continue  # a watch runs this machine's programs
             reload = [f"reload:{run.name}"] if watch and run.binary in self.plans else []
             if reload:
                 plan, after = self.plans[run.binary]
@@ -271,13 +284,9 @@ class _Tasks:
                  **project.tests}
         for kind, runs in (("run", project.runs), ("test", tests)):
             for run in runs.values():
-                yield {"basename": kind, "name": run.name,
-                       "actions": [(run_executable, [root / layout.executable(run.binary),
-                                                     list(run.args), run.exit_code,
-                                                     kind == "test"])],
-                       "task_dep": [f"exe:{run.binary}"], "verbosity": 2,
-                       "uptodate": [(program_starts, [])],
-                       "doc": f"{kind} {layout.executable(run.binary)} {' '.join(run.args)}"}
+                declared = project.binaries.get(run.binary) \
+                    or self.graph.binaries[run.binary].binary
+                yield from program_tasks(kind, run, machines(declared), root)
 
 
 def _release_tasks(graph, node: BinaryNode, ctx: Context, writers: dict,
@@ -315,16 +324,6 @@ def _release_tasks(graph, node: BinaryNode, ctx: Context, writers: dict,
     task = _doit_task(action, ctx, [exe.task])
     task["verbosity"] = 2
     yield task
-
-
-def write_watch_file(root: Path, inputs: list[str], runs: dict):
-    """What the watch needs to know of a build; written by tasks.py when a
-    watch asks for it (LISPBUILD_WATCH)."""
-    path = layout.state(root / layout.BUILD, layout.WATCH)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"inputs": sorted(set(inputs)), "runs": runs}))
-    os.replace(tmp, path)
 
 
 def doit_config(project: Project) -> dict:

@@ -88,7 +88,7 @@ def archive_problems(files: dict, manifest: dict) -> list[str]:
     return problems
 
 
-def release_sources_here(name: str, root: Path) -> list[str] | None:
+def release_sources_here(task_name: str, root: Path) -> list[str] | None:
     """The sources that release:NAME of the project here reads (dodo.py's
     declarations, planned as a build plans them); None if it has none."""
     from doit import loader
@@ -103,7 +103,7 @@ def release_sources_here(name: str, root: Path) -> list[str] | None:
     finally:
         release_build_lock()  # taken if ASDF was asked; the project's builds go on
     for task in tasks:
-        if task.name == f"release:{name}":
+        if task.name == task_name:
             action = task.actions[0].args[0] if task.actions[0].args else None
             if not hasattr(action, "inputs"):
                 return None
@@ -114,11 +114,11 @@ def release_sources_here(name: str, root: Path) -> list[str] | None:
 def missing_sources(manifest: release.Manifest, root: Path) -> list[str]:
     """What the release here reads that the manifest does not name: a
     rebuild from the manifest's sources would fail for want of it."""
-    here = release_sources_here(manifest.name, root)
+    here = release_sources_here(manifest.task, root)
     if here is None:
-        return [f"this project declares no release:{manifest.name}"]
+        return [f"this project declares no {manifest.task}"]
     listed = {source["path"] for source in manifest.sources}
-    return [f"the manifest lacks source: {path} (release:{manifest.name} reads it here)"
+    return [f"the manifest lacks source: {path} ({manifest.task} reads it here)"
             for path in here if path not in listed]
 
 
@@ -174,8 +174,8 @@ def toolchain_problems(manifest: release.Manifest) -> list[str]:
     recorded = manifest.toolchain
     archives = [role[len("archive "):] for role in recorded if role.startswith("archive ")]
     try:
-        here = release.toolchain_identity(
-            release.toolchain_files(find_sbcl(), find_musl(), archives))
+        here = release.toolchain_identity(release.toolchain_files(
+            find_sbcl(manifest.target), find_musl(manifest.target), archives, manifest.target))
     except (LispbuildError, OSError) as error:
         return [f"toolchain: {error}"]
     problems = []
@@ -216,10 +216,10 @@ def rebuild(manifest: release.Manifest, root: Path, where: Path) -> Path:
         env[release.ALLOW_DIRTY_VARIABLE] = "1"
     env[RELEASE_DIR_VARIABLE] = manifest.dump_directory
     env[MODE_VARIABLE] = manifest.mode  # as it was built (a binary's mode= says the same)
-    task = f"release:{manifest.name}"
-    print(f"rebuilding {task} in {where}, with an empty store", flush=True)
-    proc = subprocess.run([sys.executable, "-m", "doit", "-n", "2", task], cwd=where, env=env)
-    archive = where / release.archive_name(manifest.name, manifest.version)
+    print(f"rebuilding {manifest.task} in {where}, with an empty store", flush=True)
+    proc = subprocess.run([sys.executable, "-m", "doit", "-n", "2", manifest.task], cwd=where,
+                          env=env)
+    archive = where / release.archive_name(manifest.name, manifest.version, manifest.platform)
     if proc.returncode != 0 or not archive.exists():
         raise ReleaseFailure(f"the rebuild failed (doit exited with {proc.returncode}): "
                              f"see its output above")
@@ -314,7 +314,7 @@ def verify(archive: Path, root: Path, store: Store | None) -> int:
         if stage == "executable" and path.endswith("in the archive"):
             original = Path(tmp) / f"{name}.from-archive"
             original.write_bytes(files[name])
-            diffoscope(original, where / layout.binary_stages(name, release=True)["exe"])
+            diffoscope(original, where / layout.binary_stages(name, True, manifest.target)["exe"])
         elif stage == "archive":
             diffoscope(archive, new_archive)
         elif store is not None and store.object_path(old).exists() and new:
@@ -336,7 +336,7 @@ class Verify(Command):
 
     def execute(self, params, args):
         if len(args) != 1:
-            print("name one archive: doit verify dist/NAME-VERSION-x86_64-linux.tar.gz",
+            print("name one archive: doit verify dist/NAME-VERSION-TARGET.tar.gz",
                   file=sys.stderr)
             return 2
         try:

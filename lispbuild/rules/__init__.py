@@ -14,7 +14,7 @@ rebuilder keys and doit schedules (tasks.py). Task names are stable:
     run:NAME        run a built executable (declared with Project.run); test:NAME a test
     release-core:NAME, release-linkage:NAME, release-runtime:NAME,
     release-exe:NAME  the same in release mode (a canonical dump), under build/release/NAME/
-    release:NAME    smoke-run the release executable; write dist/NAME-VERSION-x86_64-linux.tar.gz
+    release:NAME    smoke-run the release executable; write dist/NAME-VERSION-TARGET.tar.gz
     reload:NAME     in a watch: load the new FASLs into the program run:NAME runs (reload.py)
     coverage-run:NAME, coverage-report   `doit coverage`'s: a suite instrumented, run; the report
 

@@ -7,6 +7,7 @@ code). A development executable whose image ends with the project's own
 FASLs has base:NAME too, the image before them, and carries them as its
 payload (payload.py). In release mode the same under build/release/NAME/,
 the core dumped whole in the canonical process."""
+import functools
 import os
 import posixpath
 import sys
@@ -20,7 +21,9 @@ from ..embed import check_static, embed_core
 from ..graph import BinaryNode, shared_library, shared_library_task
 from ..modes import COVERAGE
 from ..action import Action, Context
-from ..toolchain import find_musl, find_sbcl, musl_files, runtime_files, sbcl_files
+from ..targets import state_target, variant
+from ..toolchain import (archive_path, find_musl, find_sbcl, for_target, musl_files,
+                         runtime_files, sbcl_files)
 from . import payload
 from .lisp import print_notes
 
@@ -43,7 +46,7 @@ def dump_core(action: Action, ctx: Context, outputs: dict):
     state = action.state if steps is None else \
         payload.prefix(action.state, action.state.length - len(steps))
     _dump(action, ctx, outputs, state=state,
-          arguments={"development": support_fasls(ctx).development,
+          arguments={"development": support_fasls(ctx, state_target(state)).development,
                      "reload_hook": action.params["reload_hook"],
                      **({"payload": lisp_steps(steps)} if steps else {})})
 
@@ -78,22 +81,24 @@ def _dump(action: Action, ctx: Context, outputs: dict, state, hints: dict | None
                    **({"linkage": outputs["linkage"],
                        "shared_objects": outputs["shared_objects"],
                        **_machine_directories(action, ctx, hints)} if records else {})})))
-    observed.record(outputs[observed.ROLE], action, ctx, find_sbcl().core.parent)
+    target = state_target(state)
+    observed.record(outputs[observed.ROLE], action, ctx, find_sbcl(target).home)
     if not records:
         return
     # Of the strings that could name a C symbol, those libc or the
     # binary's archives define: the others (words, a worker's digests,
     # pieces of this machine's paths) would make the record differ from
     # one dump to the next, and the linkage task run again for nothing.
-    defined = set().union(*(_defined_symbols(Path(a), ctx) for a in p["archives"]),
-                          _defined_symbols(find_musl().libc, ctx),
-                          _defined_symbols(find_musl().zstd, ctx))
+    musl = find_musl(target)
+    defined = set().union(*(_defined_symbols(archive_path(target, a), ctx)
+                            for a in p["archives"]),
+                          _defined_symbols(musl.libc, ctx), _defined_symbols(musl.zstd, ctx))
     linkage.keep_named(outputs["linkage"], defined)
 
 
 def compile_c(action: Action, ctx: Context, outputs: dict):
     link.compile_c(ctx.root / action.inputs[0], outputs["object"], ctx.root, action.task,
-                   weak=action.params.get("weak", False))
+                   weak=action.params.get("weak", False), target=action.params.get("target", ""))
 
 
 def _derived(kind: str, path: Path, ctx: Context, compute):
@@ -112,12 +117,15 @@ def _defined_symbols(path: Path, ctx: Context) -> set[str]:
 
 def resolve_linkage(action: Action, ctx: Context, outputs: dict):
     p = action.params
+    target = p.get("target", "")  # an archive is named by its host path, read where target has it
     shared_objects = (ctx.root / p["shared_objects"]).read_text().splitlines()
     linkage.check_foreign_libraries(p["binary"], shared_objects, p["foreign_libraries"])
     entries, named = linkage.read_linkage(ctx.root / p["record"])
-    providers = [(str(path), _defined_symbols(ctx.root / path, ctx))
-                 for path in p["objects"] + [str(runtime_files()[0])] + p["archives"]
-                 + [str(find_musl().zstd), str(find_musl().libc)]]
+    musl = find_musl(target)
+    providers = [(str(path), _defined_symbols(ctx.root / where, ctx)) for path, where in
+                 [(o, o) for o in p["objects"]] + [(runtime_files(target)[0],) * 2]
+                 + [(a, archive_path(target, a)) for a in p["archives"]]
+                 + [(musl.zstd, musl.zstd), (musl.libc, musl.libc)]]
     resolved, tolerated = linkage.resolve_symbols(p["binary"], entries, providers)
     print(f"{p['binary']}: {len(resolved)} foreign symbols resolved")
     if tolerated:
@@ -132,7 +140,7 @@ def resolve_linkage(action: Action, ctx: Context, outputs: dict):
                 for name in _defined_symbols(ctx.root / path, ctx)}
     archives = set(p["archives"])
     exported.update(linkage.named_symbols(
-        named, providers, lambda label: _derived("members", ctx.root / label, ctx,
+        named, providers, lambda label: _derived("members", ctx.root / archive_path(target, label), ctx,
                                                  linkage.archive_members)
         if label in archives else None))
     outputs["table"].write_text(linkage.symbol_table_source(
@@ -142,10 +150,11 @@ def resolve_linkage(action: Action, ctx: Context, outputs: dict):
 def link_runtime(action: Action, ctx: Context, outputs: dict):
     p = action.params
     table_object = outputs["runtime"].with_name("symbols.o")
-    link.compile_c(ctx.root / p["table"], table_object, ctx.root, action.task)
+    target = p.get("target", "")
+    link.compile_c(ctx.root / p["table"], table_object, ctx.root, action.task, target=target)
     link.link_runtime([table_object] + [ctx.root / o for o in p["objects"]],
-                      [ctx.root / a for a in p["archives"]], outputs["runtime"], ctx.root,
-                      action.task)
+                      [ctx.root / archive_path(target, a) for a in p["archives"]],
+                      outputs["runtime"], ctx.root, action.task, target)
 
 
 def embed_executable(action: Action, ctx: Context, outputs: dict):
@@ -171,13 +180,16 @@ def build_shared_library(action: Action, ctx: Context, outputs: dict):
     link.shared_library(ctx.root / action.inputs[0], outputs["library"], ctx.root, action.task)
 
 
-def c_action(source: str, weak: bool = False) -> Action:
-    """c:PATH: a C file as a musl object; `weak` for a library's (link.compile_c)."""
+def c_action(source: str, weak: bool = False, target: str = "") -> Action:
+    """c:PATH: a C file as a musl object; `weak` for a library's
+    (link.compile_c); c:PATH@TARGET for another machine's."""
     path = link.COMPAT_SOURCE if source == COMPAT_TASK else Path(source)
-    return Action(task=f"c:{source}", run=compile_c, inputs=[path],
+    return Action(task=f"c:{variant(source, target)}", run=compile_c, inputs=[path],
                   params={"source": source, "cflags": list(link.CFLAGS),
-                          **({"weak": True} if weak else {})},
-                  outputs={"object": Path(layout.c_object(source))}, toolchain=(musl_files,))
+                          **({"weak": True} if weak else {}),
+                          **({"target": target} if target else {})},
+                  outputs={"object": Path(layout.c_object(source, target))},
+                  toolchain=(for_target(musl_files, target),))
 
 
 def _machine_directories(action: Action, ctx: Context, hints: dict | None) -> dict:
@@ -193,6 +205,16 @@ def _machine_directories(action: Action, ctx: Context, hints: dict | None) -> di
             "library_directories": sorted(libraries)}
 
 
+@functools.cache
+def archive_files_of(archives: tuple[str, ...]):
+    """A toolchain function: the files of `archives` (host paths) where a
+    target has them (toolchain.for_target gives it the target)."""
+    def archive_files(target: str = "") -> list[Path]:
+        return [archive_path(target, a) for a in archives]
+    archive_files.__qualname__ = f"archive_files[{','.join(archives)}]"
+    return archive_files
+
+
 def archives_of(b) -> list[str]:
     return [str(a) for a in b.archives] + [str(a) for _, paths in b.foreign_libraries
                                            for a in paths]
@@ -204,18 +226,25 @@ def binary_actions(node: BinaryNode, release_mode: bool = False,
     development image ends with the project's FASLs (`own`: payload.py);
     in release mode release-core: (a canonical dump of the whole image)
     and the rest, under build/release/NAME/."""
-    b = node.binary
+    b, t = node.binary, node.binary.target
     prefix = "release-" if release_mode else ""
-    paths = layout.binary_stages(b.name, release_mode)
+    paths = layout.binary_stages(b.name.removesuffix(f"@{t}") if t else b.name, release_mode, t)
     core, record, shared = paths["core"], paths["linkage"], paths["shared_objects"]
     table, runtime, exe = paths["symbols"], paths["runtime"], paths["exe"]
     archives = archives_of(b)
-    objects = [layout.c_object(str(s)) for s in (*b.c_sources, *node.c_sources)] \
-        + [layout.c_object(COMPAT_TASK)]
+    objects = [layout.c_object(str(s), t) for s in (*b.c_sources, *node.c_sources)] \
+        + [layout.c_object(COMPAT_TASK, t)]
+    # Another machine's archives are its sysroot's, part of its toolchain;
+    # its parameters name them by their host paths, the same everywhere.
+    linked = [] if t else archives
+    archive_files = (for_target(archive_files_of(tuple(archives)), t),) if t else ()
+    on = {"target": t} if t else {}
     # What the image loads by the name of a library's C file, those files link.
     provided = [posixpath.splitext(posixpath.basename(c))[0] for c in node.c_sources]
     steps = node.state.steps()
-    start = len(steps) if release_mode or node.mode == COVERAGE \
+    # Another machine's image is dumped whole: the payload's table is
+    # read by the development runtime, which is this machine's.
+    start = len(steps) if release_mode or node.mode == COVERAGE or t \
         else payload.payload_start(steps, own)
     carried = [list(step) for step in steps[start:]]
     entry = {"binary": b.name, "features": list(node.features), "entry": b.entry,
@@ -225,14 +254,15 @@ def binary_actions(node: BinaryNode, release_mode: bool = False,
                    params={**entry, "reload_hook": b.reload_hook},
                    outputs={"core": Path(paths["base_core"]),
                             observed.ROLE: Path(paths["base_core"]).with_suffix(".reads")},
-                   toolchain=(sbcl_files,), state=payload.prefix(node.state, start))] \
+                   toolchain=(for_target(sbcl_files, t),),
+                   state=payload.prefix(node.state, start))] \
         if carried else []
     return base + [
         Action(task=f"{prefix}core:{b.name}", run=dump_release_core if release_mode else dump_core,
                # A release dump also preloads sorteddir.c, built with gcc,
                # and its directory's path is in the image.
                # The archives: what the image's strings may name (_dump).
-               inputs=([link.SORTED_LISTINGS_SOURCE] if release_mode else []) + archives,
+               inputs=([link.SORTED_LISTINGS_SOURCE] if release_mode else []) + linked,
                params={**entry, "archives": archives,
                        **({"dump_directory": release_directory()} if release_mode
                           else {"reload_hook": b.reload_hook}),
@@ -240,21 +270,24 @@ def binary_actions(node: BinaryNode, release_mode: bool = False,
                outputs={"core": Path(core), "linkage": Path(record),
                         "shared_objects": Path(shared),
                         observed.ROLE: Path(core).with_suffix(".reads")},
-               toolchain=(sbcl_files, musl_files), state=node.state),
+               toolchain=(for_target(sbcl_files, t), for_target(musl_files, t), *archive_files),
+               state=node.state),
         Action(task=f"{prefix}linkage:{b.name}", run=resolve_linkage,
-               inputs=[Path(record), Path(shared), *map(Path, objects), *map(Path, archives)],
-               params={"binary": b.name, "record": record, "shared_objects": shared,
+               inputs=[Path(record), Path(shared), *map(Path, objects), *map(Path, linked)],
+               params={**on, "binary": b.name, "record": record, "shared_objects": shared,
                        "objects": objects, "archives": archives,
                        "foreign_libraries": [name for name, _ in b.foreign_libraries]
                        + provided,
                        **({"exported": [layout.c_object(c) for c in node.c_sources]}
                           if node.c_sources else {})},
-               outputs={"table": Path(table)}, toolchain=(runtime_files, musl_files)),
+               outputs={"table": Path(table)},
+               toolchain=(for_target(runtime_files, t), for_target(musl_files, t), *archive_files)),
         Action(task=f"{prefix}runtime:{b.name}", run=link_runtime,
-               inputs=[Path(table), *map(Path, objects), *map(Path, archives)],
-               params={"table": table, "objects": objects, "archives": archives,
+               inputs=[Path(table), *map(Path, objects), *map(Path, linked)],
+               params={**on, "table": table, "objects": objects, "archives": archives,
                        "cflags": list(link.CFLAGS)},
-               outputs={"runtime": Path(runtime)}, toolchain=(runtime_files, musl_files),
+               outputs={"runtime": Path(runtime)},
+               toolchain=(for_target(runtime_files, t), for_target(musl_files, t), *archive_files),
                executable=frozenset({"runtime"})),
         Action(task=f"{prefix}exe:{b.name}", run=embed_executable,
                inputs=[Path(runtime), Path(core), *(Path(p) for _, p in b.resources),

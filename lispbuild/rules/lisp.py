@@ -9,10 +9,12 @@ from .. import layout, link, observed, reuse
 from ..jobs import LispJob
 from ..graph import FaslNode, library_task
 from ..output import outside_warnings
-from ..sbcl.driver import printed_words, time_limit
+from ..sbcl.driver import time_limit
+from ..sbcl.outcome import printed_words
 from ..action import Action, Context
 from ..settings import settings
-from ..toolchain import find_musl, find_sbcl, musl_files, sbcl_files
+from ..targets import state_target
+from ..toolchain import find_musl, find_sbcl, for_target, musl_files, sbcl_files
 
 
 def print_notes(notes: str):
@@ -94,7 +96,7 @@ def compile_fasl(action: Action, ctx: Context, outputs: dict) -> list:
                # library depends on it).
                "save_image": action.means["top"]
                              or (ctx.root / action.outputs["fasl"]).exists()})), action)
-    sbcl_home = find_sbcl().core.parent
+    sbcl_home = find_sbcl(library_target(action)).home
     observed.record(outputs[observed.ROLE], action, ctx, sbcl_home)
     compiled = []
     for follower, paths, sources in chain:
@@ -166,7 +168,7 @@ def fasl_action(node: FaslNode) -> Action:
         outputs={"fasl": node.fasl, "undefined": node.undefined,
                  observed.ROLE: node.fasl.removesuffix(".fasl") + ".reads",
                  reuse.ROLE: reuse.trace_path(node.fasl)},
-        toolchain=(sbcl_files,),
+        toolchain=(for_target(sbcl_files, library.target),),
         state=node.state, means={"base": node.base, "project": in_project(library),
                                  "top": node.top,
                                  "follower": node.follower and f"fasl:{node.follower}"})
@@ -183,6 +185,11 @@ def grovel_action(node: FaslNode) -> Action:
         means={"project": in_project(library)})
 
 
+def library_target(action: Action) -> str:
+    """The target whose SBCL runs the action (targets.py)."""
+    return state_target(action.state)
+
+
 def in_project(library) -> bool:
     return not library.directory.is_absolute()
 
@@ -192,5 +199,6 @@ def library_action(library, nodes: list[FaslNode], complete) -> Action:
         task=library_task(library.name), run=check_undefined,
         inputs=[node.undefined for node in nodes],
         params={"library": library.name, "fail_on_warning": library.fail_on_warning},
-        outputs={"report": layout.undefined_report(library.name)}, toolchain=(sbcl_files,),
+        outputs={"report": layout.undefined_report(library.name)},
+        toolchain=(for_target(sbcl_files, library.target),),
         state=complete, means={"project": in_project(library)})

@@ -8,17 +8,22 @@ from ..sbcl.driver import time_limit
 from ..graph import BinaryNode
 from ..action import Action, Context
 from ..keys import action_key, named_inputs
-from ..toolchain import find_musl, find_sbcl, musl_files, runtime_files, sbcl_files
+from ..targets import TARGETS
+from ..toolchain import (find_musl, find_program, find_sbcl, for_target, musl_files,
+                         runtime_files, sbcl_files)
 from .binary import archives_of, dump_release_core
 
 
 def make_release(action: Action, ctx: Context, outputs: dict):
     """The smoke run, then the archive with its manifest (release.py)."""
     p = action.parameters()
+    target = p.get("target", "")
     release.check_clean(action.task, p["revision"])
     exe = ctx.root / p["exe"]
     if p["smoke_args"] is not None:
-        print(release.smoke_run(exe, p["smoke_args"], ctx.build, action.task, time_limit()))
+        qemu = [str(find_program(TARGETS[target].qemu, "qemu-user-static"))] if target else []
+        print(release.smoke_run(exe, p["smoke_args"], ctx.build, action.task, time_limit(),
+                                qemu))
     dump = next(stage for stage in action.means["stages"] if stage.run is dump_release_core)
     stages = [{"task": stage.task, "key": action_key(stage, ctx),
                "outputs": {role: {"path": str(path), "sha256": ctx.file_digest(path)}
@@ -33,11 +38,13 @@ def make_release(action: Action, ctx: Context, outputs: dict):
                 (ctx.root / stage.outputs[observed.ROLE]).read_text(encoding="utf-8")))
     sources = [{"path": name, "sha256": sha256} for name, sha256 in sorted(sources.items())]
     manifest = release.Manifest(
-        name=p["binary"], version=p["version"], mode=p["mode"], platform=release.PLATFORM,
+        name=p["binary"], version=p["version"], mode=p["mode"],
+        platform=target or release.PLATFORM,
         source_date_epoch=p["epoch"], revision=p["revision"], smoke_args=p["smoke_args"],
         lispbuild=release.lispbuild_identity(), dump_directory=dump.params["dump_directory"],
         toolchain=release.toolchain_identity(
-            release.toolchain_files(find_sbcl(), find_musl(), p["archives"])),
+            release.toolchain_files(find_sbcl(target), find_musl(target), p["archives"],
+                                    target)),
         sources=sources, libraries=p["libraries"], stages=stages,
         executable={"name": p["binary"], "sha256": ctx.file_digest(p["exe"])})
     release.write_archive(outputs["archive"], f"{p['binary']}-{p['version']}", p["binary"],
@@ -51,16 +58,19 @@ def release_action(node: BinaryNode, stages: list[Action], version: str, origin,
     the manifest records), checked by a smoke run. `origin()` is where
     the sources come from (release.Origin), asked when the task is;
     `libraries`, the manifest's record of its ASDF systems."""
-    b = node.binary
+    b, t = node.binary, node.binary.target
     exe = stages[-1].outputs["exe"]
     own = [s for s in sources if not os.path.isabs(s)]
+    # Another machine's is named as the binary is, its archive by its target.
+    name = b.name.removesuffix(f"@{t}") if t else b.name
     return Action(
         task=f"release:{b.name}", run=make_release, inputs=[exe, *sources],
         late=lambda: {"epoch": origin().epoch, "revision": origin().revision(own)},
-        params={"binary": b.name, "version": version, "exe": str(exe), "mode": node.mode,
+        params={"binary": name, "version": version, "exe": str(exe), "mode": node.mode,
                 "archives": archives_of(b), "libraries": libraries,
-                "smoke_args": None if b.smoke_args is None else list(b.smoke_args)},
-        outputs={"archive": Path(release.archive_name(b.name, version))},
-        toolchain=(sbcl_files, runtime_files, musl_files),
+                "smoke_args": None if b.smoke_args is None else list(b.smoke_args),
+                **({"target": t} if t else {})},
+        outputs={"archive": Path(release.archive_name(name, version, t or release.PLATFORM))},
+        toolchain=tuple(for_target(find, t) for find in (sbcl_files, runtime_files, musl_files)),
         # The stages' keys and outputs follow from the inputs and toolchain.
         means={"stages": stages})

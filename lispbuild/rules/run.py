@@ -6,8 +6,11 @@ from pathlib import Path
 from doit.exceptions import TaskFailed
 
 from .. import layout
-from ..sbcl.driver import signal_name, time_limit
-from ..errors import LispFailure
+from ..sbcl.driver import time_limit
+from ..sbcl.outcome import signal_name
+from ..errors import LispFailure, MissingToolchain
+from ..targets import TARGETS, variant
+from ..toolchain import find_program
 from ..buildlock import release_build_lock
 from ..settings import STOP_GRACE_SECONDS, TIME_LIMIT_VARIABLE
 
@@ -27,15 +30,17 @@ def fail(message: str):
     return TaskFailed(message)
 
 
-def run_executable(path: Path, args: list, exit_code: int, limited: bool):
-    """Run a built program; fail unless it exits with exit_code. A test
-    (limited) is stopped after the time limit: SIGTERM, then SIGKILL."""
+def run_executable(path: Path, args: list, exit_code: int, limited: bool, target: str = ""):
+    """Run a built program (another machine's under its qemu); fail unless
+    it exits with exit_code, its own. A test (limited) is stopped after
+    the time limit: SIGTERM, then SIGKILL."""
     try:
         limit = time_limit() if limited else None
-    except LispFailure as error:
+        qemu = [] if not target else [str(find_program(TARGETS[target].qemu, "qemu-user-static"))]
+    except (LispFailure, MissingToolchain) as error:
         return TaskFailed(str(error))
-    shown = layout.executable(path.name)
-    process = subprocess.Popen([str(path), *args])
+    shown = layout.executable(path.name, target)
+    process = subprocess.Popen([*qemu, str(path), *args])
     try:
         returncode = process.wait(timeout=limit)
     except subprocess.TimeoutExpired:
@@ -56,3 +61,17 @@ def run_executable(path: Path, args: list, exit_code: int, limited: bool):
     if returncode != exit_code:
         return TaskFailed(f"{shown} exited with {returncode}, expected {exit_code}")
     return None
+
+
+def program_tasks(kind: str, run, targets: list[str], root: Path):
+    """run:NAME or test:NAME (`kind`) of each machine its binary is built
+    for (`targets`, "" this one): another's is run:NAME@TARGET, under
+    that machine's qemu."""
+    for t in targets:
+        exe = layout.executable(run.binary, t)
+        yield {"basename": kind, "name": variant(run.name, t),
+               "actions": [(run_executable, [root / exe, list(run.args), run.exit_code,
+                                             kind == "test", t])],
+               "task_dep": [f"exe:{variant(run.binary, t)}"], "verbosity": 2,
+               "uptodate": [(program_starts, [])],
+               "doc": f"{kind} {exe} {' '.join(run.args)}"}

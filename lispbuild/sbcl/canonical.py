@@ -19,6 +19,10 @@ own (a user namespace too when not root): there an empty tmpfs hides the
 directory above PARENT (/tmp), and the build's own scratch directory is
 mounted at PARENT/ID. Nothing is created in the shared directory, nothing
 another user put there is seen, and nothing is left when the dump ends.
+Another machine's SBCL runs under qemu from a copy of its sysroot (hard
+links where the file system allows) in PARENT/ID, not from the user's
+cache, so that the paths its image may keep are the same for every user.
+
 Where the kernel allows no namespace (user namespaces turned off, a
 container's seccomp profile), PARENT/ID itself is created, owned by the
 user, mode 0700, after checking that nobody else controls PARENT; a
@@ -35,8 +39,10 @@ from ..digest import digest_bytes
 from ..errors import LispFailure
 from ..jobs import LispJob
 from ..rebuild import ensure
+from ..targets import target_of
 from ..toolchain import find_sbcl
-from .driver import (finished_job, job_form, lisp_plist, sorted_listings_action, support_fasls,
+from .outcome import finished_job
+from .driver import (job_form, lisp_plist, sorted_listings_action, support_fasls,
                      wait_while_owned)
 from .isolation import DEFAULT_RELEASE_DIR, dump_directory, hidden_directory
 from ..settings import RELEASE_DIR_VARIABLE, settings
@@ -46,11 +52,12 @@ def release_directory() -> str:
     return settings().release_dir or DEFAULT_RELEASE_DIR
 
 
-def canonical_environment(preload: Path, shared_libraries: Path) -> dict:
+def canonical_environment(preload: Path, shared_libraries: Path, sbcl_home: Path) -> dict:
     """All a release dump's SBCL sees of the environment: the same for
     every user, shell and machine (`preload` and `shared_libraries`, the
-    project's C libraries, are in the canonical directory)."""
-    return {"PATH": "/usr/bin:/bin", "SBCL_HOME": str(find_sbcl().core.parent),
+    project's C libraries, are in the canonical directory; so is another
+    machine's SBCL_HOME, in its sysroot's copy)."""
+    return {"PATH": "/usr/bin:/bin", "SBCL_HOME": str(sbcl_home),
             "HOME": "/nonexistent", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TZ": "UTC",
             "LD_PRELOAD": str(preload), "LD_LIBRARY_PATH": str(shared_libraries)}
 
@@ -67,7 +74,7 @@ class CanonicalSbcl:
         self.ctx = ctx
 
     @staticmethod
-    def _check_paths(parent: Path, steps):
+    def _check_paths(parent: Path, steps, target: str):
         if not parent.is_absolute() or any(c in str(parent) for c in "*?["):
             raise LispFailure(f"{RELEASE_DIR_VARIABLE}={str(parent)!r}: give an absolute "
                               f"path without * ? or [ (SBCL reads them as wildcards)")
@@ -75,8 +82,8 @@ class CanonicalSbcl:
         if hidden == Path("/"):
             raise LispFailure(f"{RELEASE_DIR_VARIABLE}={str(parent)!r}: give a directory "
                               f"below another than / (the dump hides the one above it)")
-        sbcl = find_sbcl()
-        read_where_they_are = [sbcl.program, sbcl.core] + [
+        sbcl = find_sbcl(target)
+        read_where_they_are = [Path(sbcl.command[0])] + ([] if target else [sbcl.core]) + [
             Path(path) for kind, *rest in steps if kind in ("load", "asdf")
             for path in [rest[0] if kind == "load" else rest[1]] if os.path.isabs(path)]
         for path in read_where_they_are:
@@ -87,10 +94,11 @@ class CanonicalSbcl:
 
     def run(self, job: LispJob) -> str:
         steps = job.state.steps()
+        target = target_of(steps)
         parent = Path(job.hints["release_directory"])
-        self._check_paths(parent, steps)
-        support = support_fasls(self.ctx)
-        listings = sorted_listings_action()
+        self._check_paths(parent, steps, target)
+        support = support_fasls(self.ctx, target)
+        listings = sorted_listings_action(target)
         ensure(listings, self.ctx)
         outputs = {name: value for name, value in job.arguments.items()
                    if isinstance(value, Path)}
@@ -106,6 +114,7 @@ class CanonicalSbcl:
             self._copy_inputs(steps, support, here)
             shutil.copyfile(self.ctx.root / listings.outputs["library"],
                             here / "lispbuild/sorteddir.so")
+            command, home = self._sbcl(target, here, visible)
             fasls = {"asdf": "lispbuild/asdf.fasl",
                      "asdf_support": "lispbuild/asdf-support.fasl",
                      "asdf_cache": f"{visible}/asdf-cache/", "canonical": True,
@@ -114,10 +123,10 @@ class CanonicalSbcl:
                                                    encoding="utf-8")
             with open(here / "out/output.txt", "wb") as out:
                 proc = subprocess.Popen(
-                    [str(find_sbcl().program), "--script", "lispbuild/lispbuild.fasl", "run",
+                    [*command, "--script", "lispbuild/lispbuild.fasl", "run",
                      "out/request.lisp"], stdout=out, stderr=subprocess.STDOUT,
                     env=canonical_environment(visible / "lispbuild/sorteddir.so",
-                                              visible / layout.SHARED_LIBRARIES),
+                                              visible / layout.SHARED_LIBRARIES, home),
                     preexec_fn=lambda: where.preexec(uid, gid))
                 returncode = wait_while_owned(proc, self.ctx.owner, job)
             for name, value in outputs.items():
@@ -130,6 +139,22 @@ class CanonicalSbcl:
 
     def shutdown(self):
         pass
+
+    @staticmethod
+    def _sbcl(target: str, here: Path, visible: Path) -> tuple[list[str], Path]:
+        """The SBCL's command and SBCL_HOME. Another machine's sysroot is
+        in the user's cache: it is linked (or copied) into the canonical
+        directory, where its paths, which the image may keep, are the same
+        for every user."""
+        sbcl = find_sbcl(target)
+        if not target:
+            return list(sbcl.command), sbcl.home
+        root = Path(sbcl.command[2])
+        shutil.copytree(root, here / "sysroot", symlinks=True, copy_function=_link_or_copy)
+        inside = visible / "sysroot"
+        return ([sbcl.command[0], "-L", str(inside),
+                 str(inside / sbcl.program.relative_to(root))],
+                inside / sbcl.home.relative_to(root))
 
     def _copy_inputs(self, steps, support, here: Path):
         """lispbuild's FASLs, the project's FASLs and .asd files (with the
@@ -160,12 +185,20 @@ class CanonicalSbcl:
                 os.utime(os.path.join(directory, name), (0, 0))
 
 
+def _link_or_copy(source, destination):
+    try:
+        os.link(source, destination)
+    except OSError:  # another file system
+        shutil.copy2(source, destination)
+
+
 def _files_read_in_project(listing: Path, visible: Path, root: Path):
     """The files a dump read, as the project's: what it read of the copies
     at `visible` is the project's file of the same name; lispbuild's own
-    files there, its request and ASDF's cache are not the project's."""
+    files there, its request, ASDF's cache and another machine's sysroot
+    are not the project's."""
     inside = f"{visible}/"
-    own = ("lispbuild/", "out/", "asdf-cache/")
+    own = ("lispbuild/", "out/", "asdf-cache/", "sysroot/")
     lines = []
     for path in listing.read_text(encoding="utf-8").splitlines():
         if path.startswith(inside):

@@ -29,6 +29,11 @@
            #:record-relocations-now))
 (in-package #:lispbuild/devdump)
 
+;;; Immobile space is x86-64's alone: elsewhere (arm64, targets.py) a
+;;; worker never runs, and every dump is SAVE-LISP-AND-DIE's own.
+#+x86-64
+(progn
+
 (defvar *relocations* nil
   "The relative jumps found when this image was saved, for every code
 object: a simple-vector of CODE, COUNT, then COUNT triples OFFSET TARGET K.
@@ -199,4 +204,4 @@ pushed onto RELOCS as SB-VM::COLLECT-IMMOBILE-CODE-RELOCS does."
   (skip 'sbcl:statically-link-core)
   (sbcl:encapsulate 'sbcl:collect-immobile-code-relocs 'record
                     (lambda (full-scan)
-                      (multiple-value-call #'keep-relocations (funcall full-scan)))))
+                      (multiple-value-call #'keep-relocations (funcall full-scan))))))

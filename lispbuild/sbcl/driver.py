@@ -8,7 +8,6 @@ lispbuild's own Lisp is compiled once per SBCL build into one FASL
 """
 import os
 import shutil
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -20,7 +19,10 @@ from ..jobs import LispJob
 from ..action import Action, Context
 from ..rebuild import ensure
 from ..scratch import process_alive, scratch_dir
-from ..toolchain import find_asdf_source, find_sbcl, musl_files, sbcl_files, version_numbers
+from ..targets import state_target, without_target
+from ..toolchain import (find_asdf_source, find_sbcl, for_target, musl_files, sbcl_files,
+                         version_numbers)
+from .outcome import finished_job
 from ..settings import TIME_LIMIT_VARIABLE, settings
 
 # Generous: Debian's biggest Lisp files compile in well under a minute.
@@ -91,7 +93,8 @@ def lisp_plist(values: dict) -> str:
 
 def job_form(job: LispJob, steps, diagnostics: Path) -> str:
     """The job as driver.lisp reads it, with `steps` to perform first."""
-    return (f"(:{job.command} " + lisp_plist({"steps": lisp_steps(steps), **job.arguments,
+    return (f"(:{job.command} " + lisp_plist({"steps": lisp_steps(without_target(steps)),
+                                               **job.arguments,
                                                "diagnostics": diagnostics}) + ")")
 
 
@@ -108,18 +111,20 @@ def _named(name: str) -> str:
 
 
 def _compile_support(action: Action, ctx: Context, outputs: dict):
-    _run_sbcl_script("compiling lispbuild's own Lisp", "bootstrap.lisp",
+    _run_sbcl_script(action.params.get("target", ""), "compiling lispbuild's own Lisp",
+                     "bootstrap.lisp",
                      str(outputs["fasl"]), str(outputs["development"]), str(outputs["asdf"]),
-                     str(ctx.root / ASDF_FASL), _named(MAIN_SOURCE),
+                     str(ctx.root / _tools(action.params.get("target", "")) / "asdf.fasl"),
+                     _named(MAIN_SOURCE),
                      *map(_named, SUPPORT_SOURCES), "--", *map(_named, DEVELOPMENT_SOURCES),
                      "--", *map(_named, ASDF_SUPPORT_SOURCES))
 
 
-def _run_sbcl_script(what: str, script: str, *arguments: str) -> str:
-    proc = subprocess.run([str(find_sbcl().program), "--script", str(PACKAGE / script),
+def _run_sbcl_script(target: str, what: str, script: str, *arguments: str) -> str:
+    proc = subprocess.run([*find_sbcl(target).command, "--script", str(PACKAGE / script),
                            *arguments],
                           cwd=NAMED_FROM, capture_output=True, text=True, errors="replace",
-                          env=sbcl_environment())
+                          env=sbcl_environment(target=target))
     if proc.returncode != 0:
         raise LispFailure(f"{what} failed:\n{(proc.stderr + proc.stdout).strip()[-4000:]}")
     return proc.stdout
@@ -129,33 +134,48 @@ def _choose_asdf(action: Action, ctx: Context, outputs: dict):
     """ASDF's own choice, made once: the newer of SBCL's ASDF and Debian's
     cl-asdf, which ASDF would otherwise compile into every build's cache
     and upgrade itself to in every process."""
+    target = action.params.get("target", "")
     newer = find_asdf_source()
-    own = _run_sbcl_script("asking SBCL's ASDF its version", ASDF_CHOICE, "version").strip()
+    own = _run_sbcl_script(target, "asking SBCL's ASDF its version", ASDF_CHOICE,
+                           "version").strip()
     if newer is not None and newer.version() > version_numbers(own):
-        _run_sbcl_script(f"compiling {newer.source}", ASDF_CHOICE, "compile",
+        _run_sbcl_script(target, f"compiling {newer.source}", ASDF_CHOICE, "compile",
                          str(newer.source), str(outputs["fasl"]))
     else:
-        shutil.copyfile(find_sbcl().core.parent / "contrib" / "asdf.fasl", outputs["fasl"])
+        shutil.copyfile(find_sbcl(target).home / "contrib" / "asdf.fasl", outputs["fasl"])
 
 
 TOOLS = Path(layout.from_root(layout.TOOLS))  # where lispbuild's own Lisp is compiled
-ASDF_FASL = TOOLS / "asdf.fasl"
 
 
-def asdf_action() -> Action:
-    return Action(task="lisp:asdf", run=_choose_asdf, inputs=[PACKAGE / ASDF_CHOICE, PACKAGE / INTERNALS],
-                  params={}, toolchain=(sbcl_files,), outputs={"fasl": ASDF_FASL})
+def _tools(target: str) -> Path:
+    """Where lispbuild's own Lisp is compiled for `target`'s SBCL."""
+    return TOOLS / target if target else TOOLS
 
 
-def support_action() -> Action:
-    return Action(task="lisp:lispbuild", run=_compile_support,
+def _suffix(target: str) -> str:
+    return f"@{target}" if target else ""
+
+
+def asdf_action(target: str = "") -> Action:
+    return Action(task=f"lisp:asdf{_suffix(target)}", run=_choose_asdf,
+                  inputs=[PACKAGE / ASDF_CHOICE, PACKAGE / INTERNALS],
+                  params={"target": target} if target else {},
+                  toolchain=(for_target(sbcl_files, target),),
+                  outputs={"fasl": _tools(target) / "asdf.fasl"})
+
+
+def support_action(target: str = "") -> Action:
+    tools = _tools(target)
+    return Action(task=f"lisp:lispbuild{_suffix(target)}", run=_compile_support,
                   inputs=[PACKAGE / n for n in (*SUPPORT_SOURCES, MAIN_SOURCE,
                                                 *DEVELOPMENT_SOURCES, *ASDF_SUPPORT_SOURCES,
                                                 "bootstrap.lisp")]
-                  + [ASDF_FASL],
-                  params={}, toolchain=(sbcl_files,),
-                  outputs={"fasl": TOOLS / "lispbuild.fasl", "asdf": TOOLS / "asdf-support.fasl",
-                           "development": TOOLS / "development.fasl"})
+                  + [tools / "asdf.fasl"],
+                  params={"target": target} if target else {},
+                  toolchain=(for_target(sbcl_files, target),),
+                  outputs={"fasl": tools / "lispbuild.fasl", "asdf": tools / "asdf-support.fasl",
+                           "development": tools / "development.fasl"})
 
 
 @dataclass(frozen=True)
@@ -168,11 +188,12 @@ class Support:
     development: Path  # what only development executables load (develop.lisp)
 
 
-def support_fasls(ctx: Context) -> Support:
-    """lispbuild.fasl, asdf.fasl and asdf-support.fasl, compiled (or restored) if needed."""
-    asdf = asdf_action()
+def support_fasls(ctx: Context, target: str = "") -> Support:
+    """lispbuild.fasl, asdf.fasl and asdf-support.fasl of `target`'s SBCL,
+    compiled (or restored) if needed."""
+    asdf = asdf_action(target)
     ensure(asdf, ctx)
-    action = support_action()
+    action = support_action(target)
     ensure(action, ctx)
     return Support(ctx.root / action.outputs["fasl"], ctx.root / asdf.outputs["fasl"],
                    ctx.root / action.outputs["asdf"], ctx.root / action.outputs["development"])
@@ -186,24 +207,27 @@ def support_settings(ctx: Context, support: Support) -> dict:
 
 
 def _build_sorted_listings(action: Action, ctx: Context, outputs: dict):
-    link.build_sorted_listings(outputs["library"], ctx.root, action.task)
+    link.build_sorted_listings(outputs["library"], ctx.root, action.task,
+                               action.params.get("target", ""))
 
 
-def sorted_listings_action() -> Action:
-    """The library preloaded into release dumps (canonical.py)."""
-    return Action(task="lisp:sorteddir", run=_build_sorted_listings,
-                  inputs=[link.SORTED_LISTINGS_SOURCE], params={}, toolchain=(musl_files,),
-                  outputs={"library": TOOLS / "sorteddir.so"})
+def sorted_listings_action(target: str = "") -> Action:
+    """The library preloaded into release dumps (canonical.py), for the
+    glibc `target`'s SBCL runs on."""
+    return Action(task=f"lisp:sorteddir{_suffix(target)}", run=_build_sorted_listings,
+                  inputs=[link.SORTED_LISTINGS_SOURCE], params={"target": target} if target else {},
+                  toolchain=(for_target(musl_files, target),),
+                  outputs={"library": _tools(target) / "sorteddir.so"})
 
 
-def sbcl_environment(root: Path | None = None) -> dict:
-    """The environment of lispbuild's SBCLs; in a project (`root`), the
-    dynamic loader also finds the shared libraries built from its
-    libraries' C files (graph.shared_library), as their code asks for them
-    by name."""
+def sbcl_environment(root: Path | None = None, target: str = "") -> dict:
+    """The environment of lispbuild's SBCLs (`target`'s); in a project
+    (`root`), the dynamic loader also finds the shared libraries built
+    from its libraries' C files (graph.shared_library), as their code asks
+    for them by name."""
     env = dict(os.environ)
-    env["SBCL_HOME"] = str(find_sbcl().core.parent)
-    if root is not None:
+    env["SBCL_HOME"] = str(find_sbcl(target).home)
+    if root is not None and not target:
         # There before the SBCL starts: glibc remembers a directory that
         # was missing at its first search and never looks in it again.
         (root / layout.SHARED_LIBRARIES).mkdir(parents=True, exist_ok=True)
@@ -216,64 +240,6 @@ def sbcl_environment(root: Path | None = None) -> dict:
 def asdf_cache(ctx: Context) -> str:
     """Where ASDF compiles what it loads itself (:defsystem-depends-on)."""
     return str(layout.state(ctx.build, layout.ASDF_CACHE)) + "/"
-
-
-# --- what a job's end means ----------------------------------------------
-
-def signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
-def check_result(job: LispJob, status: str, diagnostics: str, printed: Path | None,
-                 build: Path) -> str:
-    """The notes of a job that succeeded; LispFailure saying what happened
-    otherwise. `status` is "exit N" or "signal N"; `printed` the file that
-    holds what SBCL printed, kept under build/ (output.py) and shown as
-    its first and last lines."""
-    from .. import space  # here: a build with nothing to do needs it not
-    kind, number = status.split()
-    what = f"{job.task}"
-    said = printed_words(job.task, printed, build) if printed is not None else ""
-    if kind == "exit" and number == "0":
-        if job.product.exists():
-            # What the project's own code printed while it compiled is
-            # shown, as ASDF's REPL would show it; a dump's (SBCL's own
-            # words) is only kept.
-            if said and job.command == "compile" and job.hints.get("project"):
-                return f"{diagnostics}{said.lstrip()}\n"
-            return diagnostics
-        raise LispFailure(f"{what}: SBCL exited with code 0 without writing "
-                          f"{job.product.name} (does the code call exit while it is "
-                          f"compiled or loaded?){said}")
-    if kind == "exit" and number == "1" and diagnostics.strip():
-        raise LispFailure(f"{what} failed:\n{diagnostics.strip()}{said}")
-    if kind == "signal":
-        happened = f"SBCL was killed by {signal_name(int(number))}"
-    else:
-        happened = f"SBCL exited with code {number} without writing {job.product.name}"
-    raise LispFailure(f"{what}: {happened}" + space.full_note(job.product, build)
-                      + (f"\n{diagnostics.strip()}" if diagnostics.strip() else "") + said)
-
-
-def printed_words(task: str, printed: Path, build: Path) -> str:
-    """What a job printed (the file `printed`, then kept under build/ by
-    output.py), as "\nTASK printed:\n" and its first and last lines; "" if
-    nothing."""
-    from .. import output
-    kept = output.keep(printed, build, task)
-    shown = output.excerpt(kept, os.path.relpath(kept, build.parent)).strip() if kept else ""
-    return f"\n{task} printed:\n{shown}" if shown else ""
-
-
-def finished_job(job: LispJob, returncode: int, diagnostics: Path, printed: Path,
-                 build: Path) -> str:
-    """check_result on what an SBCL that has exited left behind."""
-    reported = diagnostics.read_text(encoding="utf-8") if diagnostics.exists() else ""
-    status = f"signal {-returncode}" if returncode < 0 else f"exit {returncode}"
-    return check_result(job, status, reported, printed, build)
 
 
 # --- the fresh-process strategy ------------------------------------------
@@ -330,7 +296,8 @@ class FreshSbcl:
         self.ctx = ctx
 
     def run(self, job: LispJob) -> str:
-        support = support_fasls(self.ctx)
+        target = state_target(job.state)
+        support = support_fasls(self.ctx, target)
         with scratch_dir(self.ctx.build, "job-") as tmp:
             request, diagnostics = Path(tmp) / "request.lisp", Path(tmp) / "diagnostics.txt"
             request.write_text(f"({job_form(job, job.state.steps(), diagnostics)} "
@@ -338,11 +305,11 @@ class FreshSbcl:
                                encoding="utf-8")
             printed = Path(tmp) / "output.txt"
             with open(printed, "wb") as out:
-                proc = subprocess.Popen([str(find_sbcl().program), "--script",
+                proc = subprocess.Popen([*find_sbcl(target).command, "--script",
                                          str(support.lispbuild), "run",
                                          str(request)], cwd=self.ctx.root, stdout=out,
                                         stderr=subprocess.STDOUT,
-                                        env=sbcl_environment(self.ctx.root))
+                                        env=sbcl_environment(self.ctx.root, target))
                 returncode = wait_while_owned(proc, self.ctx.owner, job)
             return finished_job(job, returncode, diagnostics, printed, self.ctx.build)
 

@@ -58,15 +58,18 @@
        "SYMBOL-DBINFO")
       ;; The heap and code in immobile space (dump.lisp, devdump.lisp).
       ("SB-VM" "MAP-ALLOCATED-OBJECTS" "CODE-HEADER-WIDETAG" "LOWTAG-MASK" "WORD-SHIFT"
-       "SIMPLE-FUN-ENTRY-SAP" "COLLECT-IMMOBILE-CODE-RELOCS" "STATICALLY-LINK-CORE"
-       "IMMOBILE-SPACE-ADDR-P" "FIND-CALLED-OBJECT"
+       "SIMPLE-FUN-ENTRY-SAP"
        ;; The lowest Lisp space, above the runtime's own ELF image (perfmap.lisp).
        "STATIC-SPACE-START" "CODE-CONSTANTS-OFFSET")
-      ("SB-FASL" "*ASSEMBLER-ROUTINES*" "CALC-ASM-ROUTINE-BOUNDS"
+      ("SB-FASL" "*ASSEMBLER-ROUTINES*"
        ;; Where a FASL names the file of its coverage records (compile.lisp).
        "DUMP-CODE-COVERAGE-RECORDS")
-      ("SB-DISASSEM" "MAKE-DSTATE" "%MAKE-SEGMENT")
-      ("SB-X86-64-ASM" "SCAN-RELATIVE-OPERANDS")
+      ;; Immobile space, which only x86-64 has (devdump.lisp).
+      #+x86-64 ("SB-VM" "COLLECT-IMMOBILE-CODE-RELOCS" "STATICALLY-LINK-CORE"
+                "IMMOBILE-SPACE-ADDR-P" "FIND-CALLED-OBJECT")
+      #+x86-64 ("SB-FASL" "CALC-ASM-ROUTINE-BOUNDS")
+      #+x86-64 ("SB-DISASSEM" "MAKE-DSTATE" "%MAKE-SEGMENT")
+      #+x86-64 ("SB-X86-64-ASM" "SCAN-RELATIVE-OPERANDS")
       ;; Foreign memory, the linkage table, signals.
       ("SB-SYS" "*LINKAGE-INFO*" "*SHARED-OBJECTS*" "ENABLE-INTERRUPT" "INTERACTIVE-INTERRUPT"
        "INT-SAP" "SAP+" "SAP-" "SAP-INT" "SAP-REF-32" "SYSTEM-AREA-POINTER" "VECTOR-SAP"

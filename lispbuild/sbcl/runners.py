@@ -20,6 +20,7 @@ import sys
 from ..errors import BuildGone
 from ..scratch import process_alive
 from ..settings import settings
+from ..targets import state_target
 
 SAME_BYTES = {
     "fresh": {"compile": True, "check-undefined": True, "grovel": True, "wrapper": True,
@@ -74,7 +75,10 @@ class Runners:
         """The runners that may run `job`, in the order they are tried."""
         if job.command == "dump" and job.hints.get("release_directory"):
             return ["canonical"]
-        if self.fresh_only or job.command not in SAME_BYTES["workers"]:
+        # Workers are forked from this machine's SBCL; another machine's
+        # runs fresh, under qemu (targets.py).
+        if self.fresh_only or job.command not in SAME_BYTES["workers"] \
+                or state_target(job.state):
             return ["fresh"]
         return ["workers", "fresh"]
 

@@ -39,8 +39,9 @@ from ..jobs import LispJob
 from ..rebuild import ensure, keep_output
 from ..scratch import process_alive
 from ..toolchain import find_sbcl
-from .driver import (check_result, job_form, job_time_limit, lisp_literal, lisp_plist,
-                     lisp_steps, over_time, sbcl_environment, support_fasls, support_settings)
+from .driver import (job_form, job_time_limit, lisp_literal, lisp_plist, lisp_steps,
+                     over_time, sbcl_environment, support_fasls, support_settings)
+from .outcome import check_result
 from .processes import FileLock, become_subreaper, dev_runtime_action, read_reply
 from .registry import Image, Worker, deepest, deepest_image, registered
 from .runners import RunnerUnavailable
