@@ -98,7 +98,7 @@ def compile_c(source: Path, object_file: Path, cwd: Path, task: str, weak: bool 
     in the one namespace of a static executable the first definition wins,
     as the first library loaded wins a global lookup."""
     musl = find_musl(target)
-    _run([*musl.command, *CFLAGS, "-c", source, "-o", object_file],
+    _run([*musl.command(), *CFLAGS, "-c", source, "-o", object_file],
          f"{musl.gcc.name} on {source}", cwd, task)
     if weak:
         _run([find_program("objcopy", "binutils"), "--weaken", object_file],
@@ -112,7 +112,7 @@ def link_runtime(objects: list[Path], archives: list[Path], runtime: Path, cwd: 
     first, so their definitions win; archives come after what references
     them."""
     musl = find_musl(target)
-    _run([*musl.command, "-static", "-o", runtime, find_sbcl(target).runtime_o, *objects,
+    _run([*musl.command(), "-static", "-o", runtime, find_sbcl(target).runtime_o, *objects,
           *archives, musl.zstd, "-lm"], f"{task}: the static link", cwd, task)
 
 

@@ -82,11 +82,12 @@ def _resolve(target: str, packages: list[str]) -> list[dict]:
     """apt's candidates for `packages` of `target`'s architecture, and the
     libraries (not -dev, not libc6) each -dev one depends on."""
     arch = TARGETS[target].debian
-    hint = (f"the {arch} packages are unknown to apt: run setup.sh (it runs "
-            f"dpkg --add-architecture {arch} and apt-get update)")
+    hint = (f"(is {arch} one of dpkg's architectures here? setup.sh adds it: "
+            f"dpkg --add-architecture {arch}, then apt-get update)")
     try:
         shown = _fields(_run(["apt-cache", "show", "--no-all-versions",
-                              *(f"{p}:{arch}" for p in packages)], f"apt-cache show ({hint})"))
+                              *(f"{p}:{arch}" for p in packages)],
+                             f"asking apt for {target}'s {', '.join(packages)}"))
     except MissingToolchain as error:
         raise MissingToolchain(f"{error}\n{hint}") from None
     more = {d.split()[0].split(":")[0] for s in shown if s["Package"].endswith("-dev")

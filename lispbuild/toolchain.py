@@ -42,9 +42,18 @@ class Sbcl:
     program: Path    # the sbcl runtime that compiles and dumps
     core: Path       # its core; the embedded core must come from this build
     runtime_o: Path  # the whole C runtime as one relocatable object
-    # How to start it: the program, after qemu and the sysroot for another
-    # machine's (sysroot.py).
-    command: tuple[str, ...] = ()
+    # Another machine's runs under qemu, with its libraries from the sysroot.
+    qemu: Path | None = None
+    sysroot: Path | None = None
+
+    def command(self, sysroot: Path | None = None) -> list[str]:
+        """How to start it (another machine's with its sysroot at
+        `sysroot`, when not where sysroot.py made it)."""
+        if self.qemu is None:
+            return [str(self.program)]
+        root = sysroot or self.sysroot
+        return [str(self.qemu), "-L", str(root),
+                str(root / self.program.relative_to(self.sysroot))]
 
     @property
     def home(self) -> Path:
@@ -61,7 +70,6 @@ class Musl:
     libc: Path
     zstd: Path       # the runtime reads zstd-compressed cores
 
-    @property
     def command(self) -> list:
         """How to compile and link with musl: musl-gcc, or for another
         machine its cross gcc with musl's specs there (sysroot.py)."""
@@ -73,15 +81,15 @@ def find_sbcl(target: str = "") -> Sbcl:
     if not is_host(target):
         root = sysroot.sysroot(target)
         program, home = root / "usr/bin/sbcl", root / "usr/lib/sbcl"
-        qemu = find_program(TARGETS[target].qemu, "qemu-user-static")
-        return Sbcl(program=program, core=_file(home / "sbcl.core", f"sbcl:{TARGETS[target].debian}"),
-                    runtime_o=_file(home / "sbcl.o", f"sbcl:{TARGETS[target].debian}"),
-                    command=(str(qemu), "-L", str(root), str(program)))
+        package = f"sbcl:{TARGETS[target].debian}"
+        return Sbcl(program=program, core=_file(home / "sbcl.core", package),
+                    runtime_o=_file(home / "sbcl.o", package),
+                    qemu=find_program(TARGETS[target].qemu, "qemu-user-static"), sysroot=root)
     program = find_program("sbcl", "sbcl")
     home = Path(os.environ.get("SBCL_HOME") or program.resolve().parent.parent / "lib" / "sbcl")
     return Sbcl(program=program,
                 core=_file(home / "sbcl.core", "sbcl"),
-                runtime_o=_file(home / "sbcl.o", "sbcl"), command=(str(program),))
+                runtime_o=_file(home / "sbcl.o", "sbcl"))
 
 
 @functools.cache

@@ -83,7 +83,7 @@ class CanonicalSbcl:
             raise LispFailure(f"{RELEASE_DIR_VARIABLE}={str(parent)!r}: give a directory "
                               f"below another than / (the dump hides the one above it)")
         sbcl = find_sbcl(target)
-        read_where_they_are = [Path(sbcl.command[0])] + ([] if target else [sbcl.core]) + [
+        read_where_they_are = [sbcl.qemu or sbcl.program] + ([] if target else [sbcl.core]) + [
             Path(path) for kind, *rest in steps if kind in ("load", "asdf")
             for path in [rest[0] if kind == "load" else rest[1]] if os.path.isabs(path)]
         for path in read_where_they_are:
@@ -147,14 +147,12 @@ class CanonicalSbcl:
         directory, where its paths, which the image may keep, are the same
         for every user."""
         sbcl = find_sbcl(target)
-        if not target:
-            return list(sbcl.command), sbcl.home
-        root = Path(sbcl.command[2])
-        shutil.copytree(root, here / "sysroot", symlinks=True, copy_function=_link_or_copy)
+        if sbcl.sysroot is None:
+            return sbcl.command(), sbcl.home
+        shutil.copytree(sbcl.sysroot, here / "sysroot", symlinks=True,
+                        copy_function=_link_or_copy)
         inside = visible / "sysroot"
-        return ([sbcl.command[0], "-L", str(inside),
-                 str(inside / sbcl.program.relative_to(root))],
-                inside / sbcl.home.relative_to(root))
+        return sbcl.command(inside), inside / sbcl.home.relative_to(sbcl.sysroot)
 
     def _copy_inputs(self, steps, support, here: Path):
         """lispbuild's FASLs, the project's FASLs and .asd files (with the

@@ -121,7 +121,7 @@ def _compile_support(action: Action, ctx: Context, outputs: dict):
 
 
 def _run_sbcl_script(target: str, what: str, script: str, *arguments: str) -> str:
-    proc = subprocess.run([*find_sbcl(target).command, "--script", str(PACKAGE / script),
+    proc = subprocess.run([*find_sbcl(target).command(), "--script", str(PACKAGE / script),
                            *arguments],
                           cwd=NAMED_FROM, capture_output=True, text=True, errors="replace",
                           env=sbcl_environment(target=target))
@@ -305,7 +305,7 @@ class FreshSbcl:
                                encoding="utf-8")
             printed = Path(tmp) / "output.txt"
             with open(printed, "wb") as out:
-                proc = subprocess.Popen([*find_sbcl(target).command, "--script",
+                proc = subprocess.Popen([*find_sbcl(target).command(), "--script",
                                          str(support.lispbuild), "run",
                                          str(request)], cwd=self.ctx.root, stdout=out,
                                         stderr=subprocess.STDOUT,

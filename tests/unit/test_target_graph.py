@@ -10,7 +10,7 @@ import pytest
 from lispbuild import keys, layout, sysroot, targets, toolchain
 from lispbuild.action import Context
 from lispbuild.declare import Library, Project, Source
-from lispbuild.errors import DeclarationError
+from lispbuild.errors import DeclarationError, MissingToolchain
 from lispbuild.graph import plan
 from lispbuild.jobs import LispJob
 from lispbuild.rules.binary import binary_actions, c_action
@@ -182,3 +182,10 @@ def test_a_sysroot_is_made_once_per_set_of_packages_and_apts_lists(tmp_path, mon
     assert root_for() == first and len(asked) == 2  # both remembered
     os.utime(tmp_path / "lists", (1, 1))  # apt-get update: asked again, same debs
     assert root_for() == first and len(asked) == 3 and len(made) == 2
+
+
+def test_a_package_apt_does_not_know_fails_naming_it_and_what_may_be_missing():
+    with pytest.raises(MissingToolchain) as failed:
+        sysroot._resolve(ARM, ["no-such-package-of-lispbuild"])
+    assert "no-such-package-of-lispbuild" in str(failed.value)
+    assert "dpkg --add-architecture arm64" in str(failed.value)
