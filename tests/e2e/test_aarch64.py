@@ -3,17 +3,19 @@ repository's dodo.py declares for both machines run from an empty root
 under qemu-aarch64-static; an arm64 suite passes or fails by its own exit
 code; a pure-Lisp edit does not relink the arm64 runtime; an arm64 release
 is the same bytes from two checkouts, users' caches and environments, and
-`doit verify` rebuilds it identically."""
+from a user who is not root, and `doit verify` rebuilds it identically."""
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
 
 from conftest import REPO, built, doit, write_project
+from test_campaign import ordinary_user, user_doit  # noqa: F401 (a fixture)
 from dodo_text import dodo_py
 from lispbuild.embed import check_static
 
@@ -166,3 +168,25 @@ def test_doit_verify_rebuilds_an_arm64_release_identically(arm_releases):
     result = doit(first, "verify", ARCHIVE)
     assert result.returncode == 0, result.output
     assert "identical: every stage, the executable and the archive" in result.output
+
+
+def test_an_ordinary_user_releases_the_arm64_executable_root_releases(ordinary_user, arm_releases,
+                                                                     tmp_path):
+    """Not root: apt-get download into a sysroot of the user's own, qemu,
+    the canonical dump in a user namespace; the same executable as root's."""
+    user, shared = ordinary_user
+    first, _, _ = arm_releases
+    project = Path(tempfile.mkdtemp(prefix="lispbuild-arm-user-"))
+    try:
+        shutil.copytree(REPO / "samples/hello", project / "samples/hello")
+        (project / "dodo.py").write_text(HELLO)
+        project.chmod(0o755)
+        subprocess.run(["chown", "-R", f"{user.pw_uid}:{user.pw_gid}", str(project)], check=True)
+        release = user_doit(user, shared, project, "-n", "2", f"release:hello@{ARM}")
+        assert release.returncode == 0, release.output
+        assert list(Path(user.pw_dir, ".cache/lispbuild/sysroots").glob(f"{ARM}-*"))
+        exe = f"build/{ARM}/release/hello/hello"
+        assert (project / exe).stat().st_uid == user.pw_uid
+        assert (project / exe).read_bytes() == (first / exe).read_bytes()
+    finally:
+        shutil.rmtree(project, ignore_errors=True)
