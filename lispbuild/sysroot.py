@@ -61,7 +61,14 @@ def _run(command: list[str], what: str, cwd=None) -> str:
 
 def dev_package(archive: str) -> str:
     """The Debian package that holds a host archive (dpkg -S)."""
-    out = _run(["dpkg", "-S", archive], f"finding the package of {archive}")
+    try:
+        out = _run(["dpkg", "-S", archive], f"finding the package of {archive}")
+    except MissingToolchain:
+        raise MissingToolchain(
+            f"{archive}: no installed Debian package holds it, so its build for another "
+            f"machine cannot be found: declare archives from Debian's -dev packages "
+            f"(their arm64 ones are downloaded), or build this binary for this machine "
+            f"alone") from None
     return out.split(":", 1)[0].strip()
 
 

@@ -36,11 +36,10 @@ TARGET_STEP = "target"
 
 
 def check_targets(binary: str, targets) -> tuple[str, ...]:
-    """The targets a binary is declared for, each known, the host first if
-    named; none given means the host's alone."""
+    """The targets a binary is declared for, each a known one, each once."""
     names = tuple(dict.fromkeys(str(t) for t in targets))
     unknown = [t for t in names if t not in TARGETS]
-    if unknown or (targets is not None and not names):
+    if unknown or not names:
         raise DeclarationError(f"binary {binary}: targets={list(targets)!r}: each target must "
                                f"be one of {', '.join(TARGETS)}")
     return names
@@ -87,7 +86,8 @@ def without_target(steps) -> list:
 def machines(binary) -> list[str]:
     """The targets a binary is planned for, the host's as "": the host's
     alone unless it names targets. A coverage suite's (doit coverage) is
-    the host's alone."""
+    the host's alone ("coverage": modes.COVERAGE, which imports this module's
+    importer)."""
     if not binary.targets or binary.mode == "coverage":
         return [""]
     return ["" if is_host(t) else t for t in binary.targets]

@@ -189,3 +189,11 @@ def test_a_package_apt_does_not_know_fails_naming_it_and_what_may_be_missing():
         sysroot._resolve(ARM, ["no-such-package-of-lispbuild"])
     assert "no-such-package-of-lispbuild" in str(failed.value)
     assert "dpkg --add-architecture arm64" in str(failed.value)
+
+
+def test_an_archive_no_debian_package_holds_cannot_be_found_for_another_machine(tmp_path):
+    own = tmp_path / "libmine.a"
+    own.write_bytes(b"!<arch>\n")
+    with pytest.raises(MissingToolchain, match="libmine.a: no installed Debian package holds it"):
+        sysroot.dev_package(str(own))
+    assert sysroot.dev_package("/usr/lib/x86_64-linux-gnu/libz.a") == "zlib1g-dev"
