@@ -266,9 +266,14 @@ def test_watch_reloads_the_server_and_restarts_it_when_it_must(samples, tmp_path
         assert re.findall(r"run:webserver: started \(pid (\d+)\)", watch.output()) == [first]
         # The rebuild's phases, each a time, then the whole from the save,
         # which the reload ended: the dump and the executable came after.
-        times = re.findall(r"^\d\d:\d\d:\d\d   detection (\S+) s, graph (\S+) s, compile "
-                           r"(\S+) s, reload (\S+) s, dump (\S+) s, executable (\S+) s; "
-                           r"save to ready (\S+) s$", watch.output(), re.M)
+        # (Said after the status line, once the program is checked.)
+        phase_line = re.compile(r"^\d\d:\d\d:\d\d   detection (\S+) s, graph (\S+) s, compile "
+                                r"(\S+) s, reload (\S+) s, dump (\S+) s, executable (\S+) s; "
+                                r"save to ready (\S+) s$", re.M)
+        deadline = time.monotonic() + 60
+        while not phase_line.search(watch.output()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        times = phase_line.findall(watch.output())
         assert len(times) == 1, watch.output()
         phases, total = [float(t) for t in times[0][:-1]], float(times[0][-1])
         assert all(t >= 0 for t in phases) and 0 < sum(phases[:4]) <= total + 0.05, times
