@@ -19,7 +19,7 @@ from ..jobs import LispJob
 from ..action import Action, Context
 from ..rebuild import ensure
 from ..scratch import process_alive, scratch_dir
-from ..targets import state_target, without_target
+from ..targets import state_target, variant, without_target
 from ..toolchain import (find_asdf_source, find_sbcl, for_target, musl_files, sbcl_files,
                          version_numbers)
 from .outcome import finished_job
@@ -153,12 +153,8 @@ def _tools(target: str) -> Path:
     return TOOLS / target if target else TOOLS
 
 
-def _suffix(target: str) -> str:
-    return f"@{target}" if target else ""
-
-
 def asdf_action(target: str = "") -> Action:
-    return Action(task=f"lisp:asdf{_suffix(target)}", run=_choose_asdf,
+    return Action(task=variant("lisp:asdf", target), run=_choose_asdf,
                   inputs=[PACKAGE / ASDF_CHOICE, PACKAGE / INTERNALS],
                   params={"target": target} if target else {},
                   toolchain=(for_target(sbcl_files, target),),
@@ -167,7 +163,7 @@ def asdf_action(target: str = "") -> Action:
 
 def support_action(target: str = "") -> Action:
     tools = _tools(target)
-    return Action(task=f"lisp:lispbuild{_suffix(target)}", run=_compile_support,
+    return Action(task=variant("lisp:lispbuild", target), run=_compile_support,
                   inputs=[PACKAGE / n for n in (*SUPPORT_SOURCES, MAIN_SOURCE,
                                                 *DEVELOPMENT_SOURCES, *ASDF_SUPPORT_SOURCES,
                                                 "bootstrap.lisp")]
@@ -214,7 +210,7 @@ def _build_sorted_listings(action: Action, ctx: Context, outputs: dict):
 def sorted_listings_action(target: str = "") -> Action:
     """The library preloaded into release dumps (canonical.py), for the
     glibc `target`'s SBCL runs on."""
-    return Action(task=f"lisp:sorteddir{_suffix(target)}", run=_build_sorted_listings,
+    return Action(task=variant("lisp:sorteddir", target), run=_build_sorted_listings,
                   inputs=[link.SORTED_LISTINGS_SOURCE], params={"target": target} if target else {},
                   toolchain=(for_target(musl_files, target),),
                   outputs={"library": _tools(target) / "sorteddir.so"})

@@ -38,6 +38,23 @@ def built(project: Path, *args, env=None) -> DoitRun:
     return result
 
 
+def built_at_once(task: str, first: Path, env_first: dict, second: Path,
+                  env_second: dict) -> str:
+    """`doit -n 2 TASK` in two checkouts at once (each build's processes
+    compete with the other's for the cores), the second with umask 077;
+    both must pass. What the first printed."""
+    command = [sys.executable, "-m", "doit", "-n", "2", task]
+    builds = [subprocess.Popen(command, cwd=first, env=env_first, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True),
+              subprocess.Popen(command, cwd=second, env=env_second, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=lambda: os.umask(0o077))]
+    outputs = [build.communicate()[0] for build in builds]
+    for build, output in zip(builds, outputs):
+        assert build.returncode == 0, output
+    return outputs[0]
+
+
 def terminal_session():
     """preexec_fn of a build the test stops as Ctrl-C does: a session of
     its own whose processes take SIGINT as a terminal's do, even when the

@@ -7,14 +7,13 @@ from a user who is not root, and `doit verify` rebuilds it identically."""
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from conftest import REPO, built, doit, write_project
+from conftest import REPO, built, built_at_once, doit, write_project
 from test_campaign import ordinary_user, user_doit  # noqa: F401 (a fixture)
 from dodo_text import dodo_py
 from lispbuild.embed import check_static
@@ -136,17 +135,9 @@ def arm_releases(tmp_path_factory):
     other_home.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("LISPBUILD_STORE",
                                                              "SOURCE_DATE_EPOCH")}
-    command = [sys.executable, "-m", "doit", "-n", "2", f"release:hello@{ARM}"]
-    builds = [subprocess.Popen(command, cwd=first, env={**env, "TZ": "UTC"},
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
-              subprocess.Popen(command, cwd=second, stdout=subprocess.PIPE,
-                               env={**env, "TZ": "Asia/Tokyo", "HOME": str(other_home)},
-                               stderr=subprocess.STDOUT, text=True,
-                               preexec_fn=lambda: os.umask(0o077))]
-    outputs = [b.communicate()[0] for b in builds]
-    for b, output in zip(builds, outputs):
-        assert b.returncode == 0, output
-    return first, second, outputs[0]
+    return first, second, built_at_once(
+        f"release:hello@{ARM}", first, {**env, "TZ": "UTC"},
+        second, {**env, "TZ": "Asia/Tokyo", "HOME": str(other_home)})
 
 
 ARCHIVE = f"dist/hello-1.0.0-{ARM}.tar.gz"

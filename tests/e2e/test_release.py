@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, doit
+from conftest import REPO, built_at_once, doit
 from lispbuild import link, release
 from lispbuild.sbcl import isolation
 from lispbuild.settings import RELEASE_DIR_VARIABLE
@@ -104,16 +104,7 @@ def releases(tmp_path_factory):
     for name in ("LISPBUILD_STORE", "SOURCE_DATE_EPOCH"):
         env_first.pop(name, None)
         env_second.pop(name, None)
-    command = [sys.executable, "-m", "doit", "-n", "2", "release"]
-    builds = [subprocess.Popen(command, cwd=first, env=env_first, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True),
-              subprocess.Popen(command, cwd=second, env=env_second, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True,
-                               preexec_fn=lambda: os.umask(0o077))]
-    outputs = [build.communicate()[0] for build in builds]
-    for build, output in zip(builds, outputs):
-        assert build.returncode == 0, output
-    return first, second, outputs[0]
+    return first, second, built_at_once("release", first, env_first, second, env_second)
 
 
 def test_two_release_builds_are_byte_identical(releases):
